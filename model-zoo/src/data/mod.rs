@@ -1,0 +1,4 @@
+//! Readers for the datasets Kiln trains and evaluates on.
+
+pub mod fashion_mnist;
+pub mod idx;

@@ -1,0 +1,53 @@
+//! Test-set evaluation of classifiers.
+
+use crate::classifier::{ImageClassifier, top_k};
+use crate::data::fashion_mnist::FashionMnist;
+use crate::error::Result;
+use crate::image_input::ImageSpec;
+
+/// Top-1 and top-5 accuracy over a labelled set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accuracy {
+    pub samples: usize,
+    pub top1: f64,
+    pub top5: f64,
+}
+
+/// Evaluate a classifier on every image of a Fashion-MNIST split, `batch_size` at a time.
+pub fn evaluate_fashion_mnist(
+    classifier: &ImageClassifier,
+    data: &FashionMnist,
+    spec: &ImageSpec,
+    batch_size: usize,
+) -> Result<Accuracy> {
+    let (mut top1, mut top5) = (0usize, 0usize);
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let inputs = chunk
+            .iter()
+            .map(|&i| fashion_mnist_input(data, i, spec))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        for (probabilities, &i) in classifier.classify_batch(&refs)?.iter().zip(chunk) {
+            let best = top_k(probabilities, 5);
+            top1 += usize::from(best[0] == data.label(i));
+            top5 += usize::from(best.contains(&data.label(i)));
+        }
+    }
+    let n = data.len().max(1) as f64;
+    Ok(Accuracy {
+        samples: data.len(),
+        top1: top1 as f64 / n,
+        top5: top5 as f64 / n,
+    })
+}
+
+/// Model input for image `index`, preprocessed exactly as the server preprocesses uploads.
+pub fn fashion_mnist_input(
+    data: &FashionMnist,
+    index: usize,
+    spec: &ImageSpec,
+) -> Result<Vec<f32>> {
+    let pixels: Vec<f32> = data.image(index).iter().map(|&p| f32::from(p)).collect();
+    spec.from_pixels(28, 28, 1, &pixels)
+}

@@ -1,0 +1,237 @@
+//! Turning user images into model input: decode PNG/JPEG, convert colour, resize and
+//! normalise, as a model's input spec says. Output is `[channels, height, width]` f32 in
+//! row-major order.
+
+use std::io::Cursor;
+
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageReader, Limits};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, ZooError};
+
+/// Largest decoded image accepted by default (pixels); guards against decompression bombs.
+pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
+
+/// What a vision model expects as input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// 1 (grayscale) or 3 (RGB).
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Per-channel mean subtracted after scaling pixels to 0..1.
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation divided after subtracting the mean.
+    #[serde(default)]
+    pub std: Vec<f32>,
+    /// Largest image (width × height) accepted before decoding.
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+fn default_max_pixels() -> u64 {
+    DEFAULT_MAX_PIXELS
+}
+
+impl ImageSpec {
+    /// Number of f32 values in one preprocessed image.
+    pub fn input_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Input tensor shape for one image.
+    pub fn shape(&self) -> [usize; 3] {
+        [self.channels, self.height, self.width]
+    }
+
+    /// Check that the spec itself makes sense (used when a model config is loaded).
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: String| Err(ZooError::InvalidInput(m));
+        if self.channels != 1 && self.channels != 3 {
+            return fail(format!(
+                "input channels must be 1 or 3, not {}",
+                self.channels
+            ));
+        }
+        if self.height == 0 || self.width == 0 {
+            return fail("input height and width must be positive".into());
+        }
+        for (name, values) in [("mean", &self.mean), ("std", &self.std)] {
+            if !values.is_empty() && values.len() != 1 && values.len() != self.channels {
+                return fail(format!("{name} needs 1 or {} values", self.channels));
+            }
+        }
+        if self.std.iter().any(|s| *s == 0.0) {
+            return fail("std must not contain zero".into());
+        }
+        Ok(())
+    }
+
+    fn normalise(&self, channel: usize, value_0_255: f32) -> f32 {
+        let pick = |v: &[f32], default: f32| match v.len() {
+            0 => default,
+            1 => v[0],
+            _ => v[channel],
+        };
+        (value_0_255 / 255.0 - pick(&self.mean, 0.0)) / pick(&self.std, 1.0)
+    }
+
+    /// Decode an encoded image (PNG or JPEG, format sniffed from the bytes) into model input.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Vec<f32>> {
+        if bytes.is_empty() {
+            return Err(ZooError::InvalidImage("the image is empty".into()));
+        }
+        let reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| ZooError::InvalidImage(e.to_string()))?;
+        if reader.format().is_none() {
+            return Err(ZooError::InvalidImage(
+                "unrecognised image format (expected PNG or JPEG)".into(),
+            ));
+        }
+        // Read the header first so a decompression bomb is refused before any pixel is decoded.
+        let (width, height) = reader
+            .into_dimensions()
+            .map_err(|e| ZooError::InvalidImage(e.to_string()))?;
+        if u64::from(width) * u64::from(height) > self.max_pixels {
+            return Err(ZooError::ImageTooLarge {
+                width,
+                height,
+                limit: self.max_pixels,
+            });
+        }
+        let mut reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| ZooError::InvalidImage(e.to_string()))?;
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(width);
+        limits.max_image_height = Some(height);
+        reader.limits(limits);
+        let image = reader
+            .decode()
+            .map_err(|e| ZooError::InvalidImage(e.to_string()))?;
+        Ok(self.preprocess(image))
+    }
+
+    /// Resize and normalise a decoded image.
+    pub fn preprocess(&self, image: DynamicImage) -> Vec<f32> {
+        let (w, h) = (self.width as u32, self.height as u32);
+        let image = if image.width() != w || image.height() != h {
+            image.resize_exact(w, h, FilterType::Triangle)
+        } else {
+            image
+        };
+        let plane = self.height * self.width;
+        let mut out = vec![0.0; self.input_len()];
+        if self.channels == 1 {
+            for (i, p) in image.to_luma8().pixels().enumerate() {
+                out[i] = self.normalise(0, f32::from(p.0[0]));
+            }
+        } else {
+            for (i, p) in image.to_rgb8().pixels().enumerate() {
+                for c in 0..3 {
+                    out[c * plane + i] = self.normalise(c, f32::from(p.0[c]));
+                }
+            }
+        }
+        out
+    }
+
+    /// Model input from raw pixel values (0–255) laid out height × width × channels, as
+    /// sent in JSON. The size must match the model's input exactly.
+    pub fn from_pixels(
+        &self,
+        height: usize,
+        width: usize,
+        channels: usize,
+        hwc: &[f32],
+    ) -> Result<Vec<f32>> {
+        if height != self.height || width != self.width || channels != self.channels {
+            return Err(ZooError::InvalidInput(format!(
+                "pixels are {height}×{width}×{channels} but the model expects {}×{}×{}",
+                self.height, self.width, self.channels
+            )));
+        }
+        debug_assert_eq!(hwc.len(), height * width * channels);
+        if let Some(bad) = hwc
+            .iter()
+            .find(|v| !v.is_finite() || **v < 0.0 || **v > 255.0)
+        {
+            return Err(ZooError::InvalidInput(format!(
+                "pixel value {bad} is outside 0..=255"
+            )));
+        }
+        let plane = height * width;
+        let mut out = vec![0.0; self.input_len()];
+        for (i, chunk) in hwc.chunks_exact(channels).enumerate() {
+            for (c, &v) in chunk.iter().enumerate() {
+                out[c * plane + i] = self.normalise(c, v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gray_spec() -> ImageSpec {
+        ImageSpec {
+            channels: 1,
+            height: 4,
+            width: 4,
+            mean: vec![0.5],
+            std: vec![0.5],
+            max_pixels: 10_000,
+        }
+    }
+
+    fn png(width: u32, height: u32, value: u8) -> Vec<u8> {
+        let img = image::GrayImage::from_pixel(width, height, image::Luma([value]));
+        let mut bytes = Vec::new();
+        DynamicImage::ImageLuma8(img)
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn decodes_and_normalises_a_png() {
+        let input = gray_spec().decode(&png(4, 4, 255)).unwrap();
+        assert_eq!(input, vec![1.0; 16]);
+    }
+
+    #[test]
+    fn resizes_to_the_model_size() {
+        let input = gray_spec().decode(&png(9, 7, 0)).unwrap();
+        assert_eq!(input, vec![-1.0; 16]);
+    }
+
+    #[test]
+    fn refuses_images_over_the_pixel_limit_before_decoding() {
+        let err = gray_spec().decode(&png(200, 200, 0)).unwrap_err();
+        assert!(matches!(err, ZooError::ImageTooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn rejects_garbage_and_truncated_images() {
+        assert!(gray_spec().decode(b"hello").is_err());
+        assert!(gray_spec().decode(b"").is_err());
+        let bytes = png(4, 4, 1);
+        assert!(gray_spec().decode(&bytes[..bytes.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn pixels_must_match_the_model_size_and_range() {
+        let spec = gray_spec();
+        assert!(spec.from_pixels(4, 4, 1, &[0.0; 16]).is_ok());
+        assert!(spec.from_pixels(3, 4, 1, &[0.0; 12]).is_err());
+        let mut bad = [0.0; 16];
+        bad[3] = f32::NAN;
+        assert!(spec.from_pixels(4, 4, 1, &bad).is_err());
+    }
+}

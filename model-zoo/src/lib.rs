@@ -1,0 +1,21 @@
+//! Kiln's model zoo: the networks Kiln serves and everything that turns user data into
+//! their inputs and their outputs into answers.
+//!
+//! Data enters as encoded images or raw pixels ([`image_input`]) and dataset files
+//! ([`data`]); it leaves as class probabilities from an [`classifier::ImageClassifier`].
+//! Networks live in [`models`], weights load from Burn's burnpack files, and the backend
+//! (device) is chosen at run time through [`backend::BackendKind`]. Training code sits behind
+//! the `train` feature so inference builds carry no autodiff.
+
+pub mod backend;
+pub mod classifier;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod image_input;
+pub mod models;
+#[cfg(feature = "train")]
+pub mod train;
+
+pub use backend::BackendKind;
+pub use error::{Result, ZooError};

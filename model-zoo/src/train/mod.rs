@@ -1,0 +1,4 @@
+//! Training code. Compiled only with the `train` feature, which brings in autodiff and
+//! optimisers; the serving path never needs them.
+
+pub mod lenet;

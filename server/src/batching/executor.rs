@@ -1,0 +1,97 @@
+//! Executor threads: they own a model instance and run batches on it, away from the async
+//! runtime's worker threads.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::queue::Job;
+use super::{BatchObserver, InferError};
+
+/// Runs one batch through a model. Implemented per task (classification, ...).
+pub trait BatchExecutor<I, O>: Send + 'static {
+    /// One output per input, in order.
+    fn execute(&mut self, inputs: &[I]) -> Result<Vec<O>, ExecutorError>;
+}
+
+/// A model failure while executing a batch.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ExecutorError(pub String);
+
+/// A batch ready to run, with the permit that marks one executor as busy.
+pub(super) struct Batch<I, O> {
+    pub jobs: Vec<Job<I, O>>,
+    pub _busy: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Start an executor thread that serves batches from `batches` until the channel closes.
+pub(super) fn spawn_executor<I, O>(
+    name: String,
+    mut executor: Box<dyn BatchExecutor<I, O>>,
+    batches: crossbeam_channel::Receiver<Batch<I, O>>,
+    observer: Arc<dyn BatchObserver>,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+{
+    std::thread::Builder::new().name(name).spawn(move || {
+        for batch in batches {
+            run_batch(executor.as_mut(), batch, observer.as_ref());
+        }
+    })
+}
+
+fn run_batch<I: Send + 'static, O: Send + 'static>(
+    executor: &mut dyn BatchExecutor<I, O>,
+    batch: Batch<I, O>,
+    observer: &dyn BatchObserver,
+) {
+    let size = batch.jobs.len();
+    let mut inputs = Vec::with_capacity(size);
+    let mut replies = Vec::with_capacity(size);
+    // Admissions are held until the answers are sent: a running request still counts as pending.
+    let mut admissions = Vec::with_capacity(size);
+    for job in batch.jobs {
+        inputs.push(job.input);
+        replies.push(job.reply);
+        admissions.push(job.admission);
+    }
+    let started = Instant::now();
+    // A panic inside the model must fail only this batch, not the thread or the server.
+    let outcome = catch_unwind(AssertUnwindSafe(|| executor.execute(&inputs)));
+    observer.executed(size, started.elapsed());
+    let outputs = match outcome {
+        Ok(Ok(outputs)) if outputs.len() == size => Ok(outputs),
+        Ok(Ok(outputs)) => Err(format!(
+            "model returned {} outputs for {size} inputs",
+            outputs.len()
+        )),
+        Ok(Err(e)) => Err(e.0),
+        Err(panic) => Err(panic_message(&panic)),
+    };
+    match outputs {
+        Ok(outputs) => {
+            for (reply, output) in replies.into_iter().zip(outputs) {
+                let _ = reply.send(Ok(output));
+            }
+        }
+        Err(message) => {
+            tracing::error!(%message, size, "batch failed");
+            for reply in replies {
+                let _ = reply.send(Err(InferError::Backend(message.clone())));
+            }
+        }
+    }
+    drop(admissions);
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into());
+    format!("model panicked: {detail}")
+}

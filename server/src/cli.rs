@@ -1,0 +1,65 @@
+//! Command-line interface of the `kiln` binary.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::ServeSettings;
+
+/// Kiln: an inference server for Burn models, with dynamic batching and Prometheus metrics.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve every model in the model repository over HTTP.
+    Serve(ServeSettings),
+    /// Train a model and write it into the model repository (needs the `train` feature).
+    Train(TrainArgs),
+    /// Report a model's accuracy on its test set.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// What to train: `lenet` (LeNet-5 on Fashion-MNIST).
+    pub model: String,
+    /// Folder holding the Fashion-MNIST `*-ubyte.gz` files.
+    #[arg(long, default_value = kiln_zoo::data::fashion_mnist::DEFAULT_DIR)]
+    pub data_dir: PathBuf,
+    /// Model folder to write (weights, labels and model.toml).
+    #[arg(long, default_value = "models/lenet-fashion")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 12)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Train on the first N shuffled images only.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Backend to train on.
+    #[arg(long, default_value = "flex")]
+    pub backend: kiln_zoo::BackendKind,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Model name (a folder of the model repository).
+    #[arg(default_value = "lenet-fashion")]
+    pub model: String,
+    #[arg(long, env = "KILN_MODEL_REPOSITORY", default_value = "models")]
+    pub model_repository: PathBuf,
+    /// Folder holding the Fashion-MNIST `*-ubyte.gz` files.
+    #[arg(long, default_value = kiln_zoo::data::fashion_mnist::DEFAULT_DIR)]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "KILN_BACKEND", default_value = "flex")]
+    pub backend: kiln_zoo::BackendKind,
+}

@@ -1,0 +1,72 @@
+//! `kiln train`: train a model and write its folder into the model repository.
+
+use crate::cli::TrainArgs;
+
+#[cfg(feature = "train")]
+pub fn run(args: &TrainArgs) -> Result<(), String> {
+    use kiln_zoo::classifier::{ClassifierArchitecture, save_burnpack};
+    use kiln_zoo::data::fashion_mnist::{CLASS_NAMES, FashionMnist, Split};
+    use kiln_zoo::models::lenet::LeNet5Config;
+    use kiln_zoo::train::lenet::LeNetTraining;
+
+    use crate::repository::{BatchingConfig, ModelConfig, Task};
+
+    if args.model != "lenet" {
+        return Err(format!("unknown model '{}'; trainable: lenet", args.model));
+    }
+    let spec = kiln_zoo::data::fashion_mnist::image_spec();
+    let train = FashionMnist::load(&args.data_dir, Split::Train).map_err(|e| e.to_string())?;
+    let test = FashionMnist::load(&args.data_dir, Split::Test).map_err(|e| e.to_string())?;
+    let training = LeNetTraining {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        seed: args.seed,
+        backend: args.backend,
+        limit: args.limit,
+    };
+    let started = std::time::Instant::now();
+    let model = training
+        .run(&train, &test, &spec, |r| {
+            println!(
+                "epoch {:>2}  loss {:.4}  test top-1 {:.2}%  top-5 {:.2}%  ({:.0}s)",
+                r.epoch,
+                r.mean_loss,
+                r.test.top1 * 100.0,
+                r.test.top5 * 100.0,
+                started.elapsed().as_secs_f64()
+            );
+        })
+        .map_err(|e| e.to_string())?;
+
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    let net = kiln_zoo::classifier::ClassifierNet::LeNet5(model);
+    save_burnpack(&net, &args.out.join("weights.bpk")).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("labels.txt"), CLASS_NAMES.join("\n") + "\n")
+        .map_err(|e| e.to_string())?;
+    let config = ModelConfig {
+        task: Task::Classify,
+        version: "1".into(),
+        weights: "weights.bpk".into(),
+        labels: "labels.txt".into(),
+        instances: 1,
+        backend: None,
+        architecture: ClassifierArchitecture::LeNet5(LeNet5Config::new()),
+        input: spec,
+        batching: BatchingConfig {
+            max_batch_size: 64,
+            max_queue_delay_us: 1_000,
+            preferred_batch_sizes: vec![32, 64],
+            max_queue_size: 1_024,
+        },
+    };
+    config.write(&args.out)?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+#[cfg(not(feature = "train"))]
+pub fn run(_args: &TrainArgs) -> Result<(), String> {
+    Err("this binary was built without training; rebuild with `--features train`".into())
+}

@@ -1,0 +1,101 @@
+//! Error kinds shared by every protocol, and the one table that maps them to HTTP status
+//! codes.
+
+use axum::http::StatusCode;
+
+use crate::batching::InferError;
+
+/// The class of a failed request; decides its status code and failure metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed request: 400.
+    BadInput,
+    /// Unknown model: 404.
+    NotFound,
+    /// Body over the size limit: 413.
+    TooLarge,
+    /// Unsupported media type: 415.
+    UnsupportedMediaType,
+    /// Well-formed but the wrong shape or type for the model: 422.
+    Unprocessable,
+    /// Queue full: 429.
+    Overloaded,
+    /// Model failed while computing: 500.
+    Internal,
+    /// Model or server not ready: 503.
+    NotReady,
+    /// Deadline passed: 504.
+    DeadlineExceeded,
+}
+
+impl ErrorKind {
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+/// A failed request: what kind of failure and a message safe to show the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct KilnError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl KilnError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadInput, message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unprocessable, message)
+    }
+
+    pub fn unknown_model(name: &str) -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            format!("model '{name}' is not in the model repository"),
+        )
+    }
+}
+
+impl From<InferError> for KilnError {
+    fn from(e: InferError) -> Self {
+        let kind = match e {
+            InferError::Overloaded(_) => ErrorKind::Overloaded,
+            InferError::ShuttingDown => ErrorKind::NotReady,
+            InferError::Backend(_) => ErrorKind::Internal,
+        };
+        Self::new(kind, e.to_string())
+    }
+}
+
+impl From<kiln_zoo::ZooError> for KilnError {
+    fn from(e: kiln_zoo::ZooError) -> Self {
+        use kiln_zoo::ZooError;
+        let kind = match &e {
+            ZooError::ImageTooLarge { .. } => ErrorKind::TooLarge,
+            ZooError::InvalidImage(_) => ErrorKind::BadInput,
+            ZooError::InvalidInput(_) => ErrorKind::Unprocessable,
+            _ => ErrorKind::Internal,
+        };
+        Self::new(kind, e.to_string())
+    }
+}

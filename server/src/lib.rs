@@ -1,0 +1,22 @@
+//! Kiln's server: loads the models of a model repository, groups concurrent requests into
+//! batches per model, and answers over HTTP.
+//!
+//! A request enters through [`http`], is decoded and validated there, and goes to its
+//! model's [`batching::Batcher`]; the batcher forms batches and hands them to executor
+//! threads that own the Burn model. Answers travel back on a oneshot channel. Every stage
+//! records into [`metrics`]. [`server::RunningServer`] ties it together.
+
+pub mod batching;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod registry;
+pub mod repository;
+pub mod server;
+pub mod settings;
+
+pub use error::{ErrorKind, KilnError};
+pub use server::RunningServer;
+pub use settings::ServeSettings;

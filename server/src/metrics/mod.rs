@@ -1,0 +1,274 @@
+//! Prometheus metrics. One [`Metrics`] registry per server; each model gets a
+//! [`ModelMetrics`] with its label values bound, which the batcher and the HTTP layer record
+//! into. Rates (items/s) are computed over a sliding window when `/metrics` is scraped.
+
+mod window;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub use window::ThroughputWindow;
+
+use crate::batching::BatchObserver;
+
+/// How far back `kiln_items_per_second` looks.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+const MODEL_LABELS: [&str; 3] = ["model", "version", "backend"];
+
+/// Why a request failed, as reported in `kiln_request_failure_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    Rejected,
+    Timeout,
+    Canceled,
+    Invalid,
+    Backend,
+}
+
+impl FailureReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureReason::Rejected => "rejected",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Canceled => "canceled",
+            FailureReason::Invalid => "invalid",
+            FailureReason::Backend => "backend",
+        }
+    }
+}
+
+/// All of the server's metric families.
+pub struct Metrics {
+    registry: Registry,
+    request_success: IntCounterVec,
+    request_failure: IntCounterVec,
+    inference_count: IntCounterVec,
+    exec_count: IntCounterVec,
+    pending: IntGaugeVec,
+    request_duration: HistogramVec,
+    queue_duration: HistogramVec,
+    compute_duration: HistogramVec,
+    batch_size: HistogramVec,
+    items_per_second: GaugeVec,
+    models: Mutex<Vec<Arc<ModelMetrics>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ]
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, extra: &[&str]| {
+            let labels: Vec<&str> = MODEL_LABELS.iter().chain(extra).copied().collect();
+            let c = IntCounterVec::new(Opts::new(name, help), &labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets),
+                &MODEL_LABELS,
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let request_success = counter(
+            "kiln_request_success_total",
+            "Requests answered successfully",
+            &[],
+        );
+        let request_failure = counter(
+            "kiln_request_failure_total",
+            "Requests that failed, by reason",
+            &["reason"],
+        );
+        let inference_count = counter(
+            "kiln_inference_count_total",
+            "Items inferred (images, sequences)",
+            &[],
+        );
+        let exec_count = counter(
+            "kiln_inference_exec_count_total",
+            "Batches executed; inferences / executions is the average batch size",
+            &[],
+        );
+        let pending = IntGaugeVec::new(
+            Opts::new("kiln_pending_requests", "Requests queued or running"),
+            &MODEL_LABELS,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(pending.clone()))
+            .expect("unique metric");
+        let items_per_second = GaugeVec::new(
+            Opts::new(
+                "kiln_items_per_second",
+                "Items served per second over the last 10 s",
+            ),
+            &MODEL_LABELS,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(items_per_second.clone()))
+            .expect("unique metric");
+        Self {
+            request_duration: histogram(
+                "kiln_request_duration_seconds",
+                "End-to-end request time inside the server",
+                latency_buckets(),
+            ),
+            queue_duration: histogram(
+                "kiln_queue_duration_seconds",
+                "Time a request waited before its batch started",
+                latency_buckets(),
+            ),
+            compute_duration: histogram(
+                "kiln_compute_duration_seconds",
+                "Forward-pass time per batch",
+                latency_buckets(),
+            ),
+            batch_size: histogram(
+                "kiln_batch_size",
+                "Items per executed batch",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
+            registry,
+            request_success,
+            request_failure,
+            inference_count,
+            exec_count,
+            pending,
+            items_per_second,
+            models: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The metrics of one model, with its labels bound.
+    pub fn for_model(&self, model: &str, version: &str, backend: &str) -> Arc<ModelMetrics> {
+        let labels = [model, version, backend];
+        let model_metrics = Arc::new(ModelMetrics {
+            labels: labels.map(String::from),
+            request_success: self.request_success.with_label_values(&labels),
+            request_failure: self.request_failure.clone(),
+            inference_count: self.inference_count.with_label_values(&labels),
+            exec_count: self.exec_count.with_label_values(&labels),
+            pending: self.pending.with_label_values(&labels),
+            request_duration: self.request_duration.with_label_values(&labels),
+            queue_duration: self.queue_duration.with_label_values(&labels),
+            compute_duration: self.compute_duration.with_label_values(&labels),
+            batch_size: self.batch_size.with_label_values(&labels),
+            items_per_second: self.items_per_second.with_label_values(&labels),
+            window: Mutex::new(ThroughputWindow::new(RATE_WINDOW)),
+        });
+        self.models
+            .lock()
+            .expect("metrics lock")
+            .push(model_metrics.clone());
+        model_metrics
+    }
+
+    /// Prometheus text exposition of every metric, with rates brought up to date.
+    pub fn render(&self) -> String {
+        for model in self.models.lock().expect("metrics lock").iter() {
+            model.refresh_rate();
+        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails");
+        String::from_utf8(out).expect("metrics are UTF-8")
+    }
+}
+
+/// One model's metrics.
+pub struct ModelMetrics {
+    labels: [String; 3],
+    request_success: IntCounter,
+    request_failure: IntCounterVec,
+    inference_count: IntCounter,
+    exec_count: IntCounter,
+    pending: IntGauge,
+    request_duration: prometheus::Histogram,
+    queue_duration: prometheus::Histogram,
+    compute_duration: prometheus::Histogram,
+    batch_size: prometheus::Histogram,
+    items_per_second: prometheus::Gauge,
+    window: Mutex<ThroughputWindow>,
+}
+
+impl ModelMetrics {
+    /// A request finished: successfully, or for `failure`.
+    pub fn request_finished(&self, elapsed: Duration, failure: Option<FailureReason>) {
+        self.request_duration.observe(elapsed.as_secs_f64());
+        match failure {
+            None => self.request_success.inc(),
+            Some(reason) => self.failed(reason),
+        }
+    }
+
+    pub fn failed(&self, reason: FailureReason) {
+        let [m, v, b] = &self.labels;
+        self.request_failure
+            .with_label_values(&[m, v, b, reason.label()])
+            .inc();
+    }
+
+    fn refresh_rate(&self) {
+        let rate = self.window.lock().expect("window lock").rate();
+        self.items_per_second.set(rate);
+    }
+}
+
+impl BatchObserver for ModelMetrics {
+    fn admitted(&self) {
+        self.pending.inc();
+    }
+
+    fn released(&self) {
+        self.pending.dec();
+    }
+
+    fn dequeued(&self, waited: Duration) {
+        self.queue_duration.observe(waited.as_secs_f64());
+    }
+
+    fn abandoned(&self) {
+        self.failed(FailureReason::Canceled);
+    }
+
+    fn executed(&self, size: usize, compute: Duration) {
+        self.exec_count.inc();
+        self.inference_count.inc_by(size as u64);
+        self.batch_size.observe(size as f64);
+        self.compute_duration.observe(compute.as_secs_f64());
+        self.window.lock().expect("window lock").record(size as u64);
+    }
+}
