@@ -9,10 +9,13 @@ use burn::prelude::Device;
 use crate::error::ZooError;
 
 /// A Burn backend that Kiln knows how to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Burn's pure-Rust CPU backend: Kiln's default.
+    #[default]
     Flex,
     /// Burn's older ndarray CPU backend, kept for comparison.
     Ndarray,
@@ -58,12 +61,6 @@ impl BackendKind {
             #[allow(unreachable_patterns)]
             other => Err(ZooError::BackendNotCompiled(other.name().to_string())),
         }
-    }
-}
-
-impl Default for BackendKind {
-    fn default() -> Self {
-        BackendKind::Flex
     }
 }
 

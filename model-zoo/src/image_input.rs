@@ -64,7 +64,7 @@ impl ImageSpec {
                 return fail(format!("{name} needs 1 or {} values", self.channels));
             }
         }
-        if self.std.iter().any(|s| *s == 0.0) {
+        if self.std.contains(&0.0) {
             return fail("std must not contain zero".into());
         }
         Ok(())

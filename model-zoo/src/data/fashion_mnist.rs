@@ -109,6 +109,19 @@ impl FashionMnist {
     }
 }
 
+/// How LeNet models trained here expect their input: 28×28 grayscale, normalised with the
+/// training set's pixel mean and standard deviation.
+pub fn image_spec() -> crate::image_input::ImageSpec {
+    crate::image_input::ImageSpec {
+        channels: 1,
+        height: IMAGE_SIDE,
+        width: IMAGE_SIDE,
+        mean: vec![0.2860],
+        std: vec![0.3530],
+        max_pixels: crate::image_input::DEFAULT_MAX_PIXELS,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,18 +143,5 @@ mod tests {
             err.to_string().contains("t10k-images-idx3-ubyte.gz"),
             "{err}"
         );
-    }
-}
-
-/// How LeNet models trained here expect their input: 28×28 grayscale, normalised with the
-/// training set's pixel mean and standard deviation.
-pub fn image_spec() -> crate::image_input::ImageSpec {
-    crate::image_input::ImageSpec {
-        channels: 1,
-        height: IMAGE_SIDE,
-        width: IMAGE_SIDE,
-        mean: vec![0.2860],
-        std: vec![0.3530],
-        max_pixels: crate::image_input::DEFAULT_MAX_PIXELS,
     }
 }

@@ -51,7 +51,8 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
     let size = batch.jobs.len();
     let mut inputs = Vec::with_capacity(size);
     let mut replies = Vec::with_capacity(size);
-    // Admissions are held until the answers are sent: a running request still counts as pending.
+    // A running request still counts as pending; each place is given back just before its
+    // answer is sent, so a caller that has its answer never sees itself counted.
     let mut admissions = Vec::with_capacity(size);
     for job in batch.jobs {
         inputs.push(job.input);
@@ -73,18 +74,19 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
     };
     match outputs {
         Ok(outputs) => {
-            for (reply, output) in replies.into_iter().zip(outputs) {
+            for ((reply, admission), output) in replies.into_iter().zip(admissions).zip(outputs) {
+                drop(admission);
                 let _ = reply.send(Ok(output));
             }
         }
         Err(message) => {
             tracing::error!(%message, size, "batch failed");
-            for reply in replies {
+            for (reply, admission) in replies.into_iter().zip(admissions) {
+                drop(admission);
                 let _ = reply.send(Err(InferError::Backend(message.clone())));
             }
         }
     }
-    drop(admissions);
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

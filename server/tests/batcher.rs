@@ -1,0 +1,270 @@
+//! The dynamic batcher on its own, with fake executors and a paused clock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use kiln_server::batching::{
+    BatchExecutor, BatchObserver, BatchPolicy, Batcher, ExecutorError, InferError,
+};
+use proptest::prelude::*;
+
+/// Doubles its inputs; panics on 13 and fails on 7, to test fault isolation.
+struct Doubler;
+
+impl BatchExecutor<u32, u32> for Doubler {
+    fn execute(&mut self, inputs: &[u32]) -> Result<Vec<u32>, ExecutorError> {
+        if inputs.contains(&13) {
+            panic!("unlucky input");
+        }
+        if inputs.contains(&7) {
+            return Err(ExecutorError("seven is not allowed".into()));
+        }
+        Ok(inputs.iter().map(|x| x * 2).collect())
+    }
+}
+
+/// Waits for a go signal before each batch, so tests control when the model is busy.
+struct Gated {
+    go: Arc<Mutex<mpsc::Receiver<()>>>,
+}
+
+impl BatchExecutor<u32, u32> for Gated {
+    fn execute(&mut self, inputs: &[u32]) -> Result<Vec<u32>, ExecutorError> {
+        self.go
+            .lock()
+            .unwrap()
+            .recv()
+            .map_err(|_| ExecutorError("gate closed".into()))?;
+        Ok(inputs.to_vec())
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    batch_sizes: Mutex<Vec<usize>>,
+    waits: Mutex<Vec<Duration>>,
+    abandoned: AtomicUsize,
+    pending: AtomicUsize,
+}
+
+impl BatchObserver for Recorder {
+    fn admitted(&self) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+    }
+    fn released(&self) {
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+    fn dequeued(&self, waited: Duration) {
+        self.waits.lock().unwrap().push(waited);
+    }
+    fn abandoned(&self) {
+        self.abandoned.fetch_add(1, Ordering::SeqCst);
+    }
+    fn executed(&self, size: usize, _compute: Duration) {
+        self.batch_sizes.lock().unwrap().push(size);
+    }
+}
+
+fn policy(
+    max_batch_size: usize,
+    delay_us: u64,
+    max_queue_size: usize,
+    instances: usize,
+) -> BatchPolicy {
+    BatchPolicy {
+        max_batch_size,
+        max_queue_delay: Duration::from_micros(delay_us),
+        preferred_batch_sizes: Vec::new(),
+        max_queue_size,
+        instances,
+    }
+}
+
+fn doublers(n: usize) -> Vec<Box<dyn BatchExecutor<u32, u32>>> {
+    (0..n)
+        .map(|_| Box::new(Doubler) as Box<dyn BatchExecutor<u32, u32>>)
+        .collect()
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Every request is answered exactly once with its own result, no batch exceeds the
+    /// maximum, and with an idle executor no request waits longer than the delay.
+    #[test]
+    fn batcher_answers_every_request_once_within_limits(
+        arrivals in proptest::collection::vec(0u64..4_000, 1..48),
+        max_batch_size in 1usize..12,
+        delay_us in 0u64..3_000,
+        preferred in proptest::option::of(1usize..12),
+    ) {
+        let recorder = Arc::new(Recorder::default());
+        let mut p = policy(max_batch_size, delay_us, 64, 64);
+        p.preferred_batch_sizes = preferred.filter(|&s| s <= max_batch_size).into_iter().collect();
+        let results = paused_runtime().block_on(async {
+            // 64 executors for at most 47 requests: one is always idle.
+            let batcher = Batcher::spawn("prop", p, doublers(64), recorder.clone()).unwrap();
+            let tasks: Vec<_> = arrivals.iter().enumerate().map(|(i, &at)| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_micros(at)).await;
+                    // Skip the inputs the Doubler refuses on purpose.
+                    let input = 100 + i as u32;
+                    (input, batcher.infer(input).await)
+                })
+            }).collect();
+            let mut results = Vec::new();
+            for task in tasks {
+                results.push(task.await.unwrap());
+            }
+            results
+        });
+        for (input, output) in &results {
+            prop_assert_eq!(output, &Ok(input * 2));
+        }
+        let sizes = recorder.batch_sizes.lock().unwrap().clone();
+        prop_assert_eq!(sizes.iter().sum::<usize>(), arrivals.len());
+        prop_assert!(sizes.iter().all(|&s| s >= 1 && s <= max_batch_size), "{:?}", sizes);
+        // Tokio timers tick in whole milliseconds, so a deadline can fire up to 1 ms late.
+        let delay = Duration::from_micros(delay_us) + Duration::from_millis(1);
+        let waits = recorder.waits.lock().unwrap().clone();
+        prop_assert!(waits.iter().all(|w| *w <= delay), "waits {:?} > {:?}", waits, delay);
+        prop_assert_eq!(recorder.pending.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[test]
+fn concurrent_requests_share_a_batch() {
+    let recorder = Arc::new(Recorder::default());
+    paused_runtime().block_on(async {
+        let batcher = Batcher::spawn(
+            "share",
+            policy(8, 5_000, 64, 1),
+            doublers(1),
+            recorder.clone(),
+        )
+        .unwrap();
+        let tasks: Vec<_> = (20..28u32)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { (i, b.infer(i).await) })
+            })
+            .collect();
+        for t in tasks {
+            let (i, result) = t.await.unwrap();
+            assert_eq!(result, Ok(i * 2));
+        }
+    });
+    assert_eq!(*recorder.batch_sizes.lock().unwrap(), vec![8]);
+}
+
+#[test]
+fn a_preferred_size_dispatches_before_the_delay() {
+    let recorder = Arc::new(Recorder::default());
+    paused_runtime().block_on(async {
+        let mut p = policy(16, 1_000_000, 64, 1);
+        p.preferred_batch_sizes = vec![4];
+        let batcher = Batcher::spawn("preferred", p, doublers(1), recorder.clone()).unwrap();
+        let started = tokio::time::Instant::now();
+        let tasks: Vec<_> = (0..4u32)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.infer(i).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+    });
+    assert_eq!(*recorder.batch_sizes.lock().unwrap(), vec![4]);
+}
+
+#[test]
+fn a_full_queue_is_refused_at_once() {
+    let (go, gate) = mpsc::channel();
+    let gate = Arc::new(Mutex::new(gate));
+    let recorder = Arc::new(Recorder::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let executors: Vec<Box<dyn BatchExecutor<u32, u32>>> = vec![Box::new(Gated { go: gate })];
+        let batcher =
+            Batcher::spawn("full", policy(1, 0, 2, 1), executors, recorder.clone()).unwrap();
+        let first = batcher.submit(1).unwrap();
+        let second = batcher.submit(2).unwrap();
+        assert_eq!(batcher.pending(), 2);
+        assert_eq!(batcher.submit(3).unwrap_err(), InferError::Overloaded(2));
+        go.send(()).unwrap();
+        go.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(1));
+        assert_eq!(second.await.unwrap(), Ok(2));
+        // Answered requests free their places.
+        let third = batcher.submit(3).unwrap();
+        go.send(()).unwrap();
+        assert_eq!(third.await.unwrap(), Ok(3));
+    });
+}
+
+#[test]
+fn requests_whose_caller_left_are_skipped() {
+    let (go, gate) = mpsc::channel();
+    let gate = Arc::new(Mutex::new(gate));
+    let recorder = Arc::new(Recorder::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let executors: Vec<Box<dyn BatchExecutor<u32, u32>>> = vec![Box::new(Gated { go: gate })];
+        let batcher =
+            Batcher::spawn("leave", policy(4, 0, 8, 1), executors, recorder.clone()).unwrap();
+        // The first request occupies the executor while the others queue behind it.
+        let first = batcher.submit(1).unwrap();
+        tokio::task::yield_now().await;
+        let leaving = batcher.submit(2).unwrap();
+        let staying = batcher.submit(3).unwrap();
+        drop(leaving);
+        go.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(1));
+        go.send(()).unwrap();
+        assert_eq!(staying.await.unwrap(), Ok(3));
+    });
+    assert_eq!(recorder.abandoned.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        recorder.batch_sizes.lock().unwrap().iter().sum::<usize>(),
+        2
+    );
+    assert_eq!(recorder.pending.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_failing_or_panicking_batch_fails_only_its_requests() {
+    let recorder = Arc::new(Recorder::default());
+    paused_runtime().block_on(async {
+        let batcher =
+            Batcher::spawn("faults", policy(1, 0, 8, 1), doublers(1), recorder.clone()).unwrap();
+        match batcher.infer(13).await {
+            Err(InferError::Backend(message)) => {
+                assert!(message.contains("unlucky input"), "{message}")
+            }
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+        assert!(
+            matches!(batcher.infer(7).await, Err(InferError::Backend(m)) if m.contains("seven"))
+        );
+        // The same executor thread keeps serving.
+        assert_eq!(batcher.infer(21).await, Ok(42));
+    });
+}

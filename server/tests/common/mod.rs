@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests: model repositories, real images, a real server.
+
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use kiln_server::{RunningServer, ServeSettings};
+use kiln_zoo::data::fashion_mnist::{DEFAULT_DIR, FashionMnist, Split};
+
+/// The model repository committed with the project.
+pub fn bundled_repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// A temporary repository holding a copy of the bundled LeNet whose `model.toml` has been
+/// edited by `edit`, under the name `name`.
+pub fn repository_with_lenet(name: &str, edit: impl FnOnce(&mut toml::Table)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    add_lenet(dir.path(), name, edit);
+    dir
+}
+
+pub fn add_lenet(repository: &Path, name: &str, edit: impl FnOnce(&mut toml::Table)) {
+    let source = bundled_repository().join("lenet-fashion");
+    let target = repository.join(name);
+    std::fs::create_dir_all(&target).unwrap();
+    for file in ["weights.bpk", "labels.txt"] {
+        std::fs::copy(source.join(file), target.join(file)).unwrap();
+    }
+    let mut config: toml::Table = std::fs::read_to_string(source.join("model.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    edit(&mut config);
+    std::fs::write(target.join("model.toml"), toml::to_string(&config).unwrap()).unwrap();
+}
+
+/// Set `[batching] key = value` in a model config.
+pub fn set_batching(config: &mut toml::Table, key: &str, value: i64) {
+    config
+        .get_mut("batching")
+        .and_then(|b| b.as_table_mut())
+        .unwrap()
+        .insert(key.into(), toml::Value::Integer(value));
+}
+
+/// Start a real server on a free loopback port and wait until its models are loaded.
+pub async fn start(settings: ServeSettings) -> (RunningServer, String) {
+    let mut server = RunningServer::start(settings).await.unwrap();
+    server.wait_ready().await;
+    let base = format!("http://{}", server.http_addr());
+    (server, base)
+}
+
+pub async fn start_bundled() -> (RunningServer, String) {
+    start(ServeSettings::for_tests(bundled_repository())).await
+}
+
+pub fn test_set() -> FashionMnist {
+    FashionMnist::load(Path::new(DEFAULT_DIR), Split::Test)
+        .expect("install Debian's dataset-fashion-mnist")
+}
+
+/// Test image `index` as PNG bytes.
+pub fn png(data: &FashionMnist, index: usize) -> Vec<u8> {
+    let image = image::GrayImage::from_raw(28, 28, data.image(index).to_vec()).unwrap();
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageLuma8(image)
+        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+/// Test image `index` as rows of pixel values.
+pub fn pixel_rows(data: &FashionMnist, index: usize) -> Vec<Vec<u8>> {
+    data.image(index).chunks(28).map(<[u8]>::to_vec).collect()
+}
+
+/// The value of a Prometheus sample whose line starts with `prefix` (name and labels).
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
