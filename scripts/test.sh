@@ -14,4 +14,4 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
-cargo nextest run --workspace --features kiln-zoo/train "$@"
+cargo nextest run --workspace --features kiln-zoo/train,kiln-zoo/fault-injection "$@"

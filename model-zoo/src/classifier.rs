@@ -16,18 +16,27 @@ use crate::models::lenet::{LeNet5, LeNet5Config};
 pub enum ClassifierArchitecture {
     #[serde(rename = "lenet5")]
     LeNet5(LeNet5Config),
+    /// LeNet-5 that fails on purpose when an image's first pixel is white: it panics, and
+    /// returns an error when the pixel is mid-grey. For testing fault isolation only.
+    #[cfg(feature = "fault-injection")]
+    #[serde(rename = "faulty-lenet5")]
+    FaultyLeNet5(LeNet5Config),
 }
 
 impl ClassifierArchitecture {
     pub fn name(&self) -> &'static str {
         match self {
             ClassifierArchitecture::LeNet5(_) => "lenet5",
+            #[cfg(feature = "fault-injection")]
+            ClassifierArchitecture::FaultyLeNet5(_) => "faulty-lenet5",
         }
     }
 
     pub fn num_classes(&self) -> usize {
         match self {
             ClassifierArchitecture::LeNet5(c) => c.num_classes,
+            #[cfg(feature = "fault-injection")]
+            ClassifierArchitecture::FaultyLeNet5(c) => c.num_classes,
         }
     }
 
@@ -35,6 +44,8 @@ impl ClassifierArchitecture {
     pub fn in_channels(&self) -> usize {
         match self {
             ClassifierArchitecture::LeNet5(c) => c.in_channels,
+            #[cfg(feature = "fault-injection")]
+            ClassifierArchitecture::FaultyLeNet5(c) => c.in_channels,
         }
     }
 
@@ -42,6 +53,19 @@ impl ClassifierArchitecture {
     pub fn fixed_input_size(&self) -> Option<(usize, usize)> {
         match self {
             ClassifierArchitecture::LeNet5(_) => Some((LeNet5::INPUT_SIZE, LeNet5::INPUT_SIZE)),
+            #[cfg(feature = "fault-injection")]
+            ClassifierArchitecture::FaultyLeNet5(_) => {
+                Some((LeNet5::INPUT_SIZE, LeNet5::INPUT_SIZE))
+            }
+        }
+    }
+
+    /// Whether this is a test-only architecture that fails on purpose.
+    pub fn fails_on_purpose(&self) -> bool {
+        match self {
+            #[cfg(feature = "fault-injection")]
+            ClassifierArchitecture::FaultyLeNet5(_) => true,
+            _ => false,
         }
     }
 
@@ -49,6 +73,8 @@ impl ClassifierArchitecture {
     pub fn init(&self, device: &Device) -> ClassifierNet {
         match self {
             ClassifierArchitecture::LeNet5(c) => ClassifierNet::LeNet5(c.init(device)),
+            #[cfg(feature = "fault-injection")]
+            ClassifierArchitecture::FaultyLeNet5(c) => ClassifierNet::LeNet5(c.init(device)),
         }
     }
 }
@@ -111,6 +137,8 @@ pub struct ImageClassifier {
     net: ClassifierNet,
     device: Device,
     input_shape: [usize; 3],
+    /// Fail on purpose on marked images (test-only architectures).
+    faulty: bool,
 }
 
 impl ImageClassifier {
@@ -123,7 +151,9 @@ impl ImageClassifier {
     ) -> Result<Self> {
         let mut net = architecture.init(device);
         load_burnpack(&mut net, weights)?;
-        Ok(Self::from_net(net, input_shape, device))
+        let mut classifier = Self::from_net(net, input_shape, device);
+        classifier.faulty = architecture.fails_on_purpose();
+        Ok(classifier)
     }
 
     /// Wrap a network that already holds its weights.
@@ -132,6 +162,7 @@ impl ImageClassifier {
             net,
             device: device.clone(),
             input_shape,
+            faulty: false,
         }
     }
 
@@ -157,6 +188,9 @@ impl ImageClassifier {
             }
             flat.extend_from_slice(image);
         }
+        if self.faulty {
+            inject_fault(images)?;
+        }
         let [c, h, w] = self.input_shape;
         let input = Tensor::<4>::from_data(TensorData::new(flat, [n, c, h, w]), &self.device);
         let probabilities = softmax(self.net.forward(input), 1); // [n, classes]
@@ -167,6 +201,24 @@ impl ImageClassifier {
             .map_err(|e| ZooError::InvalidInput(format!("backend returned bad data: {e:?}")))?;
         Ok(values.chunks_exact(classes).map(<[f32]>::to_vec).collect())
     }
+}
+
+/// The failures of the test-only faulty architecture, keyed by the first input value: a
+/// white first pixel (normalised above 2) panics, a mid-grey one (between 0.5 and 1)
+/// returns an error.
+fn inject_fault(images: &[&[f32]]) -> Result<()> {
+    for image in images {
+        match image.first() {
+            Some(&v) if v > 2.0 => panic!("fault injection: white first pixel"),
+            Some(&v) if (0.5..1.0).contains(&v) => {
+                return Err(ZooError::InvalidInput(
+                    "fault injection: grey first pixel".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Indices of the `k` largest values, largest first (ties keep the lower index first).

@@ -18,4 +18,5 @@ pub mod models;
 pub mod train;
 
 pub use backend::BackendKind;
+pub use burn::prelude::Device;
 pub use error::{Result, ZooError};

@@ -10,6 +10,8 @@ use crate::batching::InferError;
 pub enum ErrorKind {
     /// Malformed request: 400.
     BadInput,
+    /// Missing or wrong API key: 401.
+    Unauthorized,
     /// Unknown model: 404.
     NotFound,
     /// Body over the size limit: 413.
@@ -32,6 +34,7 @@ impl ErrorKind {
     pub fn http_status(self) -> StatusCode {
         match self {
             ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -82,6 +85,7 @@ impl From<InferError> for KilnError {
             InferError::Overloaded(_) => ErrorKind::Overloaded,
             InferError::ShuttingDown => ErrorKind::NotReady,
             InferError::Backend(_) => ErrorKind::Internal,
+            InferError::DeadlineExceeded => ErrorKind::DeadlineExceeded,
         };
         Self::new(kind, e.to_string())
     }

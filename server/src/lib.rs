@@ -16,6 +16,7 @@ pub mod registry;
 pub mod repository;
 pub mod server;
 pub mod settings;
+pub mod tls;
 
 pub use error::{ErrorKind, KilnError};
 pub use server::RunningServer;

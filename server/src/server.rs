@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -14,6 +15,7 @@ use crate::http::{AppState, app};
 use crate::registry::{ModelState, load_model};
 use crate::repository::ModelRepository;
 use crate::settings::ServeSettings;
+use crate::tls;
 
 /// A server running on the current tokio runtime.
 pub struct RunningServer {
@@ -25,22 +27,40 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Bind the HTTP address, start serving, and begin loading the models.
+    /// Bind the HTTP address (TLS when a certificate is configured), start serving, and
+    /// begin loading the models.
     pub async fn start(settings: ServeSettings) -> std::io::Result<Self> {
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(tls::load_config(cert, key).map_err(std::io::Error::other)?)
+            }
+            _ => None,
+        };
         let listener = TcpListener::bind(settings.http_addr).await?;
         let http_addr = listener.local_addr()?;
-        let state = AppState::new();
+        let state = AppState::new(settings.clone());
         let (ready_tx, ready) = watch::channel(false);
-        tokio::spawn(load_repository(settings.clone(), state.clone(), ready_tx));
+        tokio::spawn(load_repository(settings, state.clone(), ready_tx));
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let router = app(state.clone(), settings.max_body_bytes);
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = shutdown_rx.await;
+        let router = app(state.clone());
+        let stop = async {
+            let _ = shutdown_rx.await;
+        };
+        let task = match tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config)?;
+                tokio::spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop)
+                        .await
                 })
-                .await
-        });
+            }
+            None => tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }),
+        };
         Ok(Self {
             http_addr,
             state,
@@ -64,23 +84,46 @@ impl RunningServer {
         let _ = self.ready.wait_for(|ready| *ready).await;
     }
 
-    /// Stop accepting connections, let in-flight requests finish, and return.
+    /// Graceful shutdown: readiness fails and new inference requests are refused at once;
+    /// requests already accepted are answered (for up to the drain timeout); then the
+    /// listener and connections close.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
+        self.state.draining.store(true, Ordering::Release);
+        let drain = Duration::from_secs(self.state.settings.drain_timeout_secs);
+        let in_flight = self.state.requests_in_flight();
+        tracing::info!(in_flight, "draining");
+        // Holding every permit of the in-flight limiter means no request is left running.
+        let all = self.state.settings.max_concurrent_requests as u32;
+        match tokio::time::timeout(drain, self.state.in_flight.acquire_many(all)).await {
+            Ok(_) => tracing::info!("drained"),
+            Err(_) => tracing::warn!(
+                left = self.state.requests_in_flight(),
+                "drain timeout reached; closing with requests in flight"
+            ),
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        // Idle connections close at once; give busy ones a moment, then stop regardless.
+        match tokio::time::timeout(CONNECTION_CLOSE_GRACE, &mut self.task).await {
+            Ok(result) => result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Err(_) => {
+                self.task.abort();
+                Ok(())
+            }
+        }
     }
 
     /// Serve until `signal` completes, then shut down gracefully.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         signal.await;
-        tracing::info!("shutting down");
+        tracing::info!("shutdown signal received");
         self.shutdown().await
     }
 }
+
+/// After the drain, how long connections get to close before the server stops anyway.
+const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Load every model folder, one after another, each on a blocking thread.
 async fn load_repository(settings: ServeSettings, state: AppState, ready: watch::Sender<bool>) {

@@ -21,6 +21,36 @@ pub struct ServeSettings {
     /// Largest request body accepted, in bytes (HTTP 413 beyond).
     #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Inference requests in flight across all models beyond which new ones get HTTP 429.
+    #[arg(long, env = "KILN_MAX_CONCURRENT_REQUESTS", default_value_t = 4096)]
+    pub max_concurrent_requests: usize,
+    /// Deadline for a request that sets none (header `kiln-timeout-ms`); HTTP 504 after it.
+    #[arg(long, env = "KILN_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take before the process exits.
+    #[arg(long, env = "KILN_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    pub drain_timeout_secs: u64,
+    /// API keys accepted as `Authorization: Bearer <key>` (comma-separated in the env var).
+    /// With none, the API is open.
+    #[arg(
+        long = "api-key",
+        env = "KILN_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// Require the API key for the health routes too (public by default, for probes).
+    #[arg(long, env = "KILN_AUTH_HEALTH")]
+    pub auth_health: bool,
+    /// Require the API key for /metrics too (public by default, for scrapers).
+    #[arg(long, env = "KILN_AUTH_METRICS")]
+    pub auth_metrics: bool,
+    /// PEM certificate chain; with --tls-key, HTTP is served over TLS.
+    #[arg(long, env = "KILN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "KILN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeSettings {
@@ -31,6 +61,14 @@ impl ServeSettings {
             model_repository: model_repository.into(),
             backend: BackendKind::default(),
             max_body_bytes: 16 * 1024 * 1024,
+            max_concurrent_requests: 4096,
+            request_timeout_ms: 30_000,
+            drain_timeout_secs: 30,
+            api_keys: Vec::new(),
+            auth_health: false,
+            auth_metrics: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

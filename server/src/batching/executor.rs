@@ -12,6 +12,12 @@ use super::{BatchObserver, InferError};
 pub trait BatchExecutor<I, O>: Send + 'static {
     /// One output per input, in order.
     fn execute(&mut self, inputs: &[I]) -> Result<Vec<O>, ExecutorError>;
+
+    /// Rebuild the model after `execute` panicked, since its state can no longer be
+    /// trusted. The default keeps the executor as it is.
+    fn restart(&mut self) -> Result<(), ExecutorError> {
+        Ok(())
+    }
 }
 
 /// A model failure while executing a batch.
@@ -70,7 +76,16 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
             outputs.len()
         )),
         Ok(Err(e)) => Err(e.0),
-        Err(panic) => Err(panic_message(&panic)),
+        Err(panic) => {
+            let message = panic_message(&panic);
+            tracing::error!(%message, "executor panicked; restarting it");
+            if let Err(e) = catch_unwind(AssertUnwindSafe(|| executor.restart()))
+                .unwrap_or_else(|p| Err(ExecutorError(panic_message(&p))))
+            {
+                tracing::error!(error = %e, "executor restart failed");
+            }
+            Err(message)
+        }
     };
     match outputs {
         Ok(outputs) => {

@@ -34,6 +34,8 @@ pub enum InferError {
     ShuttingDown,
     #[error("the model failed on this batch: {0}")]
     Backend(String),
+    #[error("the request's deadline passed before it could run")]
+    DeadlineExceeded,
 }
 
 /// Hooks through which the batcher reports what it does (metrics, tests).
@@ -46,6 +48,8 @@ pub trait BatchObserver: Send + Sync + 'static {
     fn dequeued(&self, _waited: Duration) {}
     /// A request was dropped before compute because its caller went away.
     fn abandoned(&self) {}
+    /// A request was dropped before compute because its deadline had passed.
+    fn expired(&self) {}
     /// A batch of `size` items ran for `compute`.
     fn executed(&self, _size: usize, _compute: Duration) {}
 }

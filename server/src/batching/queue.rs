@@ -14,6 +14,8 @@ pub(super) struct Job<I, O> {
     pub input: I,
     pub reply: oneshot::Sender<Result<O, InferError>>,
     pub enqueued: Instant,
+    /// After this the request is answered with `DeadlineExceeded` instead of being run.
+    pub deadline: Option<Instant>,
     pub admission: Admission,
 }
 
@@ -94,12 +96,27 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Queue `input` and wait for its result. A full queue is refused at once. Dropping the
     /// returned future withdraws the request: it is skipped if it has not run yet.
     pub async fn infer(&self, input: I) -> Result<O, InferError> {
-        let reply = self.submit(input)?;
+        self.infer_by(input, None).await
+    }
+
+    /// Like [`infer`](Self::infer), but a request still queued at `deadline` is dropped
+    /// before compute and answered with [`InferError::DeadlineExceeded`].
+    pub async fn infer_by(&self, input: I, deadline: Option<Instant>) -> Result<O, InferError> {
+        let reply = self.submit_by(input, deadline)?;
         reply.await.unwrap_or(Err(InferError::ShuttingDown))
     }
 
     /// Queue `input` and return the channel its result arrives on.
     pub fn submit(&self, input: I) -> Result<oneshot::Receiver<Result<O, InferError>>, InferError> {
+        self.submit_by(input, None)
+    }
+
+    /// Queue `input` with an optional deadline and return the channel its result arrives on.
+    pub fn submit_by(
+        &self,
+        input: I,
+        deadline: Option<Instant>,
+    ) -> Result<oneshot::Receiver<Result<O, InferError>>, InferError> {
         let permit = self
             .admission
             .clone()
@@ -115,6 +132,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             input,
             reply,
             enqueued: Instant::now(),
+            deadline,
             admission,
         };
         // The channel holds as many jobs as there are admission permits, so it is never full.
@@ -210,13 +228,20 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
         }
     }
 
-    /// Up to `max_batch_size` of the oldest jobs whose callers are still waiting.
+    /// Up to `max_batch_size` of the oldest jobs that are within their deadline and whose
+    /// callers are still waiting.
     fn take_batch(&mut self) -> Vec<Job<I, O>> {
         let mut batch = Vec::with_capacity(self.policy.max_batch_size.min(self.pending.len()));
+        let now = Instant::now();
         while batch.len() < self.policy.max_batch_size {
             let Some(job) = self.pending.pop_front() else {
                 break;
             };
+            if job.deadline.is_some_and(|d| d <= now) {
+                self.observer.expired();
+                let _ = job.reply.send(Err(InferError::DeadlineExceeded));
+                continue;
+            }
             if job.reply.is_closed() {
                 self.observer.abandoned();
                 continue;

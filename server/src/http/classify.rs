@@ -1,7 +1,9 @@
 //! `POST /v1/models/{model}/classify`: an image in (raw PNG/JPEG body, multipart upload,
 //! or JSON with base64 bytes or raw pixels), the top-k classes out.
 
-use std::time::Instant;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -60,22 +62,62 @@ pub async fn classify(
     query: Result<Query<ClassifyQuery>, QueryRejection>,
     request: Request,
 ) -> Result<Json<ClassifyResponse>, KilnError> {
-    let started = Instant::now();
     let handle = state.ready_model(&model)?;
+    let record = handle.metrics.start_request();
+    let timeout = request_timeout(&request, state.default_timeout());
     let outcome = async {
-        let Query(query) = query.map_err(|e| KilnError::bad_input(e.body_text()))?;
-        let (input, body_top_k) = read_input(handle.input_spec(), request).await?;
-        let k = pick_top_k(query.top_k.or(body_top_k), handle.labels.len())?;
-        handle.classify(input, k).await.map_err(KilnError::from)
+        let timeout = timeout?;
+        let deadline = Instant::now() + timeout;
+        let work = async {
+            let Query(query) = query.map_err(|e| KilnError::bad_input(e.body_text()))?;
+            let (input, body_top_k) = read_input(handle.input_spec(), request).await?;
+            let k = pick_top_k(query.top_k.or(body_top_k), handle.labels.len())?;
+            handle
+                .classify(input, k, Some(deadline))
+                .await
+                .map_err(KilnError::from)
+        };
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(deadline_error(timeout)))
     }
     .await;
-    let failure = outcome.as_ref().err().map(|e| failure_reason(e.kind));
-    handle.metrics.request_finished(started.elapsed(), failure);
+    record.finish(outcome.as_ref().err().map(|e| failure_reason(e.kind)));
     Ok(Json(ClassifyResponse {
         model: handle.name.clone(),
         model_version: handle.version().to_string(),
         predictions: outcome?,
     }))
+}
+
+/// Header through which a caller sets its own deadline, in milliseconds.
+pub const TIMEOUT_HEADER: &str = "kiln-timeout-ms";
+
+fn request_timeout(request: &Request, default: Duration) -> Result<Duration, KilnError> {
+    let Some(value) = request.headers().get(TIMEOUT_HEADER) else {
+        return Ok(default);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+        .ok_or_else(|| {
+            KilnError::bad_input(format!(
+                "{TIMEOUT_HEADER} must be a positive number of milliseconds"
+            ))
+        })
+}
+
+fn deadline_error(timeout: Duration) -> KilnError {
+    KilnError::new(
+        ErrorKind::DeadlineExceeded,
+        format!(
+            "the request did not finish within its {} ms deadline",
+            timeout.as_millis()
+        ),
+    )
 }
 
 fn failure_reason(kind: ErrorKind) -> FailureReason {

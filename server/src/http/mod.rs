@@ -3,41 +3,68 @@
 
 mod classify;
 mod error;
+mod guard;
 mod health;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use tokio::sync::Semaphore;
 
 use crate::error::{ErrorKind, KilnError};
 use crate::metrics::Metrics;
 use crate::registry::{ModelHandle, ModelRegistry, ModelState};
+use crate::settings::ServeSettings;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<ModelRegistry>,
     pub metrics: Arc<Metrics>,
+    pub settings: Arc<ServeSettings>,
     /// Set once every model of the repository has been loaded (or has failed to).
     pub ready: Arc<AtomicBool>,
+    /// Set when shutdown begins: readiness fails and new inference requests are refused.
+    pub draining: Arc<AtomicBool>,
+    /// One permit per inference request in flight, across all models.
+    pub in_flight: Arc<Semaphore>,
 }
 
 impl AppState {
-    pub fn new() -> Self {
+    pub fn new(settings: ServeSettings) -> Self {
         Self {
             registry: Arc::new(ModelRegistry::default()),
             metrics: Arc::new(Metrics::new()),
+            in_flight: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
+            settings: Arc::new(settings),
             ready: Arc::new(AtomicBool::new(false)),
+            draining: Arc::new(AtomicBool::new(false)),
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.is_draining()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Inference requests in flight across all models.
+    pub fn requests_in_flight(&self) -> usize {
+        self.settings.max_concurrent_requests - self.in_flight.available_permits()
+    }
+
+    /// Deadline for requests that set none.
+    pub fn default_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.request_timeout_ms)
     }
 
     /// The named model if it can take requests, else the error to answer with.
@@ -57,24 +84,39 @@ impl AppState {
     }
 }
 
-impl Default for AppState {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The whole HTTP API.
-pub fn app(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+/// The whole HTTP API. Inference routes pass the shutdown and concurrency guard; with API
+/// keys configured, everything but the public health and metrics routes needs one.
+pub fn app(state: AppState) -> Router {
+    let inference = Router::new()
+        .route("/v1/models/{model}/classify", post(classify::classify))
+        .route_layer(from_fn_with_state(state.clone(), guard::admit));
+    let metadata = Router::new()
+        .route("/v2", get(health::server_metadata))
+        .route("/v2/models/{model}", get(health::model_metadata));
+    let health = Router::new()
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
-        .route("/v2", get(health::server_metadata))
-        .route("/v2/models/{model}", get(health::model_metadata))
-        .route("/v2/models/{model}/ready", get(health::model_ready))
-        .route("/v1/models/{model}/classify", post(classify::classify))
-        .route("/metrics", get(metrics))
+        .route("/v2/models/{model}/ready", get(health::model_ready));
+    let metrics = Router::new().route("/metrics", get(metrics));
+
+    let mut protected = inference.merge(metadata);
+    let mut public = Router::new();
+    if state.settings.auth_health {
+        protected = protected.merge(health);
+    } else {
+        public = public.merge(health);
+    }
+    if state.settings.auth_metrics {
+        protected = protected.merge(metrics);
+    } else {
+        public = public.merge(metrics);
+    }
+    let protected = protected.route_layer(from_fn_with_state(state.clone(), guard::authorize));
+
+    protected
+        .merge(public)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)
 }
 

@@ -225,6 +225,15 @@ pub struct ModelMetrics {
 }
 
 impl ModelMetrics {
+    /// Start timing a request; see [`RequestRecord`].
+    pub fn start_request(self: &Arc<Self>) -> RequestRecord {
+        RequestRecord {
+            metrics: self.clone(),
+            started: std::time::Instant::now(),
+            finished: false,
+        }
+    }
+
     /// A request finished: successfully, or for `failure`.
     pub fn request_finished(&self, elapsed: Duration, failure: Option<FailureReason>) {
         self.request_duration.observe(elapsed.as_secs_f64());
@@ -260,15 +269,36 @@ impl BatchObserver for ModelMetrics {
         self.queue_duration.observe(waited.as_secs_f64());
     }
 
-    fn abandoned(&self) {
-        self.failed(FailureReason::Canceled);
-    }
-
     fn executed(&self, size: usize, compute: Duration) {
         self.exec_count.inc();
         self.inference_count.inc_by(size as u64);
         self.batch_size.observe(size as f64);
         self.compute_duration.observe(compute.as_secs_f64());
         self.window.lock().expect("window lock").record(size as u64);
+    }
+}
+
+/// One request's outcome in the metrics. Dropped without [`finish`](Self::finish) — the
+/// caller went away and the handler was cancelled — it counts as `canceled`.
+pub struct RequestRecord {
+    metrics: Arc<ModelMetrics>,
+    started: std::time::Instant,
+    finished: bool,
+}
+
+impl RequestRecord {
+    pub fn finish(mut self, failure: Option<FailureReason>) {
+        self.finished = true;
+        self.metrics
+            .request_finished(self.started.elapsed(), failure);
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.metrics
+                .request_finished(self.started.elapsed(), Some(FailureReason::Canceled));
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Loading one model folder: weights onto the device, a warm-up pass, executor threads.
 
-use kiln_zoo::BackendKind;
-use kiln_zoo::classifier::ImageClassifier;
+use kiln_zoo::{BackendKind, Device};
+use std::path::PathBuf;
+
+use kiln_zoo::classifier::{ClassifierArchitecture, ImageClassifier};
 
 use super::ModelHandle;
 use crate::batching::{BatchExecutor, BatchPolicy, Batcher, ExecutorError};
@@ -11,6 +13,28 @@ use crate::repository::{ModelEntry, read_labels};
 /// Runs classification batches on one classifier instance.
 struct ClassifierExecutor {
     classifier: ImageClassifier,
+    /// What `restart` needs to build the instance again.
+    source: ClassifierSource,
+}
+
+#[derive(Clone)]
+struct ClassifierSource {
+    architecture: ClassifierArchitecture,
+    weights: PathBuf,
+    input_shape: [usize; 3],
+    device: Device,
+}
+
+impl ClassifierSource {
+    fn load(&self) -> Result<ImageClassifier, String> {
+        ImageClassifier::load(
+            &self.architecture,
+            &self.weights,
+            self.input_shape,
+            &self.device,
+        )
+        .map_err(|e| e.to_string())
+    }
 }
 
 impl BatchExecutor<Vec<f32>, Vec<f32>> for ClassifierExecutor {
@@ -19,6 +43,12 @@ impl BatchExecutor<Vec<f32>, Vec<f32>> for ClassifierExecutor {
         self.classifier
             .classify_batch(&refs)
             .map_err(|e| ExecutorError(e.to_string()))
+    }
+
+    fn restart(&mut self) -> Result<(), ExecutorError> {
+        self.classifier = self.source.load().map_err(ExecutorError)?;
+        tracing::info!("executor reloaded its model");
+        Ok(())
     }
 }
 
@@ -41,18 +71,20 @@ pub fn load_model(
             config.architecture.num_classes()
         ));
     }
-    let weights = entry.dir.join(&config.weights);
+    let source = ClassifierSource {
+        architecture: config.architecture.clone(),
+        weights: entry.dir.join(&config.weights),
+        input_shape: config.input.shape(),
+        device,
+    };
     let mut executors: Vec<Box<dyn BatchExecutor<Vec<f32>, Vec<f32>>>> = Vec::new();
     for _ in 0..config.instances {
-        let classifier = ImageClassifier::load(
-            &config.architecture,
-            &weights,
-            config.input.shape(),
-            &device,
-        )
-        .map_err(|e| e.to_string())?;
+        let classifier = source.load()?;
         warm_up(&classifier, config.batching.max_batch_size)?;
-        executors.push(Box::new(ClassifierExecutor { classifier }));
+        executors.push(Box::new(ClassifierExecutor {
+            classifier,
+            source: source.clone(),
+        }));
     }
     let model_metrics = metrics.for_model(&entry.name, &config.version, backend.name());
     let policy = BatchPolicy {

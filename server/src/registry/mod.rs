@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use kiln_zoo::BackendKind;
 use kiln_zoo::classifier::top_k;
 use kiln_zoo::image_input::ImageSpec;
+use tokio::time::Instant;
 
 pub use loader::load_model;
 
@@ -51,14 +52,24 @@ impl ModelHandle {
         &self.config.version
     }
 
-    /// Class probabilities for one preprocessed image, through the batcher.
-    pub async fn probabilities(&self, input: Vec<f32>) -> Result<Vec<f32>, InferError> {
-        self.batcher.infer(input).await
+    /// Class probabilities for one preprocessed image, through the batcher. A request still
+    /// queued at `deadline` is dropped before compute.
+    pub async fn probabilities(
+        &self,
+        input: Vec<f32>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<f32>, InferError> {
+        self.batcher.infer_by(input, deadline).await
     }
 
     /// The `k` most likely classes for one preprocessed image.
-    pub async fn classify(&self, input: Vec<f32>, k: usize) -> Result<Vec<Prediction>, InferError> {
-        let probabilities = self.probabilities(input).await?;
+    pub async fn classify(
+        &self,
+        input: Vec<f32>,
+        k: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Prediction>, InferError> {
+        let probabilities = self.probabilities(input, deadline).await?;
         Ok(top_k(&probabilities, k)
             .into_iter()
             .map(|index| Prediction {

@@ -1,0 +1,368 @@
+//! Overload, deadlines, graceful shutdown, fault isolation, API keys and TLS, each through
+//! the real server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kiln_server::ServeSettings;
+use serde_json::{Value, json};
+
+const LABELS: &str = "{backend=\"flex\",model=\"lenet-fashion\",version=\"1\"}";
+
+/// A repository whose LeNet waits `delay_ms` to fill a batch, so requests stay queued.
+fn slow_repository(delay_ms: i64) -> tempfile::TempDir {
+    repository_with_lenet("lenet-fashion", |c| {
+        set_batching(c, "max_queue_delay_us", delay_ms * 1000);
+        c["batching"]
+            .as_table_mut()
+            .unwrap()
+            .insert("preferred_batch_sizes".into(), toml::Value::Array(vec![]));
+    })
+}
+
+async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn classify(client: &reqwest::Client, base: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base}/v1/models/lenet-fashion/classify"))
+        .header("content-type", "image/png")
+        .body(body)
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_gets_504_and_is_never_computed() {
+    let repository = slow_repository(400);
+    let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
+    let client = reqwest::Client::new();
+    let data = test_set();
+
+    let late = classify(&client, &base, png(&data, 0))
+        .header("kiln-timeout-ms", "50")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 504);
+    let body: Value = late.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("50 ms"), "{body}");
+
+    // This one joins the queue behind the expired request; when the batch forms, the
+    // expired request is dropped and only this one is computed.
+    let on_time = classify(&client, &base, png(&data, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_time.status(), 200);
+    let text = metrics_text(&client, &base).await;
+    assert_eq!(
+        metric(&text, &format!("kiln_inference_count_total{LABELS}")),
+        Some(1.0)
+    );
+    let timeout = "kiln_request_failure_total{backend=\"flex\",model=\"lenet-fashion\",reason=\"timeout\",version=\"1\"}";
+    assert_eq!(metric(&text, timeout), Some(1.0));
+
+    let bad = classify(&client, &base, png(&data, 1))
+        .header("kiln-timeout-ms", "soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_global_limit_answers_429_and_health_stays_responsive_under_a_flood() {
+    let repository = slow_repository(20);
+    let mut settings = ServeSettings::for_tests(repository.path());
+    settings.max_concurrent_requests = 8;
+    let (server, base) = start(settings).await;
+    let client = reqwest::Client::new();
+    let body = png(&test_set(), 0);
+
+    // Far more concurrent requests than the server admits.
+    let flood: Vec<_> = (0..120)
+        .map(|_| {
+            let request = classify(&client, &base, body.clone());
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    // Health and metrics answer while the flood is on.
+    let ready = client
+        .get(format!("{base}/v2/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(
+        metrics_text(&client, &base)
+            .await
+            .contains("kiln_pending_requests")
+    );
+
+    let mut statuses = Vec::new();
+    for request in flood {
+        statuses.push(request.await.unwrap().unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "nothing was refused: {statuses:?}");
+    assert!(statuses.contains(&200));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_answers_every_accepted_request_and_refuses_new_ones() {
+    let repository = slow_repository(400);
+    let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
+    let state = server.state().clone();
+    let client = reqwest::Client::new();
+    let data = test_set();
+
+    let accepted: Vec<_> = (0..8)
+        .map(|i| {
+            let request = classify(&client, &base, png(&data, i));
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    while state.requests_in_flight() < 8 {
+        tokio::task::yield_now().await;
+    }
+    let shutdown = tokio::spawn(server.shutdown());
+    while !state.is_draining() {
+        tokio::task::yield_now().await;
+    }
+    // While draining: not ready, and new work is refused with a clear 503.
+    let ready = client
+        .get(format!("{base}/v2/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let refused = classify(&client, &base, png(&data, 9))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let message: Value = refused.json().await.unwrap();
+    assert!(message["error"].as_str().unwrap().contains("shutting down"));
+
+    for request in accepted {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    shutdown.await.unwrap().unwrap();
+    assert!(
+        client
+            .get(format!("{base}/v2/health/live"))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_model_fails_only_its_own_batches() {
+    let repository = repository_with_lenet("lenet-fashion", |_| {});
+    add_lenet(repository.path(), "faulty", |c| {
+        c["architecture"]
+            .as_table_mut()
+            .unwrap()
+            .insert("kind".into(), toml::Value::String("faulty-lenet5".into()));
+        set_batching(c, "max_queue_delay_us", 0);
+    });
+    let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
+    let client = reqwest::Client::new();
+    let data = test_set();
+    let with_first_pixel = |value: u8| {
+        let mut rows = pixel_rows(&data, 0);
+        rows[0][0] = value;
+        json!({ "pixels": rows })
+    };
+    let faulty = format!("{base}/v1/models/faulty/classify");
+
+    let panicked = client
+        .post(&faulty)
+        .json(&with_first_pixel(255))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(panicked.status(), 500);
+    let body: Value = panicked.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("panicked"),
+        "{body}"
+    );
+
+    let failed = client
+        .post(&faulty)
+        .json(&with_first_pixel(140))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 500);
+    let body: Value = failed.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("grey first pixel"),
+        "{body}"
+    );
+
+    // The restarted executor and the other model keep working.
+    let fine = client
+        .post(&faulty)
+        .json(&with_first_pixel(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fine.status(), 200);
+    let other = classify(&client, &base, png(&data, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    let text = metrics_text(&client, &base).await;
+    let backend_failures = "kiln_request_failure_total{backend=\"flex\",model=\"faulty\",reason=\"backend\",version=\"1\"}";
+    assert_eq!(metric(&text, backend_failures), Some(2.0));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn api_keys_guard_inference_but_not_health_or_metrics() {
+    let mut settings = ServeSettings::for_tests(bundled_repository());
+    settings.api_keys = vec!["first-key".into(), "second-key".into()];
+    let (server, base) = start(settings).await;
+    let client = reqwest::Client::new();
+    let body = png(&test_set(), 0);
+
+    let missing = classify(&client, &base, body.clone()).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    let wrong = classify(&client, &base, body.clone())
+        .bearer_auth("first-ke")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = classify(&client, &base, body.clone())
+        .bearer_auth("second-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    let metadata = client
+        .get(format!("{base}/v2/models/lenet-fashion"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metadata.status(), 401);
+
+    assert_eq!(
+        client
+            .get(format!("{base}/v2/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    server.shutdown().await.unwrap();
+
+    let mut settings = ServeSettings::for_tests(bundled_repository());
+    settings.api_keys = vec!["k".into()];
+    settings.auth_health = true;
+    settings.auth_metrics = true;
+    let (server, base) = start(settings).await;
+    assert_eq!(
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/v2/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let authorized = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorized.status(), 200);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+
+    let mut settings = ServeSettings::for_tests(bundled_repository());
+    settings.tls_cert = Some(cert);
+    settings.tls_key = Some(key);
+    let (server, _) = start(settings).await;
+    let port = server.http_addr().port();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    assert_eq!(
+        client
+            .get(format!("{base}/v2/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let answer: Value = classify(&client, &base, png(&test_set(), 0))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["predictions"][0]["label"], "Ankle boot");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://localhost:{port}/v2/health/live"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    server.shutdown().await.unwrap();
+}
