@@ -205,15 +205,15 @@ fn a_full_queue_is_refused_at_once() {
         let first = batcher.submit(1).unwrap();
         let second = batcher.submit(2).unwrap();
         assert_eq!(batcher.pending(), 2);
-        assert_eq!(batcher.submit(3).unwrap_err(), InferError::Overloaded(2));
+        assert!(matches!(batcher.submit(3), Err(InferError::Overloaded(2))));
         go.send(()).unwrap();
         go.send(()).unwrap();
-        assert_eq!(first.await.unwrap(), Ok(1));
-        assert_eq!(second.await.unwrap(), Ok(2));
+        assert_eq!(first.wait().await, Ok(1));
+        assert_eq!(second.wait().await, Ok(2));
         // Answered requests free their places.
         let third = batcher.submit(3).unwrap();
         go.send(()).unwrap();
-        assert_eq!(third.await.unwrap(), Ok(3));
+        assert_eq!(third.wait().await, Ok(3));
     });
 }
 
@@ -237,9 +237,9 @@ fn requests_whose_caller_left_are_skipped() {
         let staying = batcher.submit(3).unwrap();
         drop(leaving);
         go.send(()).unwrap();
-        assert_eq!(first.await.unwrap(), Ok(1));
+        assert_eq!(first.wait().await, Ok(1));
         go.send(()).unwrap();
-        assert_eq!(staying.await.unwrap(), Ok(3));
+        assert_eq!(staying.wait().await, Ok(3));
     });
     assert_eq!(recorder.abandoned.load(Ordering::SeqCst), 1);
     assert_eq!(

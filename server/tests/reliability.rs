@@ -366,3 +366,50 @@ async fn tls_serves_https_with_the_configured_certificate() {
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_frees_its_place_at_once() {
+    // One place in the queue, and a batch that waits 2 s to fill.
+    let repository = repository_with_lenet("lenet-fashion", |c| {
+        set_batching(c, "max_queue_size", 1);
+        set_batching(c, "max_queue_delay_us", 2_000_000);
+        c["batching"]
+            .as_table_mut()
+            .unwrap()
+            .insert("preferred_batch_sizes".into(), toml::Value::Array(vec![]));
+    });
+    let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
+    let data = test_set();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert!(
+        classify(&impatient, &base, png(&data, 0))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // The server notices the closed connection and gives the place back.
+    let client = reqwest::Client::new();
+    let pending = format!("kiln_pending_requests{LABELS}");
+    while metric(&metrics_text(&client, &base).await, &pending) != Some(0.0) {
+        tokio::task::yield_now().await;
+    }
+    let text = metrics_text(&client, &base).await;
+    let canceled = "kiln_request_failure_total{backend=\"flex\",model=\"lenet-fashion\",reason=\"canceled\",version=\"1\"}";
+    assert_eq!(metric(&text, canceled), Some(1.0));
+    // The next request is admitted, not refused; the abandoned one is never computed.
+    let next = classify(&client, &base, png(&data, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 200);
+    let text = metrics_text(&client, &base).await;
+    assert_eq!(
+        metric(&text, &format!("kiln_inference_count_total{LABELS}")),
+        Some(1.0)
+    );
+    server.shutdown().await.unwrap();
+}

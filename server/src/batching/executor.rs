@@ -55,16 +55,8 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
     observer: &dyn BatchObserver,
 ) {
     let size = batch.jobs.len();
-    let mut inputs = Vec::with_capacity(size);
-    let mut replies = Vec::with_capacity(size);
-    // A running request still counts as pending; each place is given back just before its
-    // answer is sent, so a caller that has its answer never sees itself counted.
-    let mut admissions = Vec::with_capacity(size);
-    for job in batch.jobs {
-        inputs.push(job.input);
-        replies.push(job.reply);
-        admissions.push(job.admission);
-    }
+    let (inputs, replies): (Vec<I>, Vec<_>) =
+        batch.jobs.into_iter().map(|j| (j.input, j.reply)).unzip();
     let started = Instant::now();
     // A panic inside the model must fail only this batch, not the thread or the server.
     let outcome = catch_unwind(AssertUnwindSafe(|| executor.execute(&inputs)));
@@ -89,15 +81,13 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
     };
     match outputs {
         Ok(outputs) => {
-            for ((reply, admission), output) in replies.into_iter().zip(admissions).zip(outputs) {
-                drop(admission);
+            for (reply, output) in replies.into_iter().zip(outputs) {
                 let _ = reply.send(Ok(output));
             }
         }
         Err(message) => {
             tracing::error!(%message, size, "batch failed");
-            for (reply, admission) in replies.into_iter().zip(admissions) {
-                drop(admission);
+            for reply in replies {
                 let _ = reply.send(Err(InferError::Backend(message.clone())));
             }
         }

@@ -10,7 +10,7 @@ mod queue;
 use std::time::Duration;
 
 pub use executor::{BatchExecutor, ExecutorError};
-pub use queue::Batcher;
+pub use queue::{Batcher, Submitted};
 
 /// Batching limits of one model.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,11 +16,11 @@ pub(super) struct Job<I, O> {
     pub enqueued: Instant,
     /// After this the request is answered with `DeadlineExceeded` instead of being run.
     pub deadline: Option<Instant>,
-    pub admission: Admission,
 }
 
-/// A place in the queue; giving it back lets another request in.
-pub(super) struct Admission {
+/// A place in the queue, held by the caller: it is given back the moment the caller has
+/// its answer or goes away, which lets another request in.
+struct Admission {
     _permit: OwnedSemaphorePermit,
     observer: Arc<dyn BatchObserver>,
 }
@@ -31,9 +31,24 @@ impl Drop for Admission {
     }
 }
 
+/// A queued request: await [`Submitted::wait`] for its answer; dropping it withdraws the
+/// request and frees its place in the queue at once.
+pub struct Submitted<O> {
+    reply: oneshot::Receiver<Result<O, InferError>>,
+    _admission: Admission,
+}
+
+impl<O> Submitted<O> {
+    pub async fn wait(self) -> Result<O, InferError> {
+        self.reply.await.unwrap_or(Err(InferError::ShuttingDown))
+    }
+}
+
 /// The handle through which requests reach one model's batcher. Cheap to clone.
 pub struct Batcher<I, O> {
-    jobs: mpsc::Sender<Job<I, O>>,
+    // Unbounded because places are counted by `admission`; the only jobs beyond it are
+    // ones whose callers left, which the batcher discards as it reaches them.
+    jobs: mpsc::UnboundedSender<Job<I, O>>,
     admission: Arc<Semaphore>,
     max_queue_size: usize,
     observer: Arc<dyn BatchObserver>,
@@ -65,7 +80,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             "a batcher needs at least one executor"
         );
         assert!(policy.max_batch_size > 0 && policy.max_queue_size > 0);
-        let (jobs_tx, jobs_rx) = mpsc::channel(policy.max_queue_size);
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (batches_tx, batches_rx) = crossbeam_channel::bounded(executors.len());
         let idle_executors = Arc::new(Semaphore::new(executors.len()));
         for (i, executor) in executors.into_iter().enumerate() {
@@ -102,21 +117,20 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Like [`infer`](Self::infer), but a request still queued at `deadline` is dropped
     /// before compute and answered with [`InferError::DeadlineExceeded`].
     pub async fn infer_by(&self, input: I, deadline: Option<Instant>) -> Result<O, InferError> {
-        let reply = self.submit_by(input, deadline)?;
-        reply.await.unwrap_or(Err(InferError::ShuttingDown))
+        self.submit_by(input, deadline)?.wait().await
     }
 
-    /// Queue `input` and return the channel its result arrives on.
-    pub fn submit(&self, input: I) -> Result<oneshot::Receiver<Result<O, InferError>>, InferError> {
+    /// Queue `input`; the answer arrives through the returned [`Submitted`].
+    pub fn submit(&self, input: I) -> Result<Submitted<O>, InferError> {
         self.submit_by(input, None)
     }
 
-    /// Queue `input` with an optional deadline and return the channel its result arrives on.
+    /// Queue `input` with an optional deadline.
     pub fn submit_by(
         &self,
         input: I,
         deadline: Option<Instant>,
-    ) -> Result<oneshot::Receiver<Result<O, InferError>>, InferError> {
+    ) -> Result<Submitted<O>, InferError> {
         let permit = self
             .admission
             .clone()
@@ -133,13 +147,12 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             reply,
             enqueued: Instant::now(),
             deadline,
-            admission,
         };
-        // The channel holds as many jobs as there are admission permits, so it is never full.
-        self.jobs
-            .try_send(job)
-            .map_err(|_| InferError::ShuttingDown)?;
-        Ok(receiver)
+        self.jobs.send(job).map_err(|_| InferError::ShuttingDown)?;
+        Ok(Submitted {
+            reply: receiver,
+            _admission: admission,
+        })
     }
 
     /// Requests queued or running.
@@ -151,7 +164,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
 /// The actor that owns the queue and decides when a batch leaves.
 struct BatchFormer<I, O> {
     policy: BatchPolicy,
-    jobs: mpsc::Receiver<Job<I, O>>,
+    jobs: mpsc::UnboundedReceiver<Job<I, O>>,
     /// Jobs taken off the channel, oldest first.
     pending: VecDeque<Job<I, O>>,
     batches: crossbeam_channel::Sender<Batch<I, O>>,

@@ -10,11 +10,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use base64::Engine;
 use kiln_zoo::image_input::ImageSpec;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::input;
 use crate::error::{ErrorKind, KilnError};
 use crate::metrics::FailureReason;
 use crate::registry::Prediction;
@@ -29,24 +29,6 @@ const INLINE_DECODE_LIMIT: usize = 256 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct ClassifyQuery {
     top_k: Option<usize>,
-}
-
-/// The JSON form of a classify request: exactly one of `image` and `pixels`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClassifyJson {
-    /// Base64 PNG/JPEG bytes, optionally as a `data:` URL.
-    image: Option<String>,
-    /// Pixel values 0–255: rows of grey values, or rows of `[r, g, b]`.
-    pixels: Option<Pixels>,
-    top_k: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Pixels {
-    Gray(Vec<Vec<f32>>),
-    Color(Vec<Vec<Vec<f32>>>),
 }
 
 #[derive(Debug, Serialize)]
@@ -160,26 +142,15 @@ async fn read_input(
                 .await
                 .map_err(|e| KilnError::bad_input(e.body_text()))?;
             let bytes = first_file(multipart).await?;
-            Ok((decode_image(spec, bytes).await?, None))
+            off_thread_if_large(spec, bytes, image_only).await
         }
         "application/json" => {
             let body = read_body(request).await?;
-            let json: ClassifyJson = serde_json::from_slice(&body)
-                .map_err(|e| KilnError::bad_input(format!("invalid JSON body: {e}")))?;
-            let input = match (json.image, json.pixels) {
-                (Some(b64), None) => decode_image(spec, decode_base64(&b64)?).await?,
-                (None, Some(pixels)) => pixels_to_input(spec, pixels)?,
-                _ => {
-                    return Err(KilnError::bad_input(
-                        "send exactly one of \"image\" (base64) and \"pixels\"",
-                    ));
-                }
-            };
-            Ok((input, json.top_k))
+            off_thread_if_large(spec, body, input::decode_json_input).await
         }
         m if m.starts_with("image/") || m == "application/octet-stream" => {
             let body = read_body(request).await?;
-            Ok((decode_image(spec, body).await?, None))
+            off_thread_if_large(spec, body, image_only).await
         }
         other => Err(KilnError::new(
             ErrorKind::UnsupportedMediaType,
@@ -236,60 +207,22 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> KilnError {
     }
 }
 
-fn decode_base64(text: &str) -> Result<Bytes, KilnError> {
-    let payload = match text.split_once(";base64,") {
-        Some((prefix, data)) if prefix.starts_with("data:") => data,
-        _ => text,
-    };
-    base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
-        .map(Bytes::from)
-        .map_err(|e| KilnError::bad_input(format!("\"image\" is not valid base64: {e}")))
+fn image_only(spec: &ImageSpec, bytes: &[u8]) -> Result<(Vec<f32>, Option<usize>), KilnError> {
+    Ok((input::decode_image_bytes(spec, bytes)?, None))
 }
 
-async fn decode_image(spec: &ImageSpec, bytes: Bytes) -> Result<Vec<f32>, KilnError> {
-    if bytes.len() <= INLINE_DECODE_LIMIT {
-        return spec.decode(&bytes).map_err(KilnError::from);
+/// Run a body decoder inline for small bodies and on the blocking pool for large ones,
+/// whose decoding takes long enough to stall an async worker.
+async fn off_thread_if_large(
+    spec: &ImageSpec,
+    body: Bytes,
+    decode: fn(&ImageSpec, &[u8]) -> Result<(Vec<f32>, Option<usize>), KilnError>,
+) -> Result<(Vec<f32>, Option<usize>), KilnError> {
+    if body.len() <= INLINE_DECODE_LIMIT {
+        return decode(spec, &body);
     }
     let spec = spec.clone();
-    tokio::task::spawn_blocking(move || spec.decode(&bytes))
+    tokio::task::spawn_blocking(move || decode(&spec, &body))
         .await
-        .map_err(|_| KilnError::new(ErrorKind::Internal, "image decoding failed"))?
-        .map_err(KilnError::from)
-}
-
-fn pixels_to_input(spec: &ImageSpec, pixels: Pixels) -> Result<Vec<f32>, KilnError> {
-    let ragged = || KilnError::unprocessable("\"pixels\" rows must all have the same length");
-    let (height, width, channels, flat) = match pixels {
-        Pixels::Gray(rows) => {
-            let width = rows.first().map_or(0, Vec::len);
-            if rows.iter().any(|r| r.len() != width) {
-                return Err(ragged());
-            }
-            (
-                rows.len(),
-                width,
-                1,
-                rows.into_iter().flatten().collect::<Vec<_>>(),
-            )
-        }
-        Pixels::Color(rows) => {
-            let width = rows.first().map_or(0, Vec::len);
-            let channels = rows.first().and_then(|r| r.first()).map_or(0, Vec::len);
-            if rows
-                .iter()
-                .any(|r| r.len() != width || r.iter().any(|p| p.len() != channels))
-            {
-                return Err(ragged());
-            }
-            (
-                rows.len(),
-                width,
-                channels,
-                rows.into_iter().flatten().flatten().collect(),
-            )
-        }
-    };
-    spec.from_pixels(height, width, channels, &flat)
-        .map_err(KilnError::from)
+        .map_err(|_| KilnError::new(ErrorKind::Internal, "decoding the request failed"))?
 }

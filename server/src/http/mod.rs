@@ -5,6 +5,7 @@ mod classify;
 mod error;
 mod guard;
 mod health;
+pub mod input;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
