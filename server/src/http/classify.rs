@@ -14,7 +14,7 @@ use kiln_zoo::image_input::ImageSpec;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::input;
+use super::input::{self, DecodedInput};
 use crate::error::{ErrorKind, KilnError};
 use crate::metrics::FailureReason;
 use crate::registry::Prediction;
@@ -120,10 +120,7 @@ fn pick_top_k(requested: Option<usize>, classes: usize) -> Result<usize, KilnErr
 }
 
 /// The preprocessed image and any `top_k` carried in the body.
-async fn read_input(
-    spec: &ImageSpec,
-    request: Request,
-) -> Result<(Vec<f32>, Option<usize>), KilnError> {
+async fn read_input(spec: &ImageSpec, request: Request) -> Result<DecodedInput, KilnError> {
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -207,7 +204,7 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> KilnError {
     }
 }
 
-fn image_only(spec: &ImageSpec, bytes: &[u8]) -> Result<(Vec<f32>, Option<usize>), KilnError> {
+fn image_only(spec: &ImageSpec, bytes: &[u8]) -> Result<DecodedInput, KilnError> {
     Ok((input::decode_image_bytes(spec, bytes)?, None))
 }
 
@@ -216,8 +213,8 @@ fn image_only(spec: &ImageSpec, bytes: &[u8]) -> Result<(Vec<f32>, Option<usize>
 async fn off_thread_if_large(
     spec: &ImageSpec,
     body: Bytes,
-    decode: fn(&ImageSpec, &[u8]) -> Result<(Vec<f32>, Option<usize>), KilnError>,
-) -> Result<(Vec<f32>, Option<usize>), KilnError> {
+    decode: fn(&ImageSpec, &[u8]) -> Result<DecodedInput, KilnError>,
+) -> Result<DecodedInput, KilnError> {
     if body.len() <= INLINE_DECODE_LIMIT {
         return decode(spec, &body);
     }

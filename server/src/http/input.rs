@@ -8,11 +8,11 @@ use serde::Deserialize;
 
 use crate::error::KilnError;
 
+/// A decoded request: the model input and any `top_k` the body carried.
+pub type DecodedInput = (Vec<f32>, Option<usize>);
+
 /// Model input and any `top_k` carried in a JSON classify body.
-pub fn decode_json_input(
-    spec: &ImageSpec,
-    body: &[u8],
-) -> Result<(Vec<f32>, Option<usize>), KilnError> {
+pub fn decode_json_input(spec: &ImageSpec, body: &[u8]) -> Result<DecodedInput, KilnError> {
     let json: ClassifyJson = serde_json::from_slice(body)
         .map_err(|e| KilnError::bad_input(format!("invalid JSON body: {e}")))?;
     let input = match (json.image, json.pixels) {
