@@ -38,7 +38,10 @@ for c in "${levels[@]}"; do
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '/ 50% in/ {print $3 * 1000}' <<<"$out")
     p99=$(awk '/ 99% in/ {print $3 * 1000}' <<<"$out")
-    ok=$(awk '/\[200\]/ {print $2}' <<<"$out")
-    printf '%-12s %10.0f %10.2f %10.2f %8d\n' "$c" "$rps" "$p50" "$p99" "$((requests - ${ok:-0}))"
+    # Non-200 statuses plus transport errors (hey lists both as "[count] ..." lines).
+    errors=$(awk '/^Status code distribution/ {s = 1; next} /^Error distribution/ {s = 2; next}
+        s == 1 && /\[[0-9]+\]/ && !/\[200\]/ {n += $2} s == 2 && /\[[0-9]+\]/ {gsub(/[][]/, "", $1); n += $1}
+        END {print n + 0}' <<<"$out")
+    printf '%-12s %10.0f %10.2f %10.2f %8d\n' "$c" "$rps" "$p50" "$p99" "$errors"
 done
 curl -s "http://$addr/metrics" | grep -E '^kiln_(inference_count|inference_exec_count)_total' || true

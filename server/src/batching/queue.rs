@@ -214,6 +214,11 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
         };
         let deadline = oldest.enqueued + self.policy.max_queue_delay;
         while !self.is_due_by_size() {
+            // Tokio rounds timers up to the next millisecond; once the deadline has passed,
+            // take only what has already arrived instead of sleeping.
+            if Instant::now() >= deadline {
+                return self.take_arrived();
+            }
             tokio::select! {
                 biased;
                 job = self.jobs.recv() => match job {
@@ -221,6 +226,19 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
                     None => return false,
                 },
                 _ = sleep_until(deadline) => break,
+            }
+        }
+        true
+    }
+
+    /// Move jobs that are already waiting in the channel into the batch, up to its maximum.
+    /// Returns false when no more jobs can ever arrive.
+    fn take_arrived(&mut self) -> bool {
+        while !self.is_due_by_size() {
+            match self.jobs.try_recv() {
+                Ok(job) => self.pending.push_back(job),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
         true

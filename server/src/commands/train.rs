@@ -56,7 +56,7 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
         input: spec,
         batching: BatchingConfig {
             max_batch_size: 64,
-            max_queue_delay_us: 1_000,
+            max_queue_delay_us: 0,
             preferred_batch_sizes: vec![32, 64],
             max_queue_size: 1_024,
         },
