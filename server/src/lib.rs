@@ -9,6 +9,7 @@
 pub mod batching;
 pub mod cli;
 pub mod commands;
+pub mod energy;
 pub mod error;
 pub mod http;
 pub mod metrics;

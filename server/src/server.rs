@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::energy::PowerMeter;
 use crate::http::{AppState, app};
 use crate::registry::{ModelState, load_model};
 use crate::repository::ModelRepository;
@@ -24,6 +25,7 @@ pub struct RunningServer {
     ready: watch::Receiver<bool>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    power_meter: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -39,6 +41,9 @@ impl RunningServer {
         let listener = TcpListener::bind(settings.http_addr).await?;
         let http_addr = listener.local_addr()?;
         let state = AppState::new(settings.clone());
+        let meter = PowerMeter::detect(settings.estimated_watts_per_core);
+        let interval = Duration::from_millis(settings.power_sample_ms.max(1));
+        let power_meter = tokio::spawn(meter.run(state.metrics.clone(), interval));
         let (ready_tx, ready) = watch::channel(false);
         tokio::spawn(load_repository(settings, state.clone(), ready_tx));
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -67,6 +72,7 @@ impl RunningServer {
             ready,
             shutdown: Some(shutdown_tx),
             task,
+            power_meter,
         })
     }
 
@@ -104,6 +110,7 @@ impl RunningServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.power_meter.abort();
         // Idle connections close at once; give busy ones a moment, then stop regardless.
         match tokio::time::timeout(CONNECTION_CLOSE_GRACE, &mut self.task).await {
             Ok(result) => result.unwrap_or_else(|e| Err(std::io::Error::other(e))),

@@ -45,6 +45,13 @@ pub struct ServeSettings {
     /// Require the API key for /metrics too (public by default, for scrapers).
     #[arg(long, env = "KILN_AUTH_METRICS")]
     pub auth_metrics: bool,
+    /// How often power is sampled, in milliseconds.
+    #[arg(long, env = "KILN_POWER_SAMPLE_MS", default_value_t = 1000)]
+    pub power_sample_ms: u64,
+    /// Watts one CPU core draws at full load, for the power estimate used when neither NVML
+    /// nor RAPL can be read (reported with `source="estimate"`).
+    #[arg(long, env = "KILN_ESTIMATED_WATTS_PER_CORE", default_value_t = 10.0)]
+    pub estimated_watts_per_core: f64,
     /// PEM certificate chain; with --tls-key, HTTP is served over TLS.
     #[arg(long, env = "KILN_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -69,6 +76,8 @@ impl ServeSettings {
             auth_metrics: false,
             tls_cert: None,
             tls_key: None,
+            power_sample_ms: 1000,
+            estimated_watts_per_core: 10.0,
         }
     }
 }

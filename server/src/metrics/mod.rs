@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use window::ThroughputWindow;
+pub use window::{ThroughputWindow, WindowSummary};
 
 use crate::batching::BatchObserver;
 
@@ -56,6 +56,14 @@ pub struct Metrics {
     compute_duration: HistogramVec,
     batch_size: HistogramVec,
     items_per_second: GaugeVec,
+    items_per_second_per_watt: GaugeVec,
+    joules_per_item: GaugeVec,
+    power_watts: GaugeVec,
+    energy_joules: CounterVec,
+    gpu_utilization: GaugeVec,
+    gpu_memory_used: GaugeVec,
+    /// Cumulative joules over time, for the energy used inside the rate window.
+    energy_timeline: Mutex<EnergyTimeline>,
     models: Mutex<Vec<Arc<ModelMetrics>>>,
 }
 
@@ -139,7 +147,53 @@ impl Metrics {
         registry
             .register(Box::new(items_per_second.clone()))
             .expect("unique metric");
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let items_per_second_per_watt = gauge(
+            "kiln_items_per_second_per_watt",
+            "Items per second per watt (items per joule) over the last 10 s, energy shared by compute time",
+            &MODEL_LABELS,
+        );
+        let joules_per_item = gauge(
+            "kiln_joules_per_item",
+            "Joules per item over the last 10 s, energy shared out by compute time",
+            &MODEL_LABELS,
+        );
+        let power_watts = gauge(
+            "kiln_power_watts",
+            "Power drawn, by source: nvml and rapl are measured, estimate is CPU time x configured watts",
+            &["source"],
+        );
+        let gpu_utilization = gauge("kiln_gpu_utilization", "GPU busy fraction (NVML)", &["gpu"]);
+        let gpu_memory_used = gauge(
+            "kiln_gpu_memory_used_bytes",
+            "GPU memory in use (NVML)",
+            &["gpu"],
+        );
+        let energy_joules = CounterVec::new(
+            Opts::new(
+                "kiln_energy_joules_total",
+                "Energy used since start, by source",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(energy_joules.clone()))
+            .expect("unique metric");
         Self {
+            items_per_second_per_watt,
+            joules_per_item,
+            power_watts,
+            energy_joules,
+            gpu_utilization,
+            gpu_memory_used,
+            energy_timeline: Mutex::new(EnergyTimeline::default()),
             request_duration: histogram(
                 "kiln_request_duration_seconds",
                 "End-to-end request time inside the server",
@@ -186,6 +240,8 @@ impl Metrics {
             compute_duration: self.compute_duration.with_label_values(&labels),
             batch_size: self.batch_size.with_label_values(&labels),
             items_per_second: self.items_per_second.with_label_values(&labels),
+            items_per_second_per_watt: self.items_per_second_per_watt.with_label_values(&labels),
+            joules_per_item: self.joules_per_item.with_label_values(&labels),
             window: Mutex::new(ThroughputWindow::new(RATE_WINDOW)),
         });
         self.models
@@ -195,11 +251,56 @@ impl Metrics {
         model_metrics
     }
 
+    /// Record `joules` used over `elapsed`, read from `source`.
+    pub fn record_energy(
+        &self,
+        source: &str,
+        joules: f64,
+        elapsed: Duration,
+        reading: &crate::energy::Reading,
+    ) {
+        self.energy_joules
+            .with_label_values(&[source])
+            .inc_by(joules);
+        if !elapsed.is_zero() {
+            self.power_watts
+                .with_label_values(&[source])
+                .set(joules / elapsed.as_secs_f64());
+        }
+        if let Some(u) = reading.gpu_utilization {
+            self.gpu_utilization.with_label_values(&["all"]).set(u);
+        }
+        if let Some(bytes) = reading.gpu_memory_used_bytes {
+            self.gpu_memory_used
+                .with_label_values(&["all"])
+                .set(bytes as f64);
+        }
+        self.energy_timeline
+            .lock()
+            .expect("energy lock")
+            .record(joules);
+    }
+
     /// Prometheus text exposition of every metric, with rates brought up to date.
     pub fn render(&self) -> String {
-        for model in self.models.lock().expect("metrics lock").iter() {
-            model.refresh_rate();
+        let energy = self
+            .energy_timeline
+            .lock()
+            .expect("energy lock")
+            .joules_within(RATE_WINDOW);
+        let models = self.models.lock().expect("metrics lock");
+        let summaries: Vec<WindowSummary> = models.iter().map(|m| m.refresh_rate()).collect();
+        let total_compute: f64 = summaries.iter().map(|s| s.compute_secs).sum();
+        for (model, summary) in models.iter().zip(&summaries) {
+            // Each model is charged the window's energy in proportion to its compute time.
+            let share = if total_compute > 0.0 {
+                summary.compute_secs / total_compute
+            } else {
+                0.0
+            };
+            model.set_efficiency(energy * share, summary.items);
         }
+        drop(models);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -221,6 +322,8 @@ pub struct ModelMetrics {
     compute_duration: prometheus::Histogram,
     batch_size: prometheus::Histogram,
     items_per_second: prometheus::Gauge,
+    items_per_second_per_watt: prometheus::Gauge,
+    joules_per_item: prometheus::Gauge,
     window: Mutex<ThroughputWindow>,
 }
 
@@ -250,9 +353,27 @@ impl ModelMetrics {
             .inc();
     }
 
-    fn refresh_rate(&self) {
-        let rate = self.window.lock().expect("window lock").rate();
+    fn refresh_rate(&self) -> WindowSummary {
+        let summary = self.window.lock().expect("window lock").summary();
+        let rate = if summary.span_secs > 0.0 {
+            summary.items as f64 / summary.span_secs
+        } else {
+            0.0
+        };
         self.items_per_second.set(rate);
+        summary
+    }
+
+    /// Efficiency gauges from the energy charged to this model and the items it served in
+    /// the window; both read 0 when it served nothing or no energy was measured.
+    fn set_efficiency(&self, joules: f64, items: u64) {
+        let (per_item, per_joule) = if joules > 0.0 && items > 0 {
+            (joules / items as f64, items as f64 / joules)
+        } else {
+            (0.0, 0.0)
+        };
+        self.joules_per_item.set(per_item);
+        self.items_per_second_per_watt.set(per_joule);
     }
 }
 
@@ -274,7 +395,10 @@ impl BatchObserver for ModelMetrics {
         self.inference_count.inc_by(size as u64);
         self.batch_size.observe(size as f64);
         self.compute_duration.observe(compute.as_secs_f64());
-        self.window.lock().expect("window lock").record(size as u64);
+        self.window
+            .lock()
+            .expect("window lock")
+            .record(size as u64, compute);
     }
 }
 
@@ -300,5 +424,35 @@ impl Drop for RequestRecord {
             self.metrics
                 .request_finished(self.started.elapsed(), Some(FailureReason::Canceled));
         }
+    }
+}
+
+/// Energy readings over time, to tell how much energy fell inside a recent window.
+#[derive(Debug, Default)]
+struct EnergyTimeline {
+    /// (time, joules recorded then), oldest first; kept for twice the rate window.
+    samples: std::collections::VecDeque<(std::time::Instant, f64)>,
+}
+
+impl EnergyTimeline {
+    fn record(&mut self, joules: f64) {
+        let now = std::time::Instant::now();
+        self.samples.push_back((now, joules));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > 2 * RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    fn joules_within(&self, window: Duration) -> f64 {
+        let now = std::time::Instant::now();
+        self.samples
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) <= window)
+            .map(|(_, j)| j)
+            .sum()
     }
 }

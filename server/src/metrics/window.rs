@@ -1,4 +1,5 @@
-//! A sliding window of item counts, for rates such as items per second.
+//! A sliding window of item counts and compute time, for rates such as items per second
+//! and for sharing energy out between models.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -8,7 +9,17 @@ use std::time::{Duration, Instant};
 pub struct ThroughputWindow {
     span: Duration,
     started: Instant,
-    events: VecDeque<(Instant, u64)>,
+    events: VecDeque<(Instant, u64, f64)>,
+}
+
+/// What a window holds right now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowSummary {
+    pub items: u64,
+    /// Seconds of forward-pass time.
+    pub compute_secs: f64,
+    /// The window's length (shorter while the window is younger than its span).
+    pub span_secs: f64,
 }
 
 impl ThroughputWindow {
@@ -20,13 +31,29 @@ impl ThroughputWindow {
         }
     }
 
-    pub fn record(&mut self, items: u64) {
-        self.record_at(Instant::now(), items);
+    pub fn record(&mut self, items: u64, compute: Duration) {
+        self.record_at(Instant::now(), items, compute);
     }
 
-    pub fn record_at(&mut self, at: Instant, items: u64) {
-        self.events.push_back((at, items));
+    pub fn record_at(&mut self, at: Instant, items: u64, compute: Duration) {
+        self.events.push_back((at, items, compute.as_secs_f64()));
         self.expire(at);
+    }
+
+    pub fn summary(&mut self) -> WindowSummary {
+        self.summary_at(Instant::now())
+    }
+
+    pub fn summary_at(&mut self, now: Instant) -> WindowSummary {
+        self.expire(now);
+        WindowSummary {
+            items: self.events.iter().map(|e| e.1).sum(),
+            compute_secs: self.events.iter().map(|e| e.2).sum(),
+            span_secs: self
+                .span
+                .min(now.saturating_duration_since(self.started))
+                .as_secs_f64(),
+        }
     }
 
     /// Items per second over the window (or since start, when younger than the window).
@@ -35,17 +62,15 @@ impl ThroughputWindow {
     }
 
     pub fn rate_at(&mut self, now: Instant) -> f64 {
-        self.expire(now);
-        let span = self.span.min(now.saturating_duration_since(self.started));
-        if span.is_zero() {
+        let summary = self.summary_at(now);
+        if summary.span_secs == 0.0 {
             return 0.0;
         }
-        let items: u64 = self.events.iter().map(|(_, n)| n).sum();
-        items as f64 / span.as_secs_f64()
+        summary.items as f64 / summary.span_secs
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some(&(at, _)) = self.events.front() {
+        while let Some(&(at, _, _)) = self.events.front() {
             if now.saturating_duration_since(at) > self.span {
                 self.events.pop_front();
             } else {
@@ -63,8 +88,8 @@ mod tests {
     fn rate_counts_only_the_window() {
         let mut w = ThroughputWindow::new(Duration::from_secs(10));
         let t0 = w.started;
-        w.record_at(t0 + Duration::from_secs(1), 100);
-        w.record_at(t0 + Duration::from_secs(15), 50);
+        w.record_at(t0 + Duration::from_secs(1), 100, Duration::ZERO);
+        w.record_at(t0 + Duration::from_secs(15), 50, Duration::ZERO);
         // At t=20 s only the second event is inside the 10 s window.
         let rate = w.rate_at(t0 + Duration::from_secs(20));
         assert!((rate - 5.0).abs() < 1e-9, "{rate}");
@@ -74,7 +99,7 @@ mod tests {
     fn a_young_window_divides_by_its_age() {
         let mut w = ThroughputWindow::new(Duration::from_secs(10));
         let t0 = w.started;
-        w.record_at(t0 + Duration::from_secs(1), 20);
+        w.record_at(t0 + Duration::from_secs(1), 20, Duration::ZERO);
         let rate = w.rate_at(t0 + Duration::from_secs(2));
         assert!((rate - 10.0).abs() < 1e-9, "{rate}");
     }
