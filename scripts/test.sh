@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Runs Kiln's test suite on a fresh machine: installs what the tests need first
-# (Debian's Fashion-MNIST package, cargo-nextest), then runs every test.
+# (Debian's Fashion-MNIST and Prometheus packages, cargo-nextest), then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+# Debian packages: the Fashion-MNIST data set, and Prometheus for the scrape test.
+missing=()
+[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
+command -v prometheus >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
