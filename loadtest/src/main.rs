@@ -1,0 +1,101 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use kiln_loadtest::inputs::load_images;
+use kiln_loadtest::plan::{Level, LoadPlan, RequestForm, Sweep};
+use kiln_loadtest::report;
+use kiln_loadtest::runner::{Payloads, run_level};
+
+/// Load generator for Kiln's classify API: closed-loop concurrency sweeps or open-loop
+/// Poisson request rates, latency percentiles, and the server's own queue/compute split.
+#[derive(Debug, Parser)]
+#[command(name = "kiln-loadtest", version)]
+struct Args {
+    /// Server base URL (loopback or your own hosts).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    #[arg(long, default_value = "lenet-fashion")]
+    model: String,
+    /// Folder of PNG/JPEG images to send, in turn.
+    #[arg(long, default_value = "examples/images")]
+    inputs: PathBuf,
+    #[arg(long, value_enum, default_value = "http-binary")]
+    form: RequestForm,
+    /// Closed-loop concurrency levels, e.g. `1:64:x2`.
+    #[arg(long, conflicts_with = "request_rate")]
+    concurrency: Option<Sweep>,
+    /// Open-loop Poisson request rates (requests/s), e.g. `500:2000:+500`.
+    #[arg(long)]
+    request_rate: Option<Sweep>,
+    #[arg(long, default_value_t = 2.0)]
+    warmup_secs: f64,
+    /// Length of one measurement window.
+    #[arg(long, default_value_t = 3.0)]
+    window_secs: f64,
+    #[arg(long, default_value_t = 6)]
+    max_windows: usize,
+    /// Throughput of the last three windows within this fraction of their mean.
+    #[arg(long, default_value_t = 0.1)]
+    stability: f64,
+    /// Requests at most per level, warm-up included.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_requests: usize,
+    #[arg(long, env = "KILN_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Where to write results.csv, results.json and results.svg.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let levels: Vec<Level> = match (&args.concurrency, &args.request_rate) {
+        (_, Some(rates)) => rates.0.iter().map(|&r| Level::RequestRate(r)).collect(),
+        (Some(c), None) => {
+            c.0.iter()
+                .map(|&c| Level::Concurrency(c.round() as usize))
+                .collect()
+        }
+        (None, None) => vec![
+            Level::Concurrency(1),
+            Level::Concurrency(16),
+            Level::Concurrency(64),
+        ],
+    };
+    let plan = LoadPlan {
+        url: args.url.clone(),
+        model: args.model.clone(),
+        form: args.form,
+        levels,
+        warmup: Duration::from_secs_f64(args.warmup_secs),
+        window: Duration::from_secs_f64(args.window_secs),
+        max_windows: args.max_windows.max(1),
+        stability: args.stability,
+        max_requests: args.max_requests,
+        api_key: args.api_key.clone(),
+    };
+    let images = load_images(&args.inputs).map_err(anyhow::Error::msg)?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let mut results = Vec::new();
+    for &level in &plan.levels {
+        let payloads = Payloads::new(&images, plan.form);
+        let result = run_level(&plan, &client, payloads, level, &|line| eprintln!("{line}")).await;
+        results.push(result);
+    }
+    print!("{}", report::table(&results));
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::write(dir.join("results.csv"), report::csv(&results))?;
+        std::fs::write(dir.join("results.json"), report::json(&results))?;
+        let title = format!("{} — {}", args.model, args.url);
+        std::fs::write(dir.join("results.svg"), report::svg(&results, &title))?;
+        eprintln!("wrote {}/results.{{csv,json,svg}}", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! What to load and how: the target, the request form, and the levels to sweep.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How each request carries its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RequestForm {
+    /// `POST /v1/models/{m}/classify` with the raw image bytes and their content type.
+    HttpBinary,
+    /// `POST /v1/models/{m}/classify` with `{"image": "<base64>"}`.
+    HttpJson,
+}
+
+/// One load level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Level {
+    /// Closed loop: this many callers, each sending its next request when the last returns.
+    Concurrency(usize),
+    /// Open loop: Poisson arrivals at this mean rate (requests/s), whatever the answers do.
+    RequestRate(f64),
+}
+
+impl Level {
+    pub fn label(&self) -> String {
+        match self {
+            Level::Concurrency(c) => format!("c={c}"),
+            Level::RequestRate(r) => format!("rate={r}"),
+        }
+    }
+
+    pub fn value(&self) -> f64 {
+        match self {
+            Level::Concurrency(c) => *c as f64,
+            Level::RequestRate(r) => *r,
+        }
+    }
+}
+
+/// A sweep written `start:end:step` (`1:64:x2` doubles, `100:400:+100` adds) or a single
+/// value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep(pub Vec<f64>);
+
+impl FromStr for Sweep {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let number = |v: &str| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n > 0.0)
+                .ok_or_else(|| format!("'{v}' is not a positive number"))
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            [one] => Ok(Sweep(vec![number(one)?])),
+            [start, end] | [start, end, _] => {
+                let (start, end) = (number(start)?, number(end)?);
+                if end < start {
+                    return Err(format!("sweep end {end} is below its start {start}"));
+                }
+                let step = parts.get(2).copied().unwrap_or("x2");
+                let next: Box<dyn Fn(f64) -> f64> = if let Some(f) = step.strip_prefix('x') {
+                    let f = number(f)?;
+                    if f <= 1.0 {
+                        return Err("a multiplying step must be above 1".into());
+                    }
+                    Box::new(move |v| v * f)
+                } else {
+                    let d = number(step.trim_start_matches('+'))?;
+                    Box::new(move |v| v + d)
+                };
+                let mut values = vec![start];
+                while values.len() < 64 {
+                    let v = next(*values.last().unwrap_or(&start));
+                    if v > end + 1e-9 {
+                        break;
+                    }
+                    values.push(v);
+                }
+                Ok(Sweep(values))
+            }
+            _ => Err(format!("'{s}' is not start:end:step")),
+        }
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// Base URL of the server, e.g. `http://127.0.0.1:8000`.
+    pub url: String,
+    pub model: String,
+    pub form: RequestForm,
+    pub levels: Vec<Level>,
+    pub warmup: Duration,
+    pub window: Duration,
+    /// Measurement windows at most per level.
+    pub max_windows: usize,
+    /// Throughput of the last three windows must lie within this fraction of their mean.
+    pub stability: f64,
+    /// Requests at most per level (warm-up included): a bound whatever the windows say.
+    pub max_requests: usize,
+    pub api_key: Option<String>,
+}
+
+impl LoadPlan {
+    pub fn classify_url(&self) -> String {
+        format!(
+            "{}/v1/models/{}/classify",
+            self.url.trim_end_matches('/'),
+            self.model
+        )
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("{}/metrics", self.url.trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_multiply_add_or_stand_alone() {
+        assert_eq!(
+            "1:64:x2".parse::<Sweep>().unwrap().0,
+            vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+        );
+        assert_eq!(
+            "100:300:+100".parse::<Sweep>().unwrap().0,
+            vec![100.0, 200.0, 300.0]
+        );
+        assert_eq!("16".parse::<Sweep>().unwrap().0, vec![16.0]);
+        assert!("8:4".parse::<Sweep>().is_err());
+        assert!("1:8:x1".parse::<Sweep>().is_err());
+        assert!("a:b".parse::<Sweep>().is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! Driving one load level: warm-up, measurement windows until throughput is stable, and
+//! the server's own counters read around the measurement.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rand::Rng;
+
+use crate::inputs::ImageInput;
+use crate::plan::{Level, LoadPlan, RequestForm};
+use crate::server_metrics::{Scrape, ServerSplit};
+use crate::stats::{Latency, is_stable, latency};
+
+/// Open-loop requests outstanding at most; arrivals beyond it are counted as errors
+/// rather than piling up without bound.
+const MAX_OUTSTANDING: usize = 8192;
+
+/// The outcome of one level.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LevelResult {
+    pub level: String,
+    pub level_value: f64,
+    /// Successful requests per second during the measurement.
+    pub throughput: f64,
+    pub latency: Latency,
+    pub measured_ok: usize,
+    pub measured_errors: usize,
+    pub windows: usize,
+    pub stable: bool,
+    /// Every request of the level, warm-up included.
+    pub sent: usize,
+    pub ok: usize,
+    pub errors: usize,
+    pub server: Option<ServerSplit>,
+}
+
+/// A finished request.
+struct Completion {
+    at: Instant,
+    latency: Duration,
+    ok: bool,
+}
+
+/// Ready-made request bodies, one per input.
+pub struct Payloads {
+    bodies: Vec<(bytes::Bytes, &'static str)>,
+}
+
+impl Payloads {
+    pub fn new(inputs: &[ImageInput], form: RequestForm) -> Self {
+        let bodies = inputs
+            .iter()
+            .map(|input| match form {
+                RequestForm::HttpBinary => {
+                    (bytes::Bytes::from(input.bytes.clone()), input.content_type)
+                }
+                RequestForm::HttpJson => {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(&input.bytes);
+                    let json = serde_json::json!({ "image": b64 }).to_string();
+                    (bytes::Bytes::from(json), "application/json")
+                }
+            })
+            .collect();
+        Self { bodies }
+    }
+}
+
+struct Shared {
+    client: reqwest::Client,
+    url: String,
+    api_key: Option<String>,
+    payloads: Payloads,
+    completions: Mutex<Vec<Completion>>,
+    stop: AtomicBool,
+    sent: AtomicUsize,
+    max_requests: usize,
+}
+
+impl Shared {
+    /// Claim the right to send one more request, within the level's bound.
+    fn claim(&self) -> Option<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let n = self.sent.fetch_add(1, Ordering::Relaxed);
+        (n < self.max_requests).then_some(n)
+    }
+
+    async fn send(&self, n: usize) {
+        let (body, content_type) = &self.payloads.bodies[n % self.payloads.bodies.len()];
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", *content_type)
+            .body(body.clone());
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let started = Instant::now();
+        let ok = match request.send().await {
+            Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        self.record(started, ok);
+    }
+
+    fn record(&self, started: Instant, ok: bool) {
+        let at = Instant::now();
+        self.completions
+            .lock()
+            .expect("completions lock")
+            .push(Completion {
+                at,
+                latency: at - started,
+                ok,
+            });
+    }
+}
+
+async fn scrape(client: &reqwest::Client, plan: &LoadPlan) -> Option<Scrape> {
+    let mut request = client.get(plan.metrics_url());
+    if let Some(key) = &plan.api_key {
+        request = request.bearer_auth(key);
+    }
+    let text = request.send().await.ok()?.text().await.ok()?;
+    Some(Scrape::parse(&text))
+}
+
+/// Run one level and report it; `progress` receives a line per measurement window.
+pub async fn run_level(
+    plan: &LoadPlan,
+    client: &reqwest::Client,
+    payloads: Payloads,
+    level: Level,
+    progress: &(dyn Fn(&str) + Sync),
+) -> LevelResult {
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        url: plan.classify_url(),
+        api_key: plan.api_key.clone(),
+        payloads,
+        completions: Mutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+        sent: AtomicUsize::new(0),
+        max_requests: plan.max_requests,
+    });
+    let workers = start_workers(&shared, level);
+
+    tokio::time::sleep(plan.warmup).await;
+    let before = scrape(client, plan).await;
+    let measure_start = Instant::now();
+    let mut throughputs = Vec::new();
+    let mut window_start = measure_start;
+    while throughputs.len() < plan.max_windows && !is_stable(&throughputs, plan.stability) {
+        tokio::time::sleep(plan.window).await;
+        let now = Instant::now();
+        let ok = count_ok(&shared, window_start, now);
+        let throughput = ok as f64 / (now - window_start).as_secs_f64();
+        throughputs.push(throughput);
+        progress(&format!(
+            "{} window {}: {throughput:.0} req/s",
+            level.label(),
+            throughputs.len()
+        ));
+        window_start = now;
+        if shared.sent.load(Ordering::Relaxed) >= plan.max_requests {
+            progress(&format!(
+                "{} reached the bound of {} requests",
+                level.label(),
+                plan.max_requests
+            ));
+            break;
+        }
+    }
+    let measure_end = Instant::now();
+    let after = scrape(client, plan).await;
+    shared.stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        let _ = worker.await;
+    }
+
+    let completions = shared.completions.lock().expect("completions lock");
+    let measured: Vec<&Completion> = completions
+        .iter()
+        .filter(|c| c.at >= measure_start && c.at <= measure_end)
+        .collect();
+    let mut latencies: Vec<Duration> = measured
+        .iter()
+        .filter(|c| c.ok)
+        .map(|c| c.latency)
+        .collect();
+    let measured_ok = latencies.len();
+    LevelResult {
+        level: level.label(),
+        level_value: level.value(),
+        throughput: measured_ok as f64 / (measure_end - measure_start).as_secs_f64(),
+        latency: latency(&mut latencies),
+        measured_ok,
+        measured_errors: measured.len() - measured_ok,
+        windows: throughputs.len(),
+        stable: is_stable(&throughputs, plan.stability),
+        sent: completions.len(),
+        ok: completions.iter().filter(|c| c.ok).count(),
+        errors: completions.iter().filter(|c| !c.ok).count(),
+        server: before
+            .zip(after)
+            .map(|(b, a)| ServerSplit::between(&b, &a, &plan.model)),
+    }
+}
+
+fn count_ok(shared: &Shared, from: Instant, to: Instant) -> usize {
+    let completions = shared.completions.lock().expect("completions lock");
+    completions
+        .iter()
+        .filter(|c| c.ok && c.at > from && c.at <= to)
+        .count()
+}
+
+fn start_workers(shared: &Arc<Shared>, level: Level) -> Vec<tokio::task::JoinHandle<()>> {
+    match level {
+        Level::Concurrency(n) => (0..n.max(1))
+            .map(|_| {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    while let Some(n) = shared.claim() {
+                        shared.send(n).await;
+                    }
+                })
+            })
+            .collect(),
+        Level::RequestRate(rate) => {
+            let shared = shared.clone();
+            vec![tokio::spawn(async move {
+                let outstanding = Arc::new(AtomicUsize::new(0));
+                let mut in_flight = Vec::new();
+                let mut next = Instant::now();
+                while let Some(n) = shared.claim() {
+                    // Exponential gaps give Poisson arrivals.
+                    let u: f64 = rand::rng().random_range(f64::EPSILON..1.0);
+                    next += Duration::from_secs_f64(-u.ln() / rate);
+                    tokio::time::sleep_until(next.into()).await;
+                    if outstanding.load(Ordering::Relaxed) >= MAX_OUTSTANDING {
+                        shared.record(Instant::now(), false);
+                        continue;
+                    }
+                    outstanding.fetch_add(1, Ordering::Relaxed);
+                    let (shared, outstanding) = (shared.clone(), outstanding.clone());
+                    in_flight.push(tokio::spawn(async move {
+                        shared.send(n).await;
+                        outstanding.fetch_sub(1, Ordering::Relaxed);
+                    }));
+                    in_flight.retain(|t| !t.is_finished());
+                }
+                for task in in_flight {
+                    let _ = task.await;
+                }
+            })]
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The load generator against a real Kiln: its counts must match the server's own.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kiln_loadtest::inputs::load_images;
+use kiln_loadtest::plan::{Level, LoadPlan, RequestForm};
+use kiln_loadtest::report;
+use kiln_loadtest::runner::{Payloads, run_level};
+use kiln_loadtest::server_metrics::Scrape;
+use kiln_server::{RunningServer, ServeSettings};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_match_the_server_and_reports_are_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut server = RunningServer::start(ServeSettings::for_tests(root.join("models")))
+        .await
+        .unwrap();
+    server.wait_ready().await;
+    let base = format!("http://{}", server.http_addr());
+    let plan = LoadPlan {
+        url: base.clone(),
+        model: "lenet-fashion".into(),
+        form: RequestForm::HttpBinary,
+        levels: vec![
+            Level::Concurrency(1),
+            Level::Concurrency(8),
+            Level::RequestRate(300.0),
+        ],
+        warmup: Duration::from_millis(200),
+        window: Duration::from_millis(300),
+        max_windows: 4,
+        stability: 0.5,
+        max_requests: 2_000,
+        api_key: None,
+    };
+    let images = load_images(&root.join("examples/images")).unwrap();
+    assert_eq!(images.len(), 5);
+    let client = reqwest::Client::new();
+    let metrics = || async {
+        Scrape::parse(
+            &client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+    };
+    let before = metrics().await;
+    let mut results = Vec::new();
+    for (i, &level) in plan.levels.iter().enumerate() {
+        let form = if i == 1 {
+            RequestForm::HttpJson
+        } else {
+            RequestForm::HttpBinary
+        };
+        results.push(run_level(&plan, &client, Payloads::new(&images, form), level, &|_| {}).await);
+    }
+    let after = metrics().await;
+
+    let client_ok: usize = results.iter().map(|r| r.ok).sum();
+    let server_ok = after.model_total("kiln_request_success_total", "lenet-fashion")
+        - before.model_total("kiln_request_success_total", "lenet-fashion");
+    assert_eq!(
+        client_ok as f64, server_ok,
+        "client and server disagree: {results:#?}"
+    );
+    for r in &results {
+        assert_eq!(r.errors, 0, "{r:#?}");
+        assert!(r.sent <= plan.max_requests);
+        assert!(
+            r.throughput > 0.0 && r.latency.p99_ms >= r.latency.p50_ms,
+            "{r:#?}"
+        );
+        let split = r.server.expect("the server's metrics were read");
+        assert!(
+            split.avg_batch >= 1.0 && split.inferences > 0.0,
+            "{split:?}"
+        );
+    }
+
+    let table = report::table(&results);
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("c=") || l.starts_with("rate="))
+            .count(),
+        3,
+        "{table}"
+    );
+    let csv = report::csv(&results);
+    assert_eq!(csv.lines().count(), 4);
+    let json: serde_json::Value = serde_json::from_str(&report::json(&results)).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    let svg = report::svg(&results, "test");
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("polyline")
+    );
+    server.shutdown().await.unwrap();
+}
