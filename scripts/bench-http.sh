@@ -13,23 +13,9 @@ requests=${1:-20000}
 shift || true
 if [ $# -gt 0 ]; then levels=("$@"); else levels=(1 16 64); fi
 
-if ! command -v hey >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -qq hey; else sudo apt-get install -y -qq hey; fi
-fi
-cargo build --release -p kiln-server --quiet
-
-log=$(mktemp)
-./target/release/kiln serve --http-addr 127.0.0.1:0 >"$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
-addr=""
-for _ in $(seq 100); do
-    addr=$(sed -n 's/.*kiln listening.*http[^=]*=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-    [ -n "$addr" ] && curl -sf "http://$addr/v2/health/ready" >/dev/null && break
-    sleep 0.1
-done
-[ -n "$addr" ] || { cat "$log"; exit 1; }
-url="http://$addr/v1/models/lenet-fashion/classify"
+# shellcheck source=scripts/start-kiln.sh
+source scripts/start-kiln.sh
+url="$base/v1/models/lenet-fashion/classify"
 
 printf '%-12s %10s %10s %10s %8s\n' concurrency "req/s" "p50 ms" "p99 ms" errors
 for c in "${levels[@]}"; do
@@ -44,4 +30,4 @@ for c in "${levels[@]}"; do
         END {print n + 0}' <<<"$out")
     printf '%-12s %10.0f %10.2f %10.2f %8d\n' "$c" "$rps" "$p50" "$p99" "$errors"
 done
-curl -s "http://$addr/metrics" | grep -E '^kiln_(inference_count|inference_exec_count)_total' || true
+curl -s "$base/metrics" | grep -E '^kiln_(inference_count|inference_exec_count)_total' || true

@@ -10,23 +10,8 @@ cd "$(dirname "$0")/.."
 minutes=${1:-5}
 concurrency=${2:-32}
 
-if ! command -v hey >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -qq hey; else sudo apt-get install -y -qq hey; fi
-fi
-cargo build --release -p kiln-server --quiet
-
-log=$(mktemp)
-./target/release/kiln serve --http-addr 127.0.0.1:0 >"$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
-addr=""
-for _ in $(seq 100); do
-    addr=$(sed -n 's/.*kiln listening.*http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-    [ -n "$addr" ] && curl -sf "http://$addr/v2/health/ready" >/dev/null && break
-    sleep 0.1
-done
-[ -n "$addr" ] || { cat "$log"; exit 1; }
-base="http://$addr"
+# shellcheck source=scripts/start-kiln.sh
+source scripts/start-kiln.sh
 
 hey -z "${minutes}m" -c "$concurrency" -m POST -T image/png -D examples/images/shirt.png \
     "$base/v1/models/lenet-fashion/classify" >/tmp/kiln-soak-hey.txt &

@@ -1,0 +1,22 @@
+# Sourced by the measurement scripts: installs `hey` if missing, builds the release
+# server, starts it on a free loopback port with the bundled models, waits until it is
+# ready, and sets $server (its pid) and $base (its URL). The server stops when the
+# sourcing script exits.
+
+if ! command -v hey >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then apt-get install -y -qq hey; else sudo apt-get install -y -qq hey; fi
+fi
+cargo build --release -p kiln-server --quiet
+
+kiln_log=$(mktemp)
+./target/release/kiln serve --http-addr 127.0.0.1:0 >"$kiln_log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; rm -f "$kiln_log"' EXIT
+addr=""
+for _ in $(seq 100); do
+    addr=$(sed -n 's/.*kiln listening.*http=\([0-9.:]*\).*/\1/p' "$kiln_log" | head -1)
+    [ -n "$addr" ] && curl -sf "http://$addr/v2/health/ready" >/dev/null && break
+    sleep 0.1
+done
+[ -n "$addr" ] || { cat "$kiln_log"; exit 1; }
+base="http://$addr"
