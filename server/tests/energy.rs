@@ -119,10 +119,7 @@ async fn a_served_model_reports_power_and_efficiency() {
     // Serve images until the sampler has charged energy to the model.
     loop {
         for i in 0..16 {
-            let r = client
-                .post(format!("{base}/v1/models/lenet-fashion/classify"))
-                .header("content-type", "image/png")
-                .body(png(&data, i))
+            let r = post_png(&client, &base, png(&data, i))
                 .send()
                 .await
                 .unwrap();

@@ -9,13 +9,7 @@ use kiln_zoo::data::fashion_mnist::CLASS_NAMES;
 use serde_json::{Value, json};
 
 async fn classify_png(client: &reqwest::Client, base: &str, png: Vec<u8>) -> Value {
-    let response = client
-        .post(format!("{base}/v1/models/lenet-fashion/classify"))
-        .header("content-type", "image/png")
-        .body(png)
-        .send()
-        .await
-        .unwrap();
+    let response = post_png(client, base, png).send().await.unwrap();
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }

@@ -47,10 +47,7 @@ async fn metrics_expose_every_kiln_series() {
     let (server, base) = start_bundled().await;
     let client = reqwest::Client::new();
     let data = test_set();
-    let ok = client
-        .post(format!("{base}/v1/models/lenet-fashion/classify"))
-        .header("content-type", "image/png")
-        .body(png(&data, 3))
+    let ok = post_png(&client, &base, png(&data, 3))
         .send()
         .await
         .unwrap();
@@ -158,10 +155,7 @@ async fn a_broken_model_folder_leaves_the_others_serving() {
         );
     }
     let data = test_set();
-    let ok = client
-        .post(format!("{base}/v1/models/lenet-fashion/classify"))
-        .header("content-type", "image/png")
-        .body(png(&data, 0))
+    let ok = post_png(&client, &base, png(&data, 0))
         .send()
         .await
         .unwrap();

@@ -77,10 +77,7 @@ async fn prometheus_scrapes_images_per_second_and_per_watt() {
             "Prometheus never saw Kiln's figures"
         );
         for i in 0..32 {
-            let r = client
-                .post(format!("{base}/v1/models/lenet-fashion/classify"))
-                .header("content-type", "image/png")
-                .body(png(&data, i))
+            let r = post_png(&client, &base, png(&data, i))
                 .send()
                 .await
                 .unwrap();
@@ -137,10 +134,7 @@ async fn prometheus_scrapes_images_per_second_and_per_watt() {
                 break;
             }
             assert!(tokio::time::Instant::now() < deadline, "no data for {expr}");
-            let r = client
-                .post(format!("{base}/v1/models/lenet-fashion/classify"))
-                .header("content-type", "image/png")
-                .body(png(&data, 0))
+            let r = post_png(&client, &base, png(&data, 0))
                 .send()
                 .await
                 .unwrap();

@@ -33,13 +33,6 @@ async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
         .unwrap()
 }
 
-fn classify(client: &reqwest::Client, base: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
-    client
-        .post(format!("{base}/v1/models/lenet-fashion/classify"))
-        .header("content-type", "image/png")
-        .body(body)
-}
-
 #[tokio::test]
 async fn a_request_past_its_deadline_gets_504_and_is_never_computed() {
     let repository = slow_repository(400);
@@ -47,7 +40,7 @@ async fn a_request_past_its_deadline_gets_504_and_is_never_computed() {
     let client = reqwest::Client::new();
     let data = test_set();
 
-    let late = classify(&client, &base, png(&data, 0))
+    let late = post_png(&client, &base, png(&data, 0))
         .header("kiln-timeout-ms", "50")
         .send()
         .await
@@ -58,7 +51,7 @@ async fn a_request_past_its_deadline_gets_504_and_is_never_computed() {
 
     // This one joins the queue behind the expired request; when the batch forms, the
     // expired request is dropped and only this one is computed.
-    let on_time = classify(&client, &base, png(&data, 1))
+    let on_time = post_png(&client, &base, png(&data, 1))
         .send()
         .await
         .unwrap();
@@ -71,7 +64,7 @@ async fn a_request_past_its_deadline_gets_504_and_is_never_computed() {
     let timeout = "kiln_request_failure_total{backend=\"flex\",model=\"lenet-fashion\",reason=\"timeout\",version=\"1\"}";
     assert_eq!(metric(&text, timeout), Some(1.0));
 
-    let bad = classify(&client, &base, png(&data, 1))
+    let bad = post_png(&client, &base, png(&data, 1))
         .header("kiln-timeout-ms", "soon")
         .send()
         .await
@@ -92,7 +85,7 @@ async fn the_global_limit_answers_429_and_health_stays_responsive_under_a_flood(
     // Far more concurrent requests than the server admits.
     let flood: Vec<_> = (0..120)
         .map(|_| {
-            let request = classify(&client, &base, body.clone());
+            let request = post_png(&client, &base, body.clone());
             tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
         })
         .collect();
@@ -132,7 +125,7 @@ async fn shutdown_answers_every_accepted_request_and_refuses_new_ones() {
 
     let accepted: Vec<_> = (0..8)
         .map(|i| {
-            let request = classify(&client, &base, png(&data, i));
+            let request = post_png(&client, &base, png(&data, i));
             tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
         })
         .collect();
@@ -150,7 +143,7 @@ async fn shutdown_answers_every_accepted_request_and_refuses_new_ones() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
-    let refused = classify(&client, &base, png(&data, 9))
+    let refused = post_png(&client, &base, png(&data, 9))
         .send()
         .await
         .unwrap();
@@ -225,7 +218,7 @@ async fn a_failing_model_fails_only_its_own_batches() {
         .await
         .unwrap();
     assert_eq!(fine.status(), 200);
-    let other = classify(&client, &base, png(&data, 0))
+    let other = post_png(&client, &base, png(&data, 0))
         .send()
         .await
         .unwrap();
@@ -244,16 +237,16 @@ async fn api_keys_guard_inference_but_not_health_or_metrics() {
     let client = reqwest::Client::new();
     let body = png(&test_set(), 0);
 
-    let missing = classify(&client, &base, body.clone()).send().await.unwrap();
+    let missing = post_png(&client, &base, body.clone()).send().await.unwrap();
     assert_eq!(missing.status(), 401);
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
-    let wrong = classify(&client, &base, body.clone())
+    let wrong = post_png(&client, &base, body.clone())
         .bearer_auth("first-ke")
         .send()
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let right = classify(&client, &base, body.clone())
+    let right = post_png(&client, &base, body.clone())
         .bearer_auth("second-key")
         .send()
         .await
@@ -350,7 +343,7 @@ async fn tls_serves_https_with_the_configured_certificate() {
             .status(),
         200
     );
-    let answer: Value = classify(&client, &base, png(&test_set(), 0))
+    let answer: Value = post_png(&client, &base, png(&test_set(), 0))
         .send()
         .await
         .unwrap()
@@ -385,7 +378,7 @@ async fn a_client_that_disconnects_frees_its_place_at_once() {
         .build()
         .unwrap();
     assert!(
-        classify(&impatient, &base, png(&data, 0))
+        post_png(&impatient, &base, png(&data, 0))
             .send()
             .await
             .is_err()
@@ -401,7 +394,7 @@ async fn a_client_that_disconnects_frees_its_place_at_once() {
     let canceled = "kiln_request_failure_total{backend=\"flex\",model=\"lenet-fashion\",reason=\"canceled\",version=\"1\"}";
     assert_eq!(metric(&text, canceled), Some(1.0));
     // The next request is admitted, not refused; the abandoned one is never computed.
-    let next = classify(&client, &base, png(&data, 1))
+    let next = post_png(&client, &base, png(&data, 1))
         .send()
         .await
         .unwrap();

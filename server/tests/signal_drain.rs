@@ -51,10 +51,7 @@ async fn sigterm_mid_load_answers_every_accepted_request() {
     let data = test_set();
     let in_flight: Vec<_> = (0..8)
         .map(|i| {
-            let request = client
-                .post(format!("{base}/v1/models/lenet-fashion/classify"))
-                .header("content-type", "image/png")
-                .body(png(&data, i));
+            let request = post_png(&client, &base, png(&data, i));
             tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
         })
         .collect();

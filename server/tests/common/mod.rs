@@ -77,6 +77,14 @@ pub fn pixel_rows(data: &FashionMnist, index: usize) -> Vec<Vec<u8>> {
     data.image(index).chunks(28).map(<[u8]>::to_vec).collect()
 }
 
+/// `POST /v1/models/lenet-fashion/classify` with PNG bytes, ready to send.
+pub fn post_png(client: &reqwest::Client, base: &str, png: Vec<u8>) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base}/v1/models/lenet-fashion/classify"))
+        .header("content-type", "image/png")
+        .body(png)
+}
+
 /// The value of a Prometheus sample whose line starts with `prefix` (name and labels).
 pub fn metric(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
