@@ -125,14 +125,7 @@ async fn a_served_model_reports_power_and_efficiency() {
                 .unwrap();
             assert_eq!(r.status(), 200);
         }
-        let text = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&client, &base).await;
         let per_item = metric(&text, &format!("kiln_joules_per_item{labels}")).unwrap_or(0.0);
         if per_item > 0.0 {
             // No meter on these machines: the source must say it is an estimate.

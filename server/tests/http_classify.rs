@@ -118,10 +118,7 @@ async fn concurrent_requests_are_batched_and_match_unbatched_results() {
     let repository = repository_with_lenet("lenet-fashion", |c| {
         set_batching(c, "max_queue_delay_us", 300_000);
         set_batching(c, "max_batch_size", 64);
-        c["batching"]
-            .as_table_mut()
-            .unwrap()
-            .insert("preferred_batch_sizes".into(), toml::Value::Array(vec![]));
+        no_preferred_sizes(c);
     });
     let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
     let client = reqwest::Client::new();
@@ -177,14 +174,7 @@ async fn concurrent_requests_are_batched_and_match_unbatched_results() {
         assert_eq!(b[0]["index"], r[0]["index"]);
     }
 
-    let metrics_after = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics_after = metrics_text(&client, &base).await;
     let delta = |name: &str| {
         let prefix = format!("{name}{{backend=\"flex\",model=\"lenet-fashion\",version=\"1\"}}");
         metric(&metrics_after, &prefix).unwrap()
@@ -207,10 +197,7 @@ async fn a_full_queue_answers_429_at_once() {
     let repository = repository_with_lenet("lenet-fashion", |c| {
         set_batching(c, "max_queue_size", 1);
         set_batching(c, "max_queue_delay_us", 500_000);
-        c["batching"]
-            .as_table_mut()
-            .unwrap()
-            .insert("preferred_batch_sizes".into(), toml::Value::Array(vec![]));
+        no_preferred_sizes(c);
     });
     let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
     let client = reqwest::Client::new();
@@ -236,14 +223,7 @@ async fn a_full_queue_answers_429_at_once() {
         "{body}"
     );
 
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &base).await;
     assert!(metrics.contains("kiln_request_failure_total{backend=\"flex\",model=\"lenet-fashion\",reason=\"rejected\",version=\"1\"} 1"), "{metrics}");
     server.shutdown().await.unwrap();
 }

@@ -168,14 +168,7 @@ async fn bad_inputs_get_clear_client_errors() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &base).await;
     let invalid = metric(&metrics, "kiln_request_failure_total{backend=\"flex\",model=\"lenet-fashion\",reason=\"invalid\",version=\"1\"}").unwrap();
     assert!(invalid >= 12.0, "{invalid}");
     server.shutdown().await.unwrap();

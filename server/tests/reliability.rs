@@ -15,22 +15,8 @@ const LABELS: &str = "{backend=\"flex\",model=\"lenet-fashion\",version=\"1\"}";
 fn slow_repository(delay_ms: i64) -> tempfile::TempDir {
     repository_with_lenet("lenet-fashion", |c| {
         set_batching(c, "max_queue_delay_us", delay_ms * 1000);
-        c["batching"]
-            .as_table_mut()
-            .unwrap()
-            .insert("preferred_batch_sizes".into(), toml::Value::Array(vec![]));
+        no_preferred_sizes(c);
     })
-}
-
-async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
-    client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -366,10 +352,7 @@ async fn a_client_that_disconnects_frees_its_place_at_once() {
     let repository = repository_with_lenet("lenet-fashion", |c| {
         set_batching(c, "max_queue_size", 1);
         set_batching(c, "max_queue_delay_us", 2_000_000);
-        c["batching"]
-            .as_table_mut()
-            .unwrap()
-            .insert("preferred_batch_sizes".into(), toml::Value::Array(vec![]));
+        no_preferred_sizes(c);
     });
     let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
     let data = test_set();

@@ -14,10 +14,7 @@ async fn sigterm_mid_load_answers_every_accepted_request() {
     // Requests wait 500 ms for their batch, so they are in flight when the signal lands.
     let repository = repository_with_lenet("lenet-fashion", |c| {
         set_batching(c, "max_queue_delay_us", 500_000);
-        c["batching"]
-            .as_table_mut()
-            .unwrap()
-            .insert("preferred_batch_sizes".into(), toml::Value::Array(vec![]));
+        no_preferred_sizes(c);
     });
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(["serve", "--http-addr", "127.0.0.1:0", "--model-repository"])
@@ -57,14 +54,7 @@ async fn sigterm_mid_load_answers_every_accepted_request() {
         .collect();
     // Wait until the server holds all eight.
     loop {
-        let text = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&client, &base).await;
         let pending =
             "kiln_pending_requests{backend=\"flex\",model=\"lenet-fashion\",version=\"1\"}";
         if metric(&text, pending) == Some(8.0) {

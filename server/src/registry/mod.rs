@@ -83,11 +83,6 @@ impl ModelHandle {
             })
             .collect())
     }
-
-    /// Requests queued or running.
-    pub fn pending(&self) -> usize {
-        self.batcher.pending()
-    }
 }
 
 /// Every model of the repository, by name.

@@ -45,6 +45,27 @@ pub fn set_batching(config: &mut toml::Table, key: &str, value: i64) {
         .insert(key.into(), toml::Value::Integer(value));
 }
 
+/// Drop the preferred batch sizes, so only the size limit and the delay dispatch a batch.
+pub fn no_preferred_sizes(config: &mut toml::Table) {
+    config
+        .get_mut("batching")
+        .and_then(|b| b.as_table_mut())
+        .unwrap()
+        .insert("preferred_batch_sizes".into(), toml::Value::Array(vec![]));
+}
+
+/// The server's `/metrics` text.
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Start a real server on a free loopback port and wait until its models are loaded.
 pub async fn start(settings: ServeSettings) -> (RunningServer, String) {
     let mut server = RunningServer::start(settings).await.unwrap();
