@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Runs Kiln's test suite on a fresh machine: installs what the tests need first
-# (Debian's Fashion-MNIST and Prometheus packages, cargo-nextest), then runs every test.
+# (Debian's Fashion-MNIST, SWORD Bible texts and Prometheus packages, cargo-nextest), then
+# runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages: the Fashion-MNIST data set, and Prometheus for the scrape test.
+# Debian packages: the Fashion-MNIST data set, the World English Bible and Reina-Valera 1909
+# (the language models' corpora), and Prometheus for the scrape test.
 missing=()
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
+[ -d /usr/share/sword/modules/texts/ztext/engWEB2015eb ] || missing+=(sword-text-web)
+[ -d /usr/share/sword/modules/texts/ztext/spaRV1909eb ] || missing+=(sword-text-sparv)
 command -v prometheus >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq

@@ -1,4 +1,5 @@
-//! Request payloads from real data: every PNG/JPEG file of a folder.
+//! Request payloads from real data: every PNG/JPEG file of a folder, or the lines of a
+//! text file of prompts.
 
 use std::path::Path;
 
@@ -42,4 +43,20 @@ pub fn load_images(dir: &Path) -> Result<Vec<ImageInput>, String> {
     }
     images.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(images)
+}
+
+/// Every non-empty line of a prompts file.
+pub fn load_prompts(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let prompts: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if prompts.is_empty() {
+        return Err(format!("{} holds no prompt", path.display()));
+    }
+    Ok(prompts)
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use kiln_loadtest::inputs::load_images;
+use kiln_loadtest::inputs::{load_images, load_prompts};
 use kiln_loadtest::plan::{Level, LoadPlan, RequestForm, Sweep};
 use kiln_loadtest::report;
 use kiln_loadtest::runner::{Payloads, run_level};
@@ -23,6 +23,12 @@ struct Args {
     inputs: PathBuf,
     #[arg(long, value_enum, default_value = "http-binary")]
     form: RequestForm,
+    /// Prompts file, one per line (next-word and generate forms).
+    #[arg(long, default_value = "examples/prompts-en.txt")]
+    prompts: PathBuf,
+    /// Tokens each generate request produces (sent with `ignore_eos`).
+    #[arg(long, default_value_t = 32)]
+    max_tokens: usize,
     /// Closed-loop concurrency levels, e.g. `1:64:x2`.
     #[arg(long, conflicts_with = "request_rate")]
     concurrency: Option<Sweep>,
@@ -77,14 +83,27 @@ async fn main() -> anyhow::Result<()> {
         max_requests: args.max_requests,
         api_key: args.api_key.clone(),
     };
-    let images = load_images(&args.inputs).map_err(anyhow::Error::msg)?;
+    let images = if plan.form.is_text() {
+        Vec::new()
+    } else {
+        load_images(&args.inputs).map_err(anyhow::Error::msg)?
+    };
+    let prompts = if plan.form.is_text() {
+        load_prompts(&args.prompts).map_err(anyhow::Error::msg)?
+    } else {
+        Vec::new()
+    };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(60))
         .build()?;
     let mut results = Vec::new();
     for &level in &plan.levels {
-        let payloads = Payloads::new(&images, plan.form);
+        let payloads = if plan.form.is_text() {
+            Payloads::text(&prompts, plan.form, args.max_tokens)
+        } else {
+            Payloads::new(&images, plan.form)
+        };
         let result = run_level(&plan, &client, payloads, level, &|line| eprintln!("{line}")).await;
         results.push(result);
     }

@@ -10,6 +10,26 @@ pub enum RequestForm {
     HttpBinary,
     /// `POST /v1/models/{m}/classify` with `{"image": "<base64>"}`.
     HttpJson,
+    /// `POST /v1/models/{m}/next-word` with `{"text": "<prompt>"}`.
+    NextWord,
+    /// `POST /v1/models/{m}/generate` with `{"text", "max_tokens", "ignore_eos": true}`:
+    /// every request generates exactly `max_tokens` tokens.
+    Generate,
+}
+
+impl RequestForm {
+    /// Whether the form sends text prompts rather than images.
+    pub fn is_text(self) -> bool {
+        matches!(self, RequestForm::NextWord | RequestForm::Generate)
+    }
+
+    fn route(self) -> &'static str {
+        match self {
+            RequestForm::HttpBinary | RequestForm::HttpJson => "classify",
+            RequestForm::NextWord => "next-word",
+            RequestForm::Generate => "generate",
+        }
+    }
 }
 
 /// One load level.
@@ -107,6 +127,16 @@ pub struct LoadPlan {
 }
 
 impl LoadPlan {
+    /// The route the plan's request form goes to.
+    pub fn request_url(&self) -> String {
+        format!(
+            "{}/v1/models/{}/{}",
+            self.url.trim_end_matches('/'),
+            self.model,
+            self.form.route()
+        )
+    }
+
     pub fn classify_url(&self) -> String {
         format!(
             "{}/v1/models/{}/classify",

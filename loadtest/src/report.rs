@@ -10,9 +10,10 @@ pub fn table(results: &[LevelResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<12} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>10} {:>7}",
+        "{:<12} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>10} {:>7}",
         "level",
         "req/s",
+        "tokens/s",
         "p50 ms",
         "p90 ms",
         "p95 ms",
@@ -27,9 +28,11 @@ pub fn table(results: &[LevelResult]) -> String {
         let s = r.server.unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<12} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>8.2} {:>9.3} {:>10.3} {:>7.1}",
+            "{:<12} {:>10.1} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>8.2} {:>9.3} {:>10.3} {:>7.1}",
             r.level,
             r.throughput,
+            r.tokens_per_second
+                .map_or("-".to_string(), |t| format!("{t:.0}")),
             r.latency.p50_ms,
             r.latency.p90_ms,
             r.latency.p95_ms,
@@ -55,13 +58,13 @@ pub fn table(results: &[LevelResult]) -> String {
 
 pub fn csv(results: &[LevelResult]) -> String {
     let mut out = String::from(
-        "level,level_value,throughput,p50_ms,p90_ms,p95_ms,p99_ms,mean_ms,measured_ok,measured_errors,windows,stable,sent,ok,errors,avg_batch,queue_ms,compute_ms,joules,items_per_joule,power_source\n",
+        "level,level_value,throughput,p50_ms,p90_ms,p95_ms,p99_ms,mean_ms,measured_ok,measured_errors,windows,stable,sent,ok,errors,avg_batch,queue_ms,compute_ms,joules,items_per_joule,power_source,tokens_per_second\n",
     );
     for r in results {
         let s = r.server.unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{},{:.3},{:.4},{:.4},{:.4},{:.4},{}",
+            "{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{},{:.3},{:.4},{:.4},{:.4},{:.4},{},{}",
             r.level,
             r.level_value,
             r.throughput,
@@ -82,7 +85,9 @@ pub fn csv(results: &[LevelResult]) -> String {
             s.compute_ms,
             s.joules,
             s.items_per_joule,
-            s.power_source.unwrap_or("")
+            s.power_source.unwrap_or(""),
+            r.tokens_per_second
+                .map_or(String::new(), |t| format!("{t:.1}"))
         );
     }
     out

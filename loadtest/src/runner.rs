@@ -34,6 +34,8 @@ pub struct LevelResult {
     pub ok: usize,
     pub errors: usize,
     pub server: Option<ServerSplit>,
+    /// Generated tokens per second during the measurement (generate form only).
+    pub tokens_per_second: Option<f64>,
 }
 
 /// A finished request.
@@ -41,6 +43,8 @@ struct Completion {
     at: Instant,
     latency: Duration,
     ok: bool,
+    /// Tokens the answer reports generating.
+    tokens: usize,
 }
 
 /// Ready-made request bodies, one per input.
@@ -49,6 +53,25 @@ pub struct Payloads {
 }
 
 impl Payloads {
+    /// One JSON body per prompt, for the next-word or generate form.
+    pub fn text(prompts: &[String], form: RequestForm, max_tokens: usize) -> Self {
+        let bodies = prompts
+            .iter()
+            .map(|text| {
+                let body = match form {
+                    RequestForm::Generate => serde_json::json!({
+                        "text": text,
+                        "max_tokens": max_tokens,
+                        "ignore_eos": true,
+                    }),
+                    _ => serde_json::json!({ "text": text }),
+                };
+                (bytes::Bytes::from(body.to_string()), "application/json")
+            })
+            .collect();
+        Self { bodies }
+    }
+
     pub fn new(inputs: &[ImageInput], form: RequestForm) -> Self {
         let bodies = inputs
             .iter()
@@ -56,7 +79,7 @@ impl Payloads {
                 RequestForm::HttpBinary => {
                     (bytes::Bytes::from(input.bytes.clone()), input.content_type)
                 }
-                RequestForm::HttpJson => {
+                _ => {
                     let b64 = base64::engine::general_purpose::STANDARD.encode(&input.bytes);
                     let json = serde_json::json!({ "image": b64 }).to_string();
                     (bytes::Bytes::from(json), "application/json")
@@ -99,14 +122,24 @@ impl Shared {
             request = request.bearer_auth(key);
         }
         let started = Instant::now();
-        let ok = match request.send().await {
-            Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
-            Err(_) => false,
+        let (ok, tokens) = match request.send().await {
+            Ok(response) => {
+                let success = response.status().is_success();
+                match response.bytes().await {
+                    Ok(body) if success => (true, completion_tokens(&body)),
+                    _ => (false, 0),
+                }
+            }
+            Err(_) => (false, 0),
         };
-        self.record(started, ok);
+        self.record_tokens(started, ok, tokens);
     }
 
     fn record(&self, started: Instant, ok: bool) {
+        self.record_tokens(started, ok, 0);
+    }
+
+    fn record_tokens(&self, started: Instant, ok: bool, tokens: usize) {
         let at = Instant::now();
         self.completions
             .lock()
@@ -115,6 +148,7 @@ impl Shared {
                 at,
                 latency: at - started,
                 ok,
+                tokens,
             });
     }
 }
@@ -138,7 +172,7 @@ pub async fn run_level(
 ) -> LevelResult {
     let shared = Arc::new(Shared {
         client: client.clone(),
-        url: plan.classify_url(),
+        url: plan.request_url(),
         api_key: plan.api_key.clone(),
         payloads,
         completions: Mutex::new(Vec::new()),
@@ -192,10 +226,14 @@ pub async fn run_level(
         .map(|c| c.latency)
         .collect();
     let measured_ok = latencies.len();
+    let measured_secs = (measure_end - measure_start).as_secs_f64();
+    let tokens: usize = measured.iter().filter(|c| c.ok).map(|c| c.tokens).sum();
     LevelResult {
+        tokens_per_second: (plan.form == RequestForm::Generate)
+            .then(|| tokens as f64 / measured_secs),
         level: level.label(),
         level_value: level.value(),
-        throughput: measured_ok as f64 / (measure_end - measure_start).as_secs_f64(),
+        throughput: measured_ok as f64 / measured_secs,
         latency: latency(&mut latencies),
         measured_ok,
         measured_errors: measured.len() - measured_ok,
@@ -208,6 +246,14 @@ pub async fn run_level(
             .zip(after)
             .map(|(b, a)| ServerSplit::between(&b, &a, &plan.model)),
     }
+}
+
+/// `usage.completion_tokens` of a generate answer; 0 for any other body.
+fn completion_tokens(body: &[u8]) -> usize {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["usage"]["completion_tokens"].as_u64())
+        .unwrap_or(0) as usize
 }
 
 fn count_ok(shared: &Shared, from: Instant, to: Instant) -> usize {

@@ -51,3 +51,39 @@ pub fn fashion_mnist_input(
     let pixels: Vec<f32> = data.image(index).iter().map(|&p| f32::from(p)).collect();
     spec.from_pixels(28, 28, 1, &pixels)
 }
+
+/// Perplexity and next-word accuracy of a language model over a token stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct LanguageModelScore {
+    /// Tokens predicted.
+    pub tokens: usize,
+    pub perplexity: f64,
+    pub top1: f64,
+    pub top5: f64,
+    #[serde(skip)]
+    log_prob_sum: f64,
+    #[serde(skip)]
+    top1_hits: usize,
+    #[serde(skip)]
+    top5_hits: usize,
+}
+
+impl LanguageModelScore {
+    /// Count one predicted token: its natural-log probability and its rank among the
+    /// model's five best guesses (`None` when it is not among them).
+    pub fn add(&mut self, log_prob: f64, rank: Option<usize>) {
+        self.tokens += 1;
+        self.log_prob_sum += log_prob;
+        self.top1_hits += usize::from(rank == Some(0));
+        self.top5_hits += usize::from(rank.is_some_and(|r| r < 5));
+    }
+
+    /// Fill in the averages from the counts.
+    pub fn finish(mut self) -> Self {
+        let n = self.tokens.max(1) as f64;
+        self.perplexity = (-self.log_prob_sum / n).exp();
+        self.top1 = self.top1_hits as f64 / n;
+        self.top5 = self.top5_hits as f64 / n;
+        self
+    }
+}

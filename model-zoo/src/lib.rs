@@ -13,7 +13,9 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod image_input;
+pub mod language_model;
 pub mod models;
+pub mod text;
 #[cfg(feature = "train")]
 pub mod train;
 

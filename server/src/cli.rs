@@ -26,25 +26,36 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// What to train: `lenet` (LeNet-5 on Fashion-MNIST).
+    /// What to train: `lenet` (LeNet-5 on Fashion-MNIST) or a language model
+    /// (lstm-web-en, gru-web-en, rnn-web-en, transformer-web-en, lstm-rv-es).
     pub model: String,
     /// Folder holding the Fashion-MNIST `*-ubyte.gz` files.
     #[arg(long, default_value = kiln_zoo::data::fashion_mnist::DEFAULT_DIR)]
     pub data_dir: PathBuf,
-    /// Model folder to write (weights, labels and model.toml).
-    #[arg(long, default_value = "models/lenet-fashion")]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 12)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    pub learning_rate: f64,
+    /// Folder holding the SWORD zText modules (language models).
+    #[arg(long, default_value = kiln_zoo::text::sword::DEBIAN_MODULES_DIR)]
+    pub sword_dir: PathBuf,
+    /// Model folder to write (weights, labels or vocabulary, and model.toml);
+    /// `models/<model>` by default (`models/lenet-fashion` for lenet).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Epochs (default: 12 for lenet, the preset's for language models).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images or token windows per step (default: 64 for lenet, 32 for language models).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate (default: 1e-3 for lenet, the preset's for language models).
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Train on the first N shuffled images only.
+    /// Train on the first N shuffled images only (lenet).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Stop after this many optimiser steps (language models).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
     /// Backend to train on.
     #[arg(long, default_value = "flex")]
     pub backend: kiln_zoo::BackendKind,
@@ -60,6 +71,9 @@ pub struct EvalArgs {
     /// Folder holding the Fashion-MNIST `*-ubyte.gz` files.
     #[arg(long, default_value = kiln_zoo::data::fashion_mnist::DEFAULT_DIR)]
     pub data_dir: PathBuf,
+    /// Folder holding the SWORD zText modules (language models).
+    #[arg(long, default_value = kiln_zoo::text::sword::DEBIAN_MODULES_DIR)]
+    pub sword_dir: PathBuf,
     #[arg(long, env = "KILN_BACKEND", default_value = "flex")]
     pub backend: kiln_zoo::BackendKind,
 }

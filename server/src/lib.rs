@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod energy;
 pub mod error;
+pub mod generation;
 pub mod http;
 pub mod metrics;
 pub mod registry;

@@ -2,3 +2,4 @@
 //! optimisers; the serving path never needs them.
 
 pub mod lenet;
+pub mod lm;

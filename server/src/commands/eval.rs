@@ -1,15 +1,29 @@
-//! `kiln eval`: accuracy of a model of the repository on its test set.
+//! `kiln eval`: a model of the repository scored on its held-out test set — accuracy for
+//! classifiers, perplexity and next-word accuracy (beside unigram and bigram baselines on
+//! the same split and vocabulary) for language models.
+
+use std::path::Path;
 
 use kiln_zoo::classifier::ImageClassifier;
-use kiln_zoo::data::fashion_mnist::{FashionMnist, Split};
-use kiln_zoo::eval::evaluate_fashion_mnist;
+use kiln_zoo::data::fashion_mnist::{FashionMnist, Split as ImageSplit};
+use kiln_zoo::eval::{LanguageModelScore, evaluate_fashion_mnist};
+use kiln_zoo::language_model::LanguageModel;
+use kiln_zoo::text::corpus::{Corpus, Split};
+use kiln_zoo::text::ngram::NgramCounts;
+use kiln_zoo::text::tokenizer::Tokenizer;
 
 use crate::cli::EvalArgs;
-use crate::repository::ModelConfig;
+use crate::repository::{ClassifierConfig, LanguageModelConfig, ModelConfig};
 
 pub fn run(args: &EvalArgs) -> Result<(), String> {
     let dir = args.model_repository.join(&args.model);
-    let config = ModelConfig::read(&dir)?;
+    match ModelConfig::read(&dir)? {
+        ModelConfig::Classify(config) => eval_classifier(args, &dir, &config),
+        ModelConfig::LanguageModel(config) => eval_language_model(args, &dir, &config),
+    }
+}
+
+fn eval_classifier(args: &EvalArgs, dir: &Path, config: &ClassifierConfig) -> Result<(), String> {
     let device = args.backend.device().map_err(|e| e.to_string())?;
     let classifier = ImageClassifier::load(
         &config.architecture,
@@ -18,7 +32,7 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
         &device,
     )
     .map_err(|e| e.to_string())?;
-    let test = FashionMnist::load(&args.data_dir, Split::Test).map_err(|e| e.to_string())?;
+    let test = FashionMnist::load(&args.data_dir, ImageSplit::Test).map_err(|e| e.to_string())?;
     let accuracy = evaluate_fashion_mnist(&classifier, &test, &config.input, 500)
         .map_err(|e| e.to_string())?;
     println!(
@@ -27,6 +41,53 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
         accuracy.samples,
         accuracy.top1 * 100.0,
         accuracy.top5 * 100.0
+    );
+    Ok(())
+}
+
+fn eval_language_model(
+    args: &EvalArgs,
+    dir: &Path,
+    config: &LanguageModelConfig,
+) -> Result<(), String> {
+    let corpus_name = config
+        .corpus
+        .as_deref()
+        .ok_or("model.toml names no `corpus` to evaluate on")?;
+    let device = args.backend.device().map_err(|e| e.to_string())?;
+    let model = LanguageModel::load(&config.architecture, &dir.join(&config.weights), &device)
+        .map_err(|e| e.to_string())?;
+    let tokenizer = Tokenizer::load(&dir.join(&config.vocab)).map_err(|e| e.to_string())?;
+    let corpus =
+        Corpus::from_module(&args.sword_dir.join(corpus_name)).map_err(|e| e.to_string())?;
+    let train = corpus.encoded(Split::Train, &tokenizer);
+    let validation = corpus.encoded(Split::Validation, &tokenizer);
+    let test = corpus.encoded(Split::Test, &tokenizer);
+
+    let counts = NgramCounts::fit(&train, tokenizer.vocab_size());
+    let lambda = counts.tune_lambda(&validation);
+    let row = |name: &str, s: &LanguageModelScore| {
+        println!(
+            "| {name:<28} | {:>10.1} | {:>6.2}% | {:>6.2}% |",
+            s.perplexity,
+            s.top1 * 100.0,
+            s.top5 * 100.0
+        );
+    };
+    let score = model.score(&test, 64).map_err(|e| e.to_string())?;
+    println!(
+        "{}: {corpus_name} test books, {} verses, {} tokens predicted",
+        args.model,
+        test.len(),
+        score.tokens
+    );
+    println!("| model                        | perplexity |  top-1 |  top-5 |");
+    println!("|------------------------------|-----------:|-------:|-------:|");
+    row(&args.model, &score);
+    row("unigram (add-one)", &counts.score_unigram(&test));
+    row(
+        &format!("bigram (λ = {lambda:.1})"),
+        &counts.score_bigram(lambda, &test),
     );
     Ok(())
 }

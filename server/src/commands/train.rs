@@ -9,18 +9,29 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
     use kiln_zoo::models::lenet::LeNet5Config;
     use kiln_zoo::train::lenet::LeNetTraining;
 
-    use crate::repository::{BatchingConfig, ModelConfig, Task};
+    use crate::repository::{BatchingConfig, ClassifierConfig, ModelConfig};
 
-    if args.model != "lenet" {
-        return Err(format!("unknown model '{}'; trainable: lenet", args.model));
+    if let Some(preset) = super::language_presets::preset(&args.model) {
+        return super::train_language::run(args, &preset);
     }
+    if args.model != "lenet" {
+        return Err(format!(
+            "unknown model '{}'; trainable: lenet, {}",
+            args.model,
+            super::language_presets::names().join(", ")
+        ));
+    }
+    let out = &args
+        .out
+        .clone()
+        .unwrap_or_else(|| "models/lenet-fashion".into());
     let spec = kiln_zoo::data::fashion_mnist::image_spec();
     let train = FashionMnist::load(&args.data_dir, Split::Train).map_err(|e| e.to_string())?;
     let test = FashionMnist::load(&args.data_dir, Split::Test).map_err(|e| e.to_string())?;
     let training = LeNetTraining {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.learning_rate,
+        epochs: args.epochs.unwrap_or(12),
+        batch_size: args.batch_size.unwrap_or(64),
+        learning_rate: args.learning_rate.unwrap_or(1e-3),
         seed: args.seed,
         backend: args.backend,
         limit: args.limit,
@@ -39,14 +50,12 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
 
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let net = kiln_zoo::classifier::ClassifierNet::LeNet5(model);
-    save_burnpack(&net, &args.out.join("weights.bpk")).map_err(|e| e.to_string())?;
-    std::fs::write(args.out.join("labels.txt"), CLASS_NAMES.join("\n") + "\n")
+    save_burnpack(&net, &out.join("weights.bpk")).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("labels.txt"), CLASS_NAMES.join("\n") + "\n")
         .map_err(|e| e.to_string())?;
-    let config = ModelConfig {
-        task: Task::Classify,
+    let config = ModelConfig::Classify(ClassifierConfig {
         version: "1".into(),
         weights: "weights.bpk".into(),
         labels: "labels.txt".into(),
@@ -60,9 +69,9 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
             preferred_batch_sizes: vec![32, 64],
             max_queue_size: 1_024,
         },
-    };
-    config.write(&args.out)?;
-    println!("wrote {}", args.out.display());
+    });
+    config.write(out)?;
+    println!("wrote {}", out.display());
     Ok(())
 }
 

@@ -52,9 +52,10 @@ pub async fn classify(
         let deadline = Instant::now() + timeout;
         let work = async {
             let Query(query) = query.map_err(|e| KilnError::bad_input(e.body_text()))?;
-            let (input, body_top_k) = read_input(handle.input_spec(), request).await?;
-            let k = pick_top_k(query.top_k.or(body_top_k), handle.labels.len())?;
-            handle
+            let classifier = handle.classifier()?;
+            let (input, body_top_k) = read_input(classifier.input_spec(), request).await?;
+            let k = pick_top_k(query.top_k.or(body_top_k), classifier.labels.len())?;
+            classifier
                 .classify(input, k, Some(deadline))
                 .await
                 .map_err(KilnError::from)
@@ -75,7 +76,7 @@ pub async fn classify(
 /// Header through which a caller sets its own deadline, in milliseconds.
 pub const TIMEOUT_HEADER: &str = "kiln-timeout-ms";
 
-fn request_timeout(request: &Request, default: Duration) -> Result<Duration, KilnError> {
+pub(super) fn request_timeout(request: &Request, default: Duration) -> Result<Duration, KilnError> {
     let Some(value) = request.headers().get(TIMEOUT_HEADER) else {
         return Ok(default);
     };
@@ -92,7 +93,7 @@ fn request_timeout(request: &Request, default: Duration) -> Result<Duration, Kil
         })
 }
 
-fn deadline_error(timeout: Duration) -> KilnError {
+pub(super) fn deadline_error(timeout: Duration) -> KilnError {
     KilnError::new(
         ErrorKind::DeadlineExceeded,
         format!(
@@ -102,7 +103,7 @@ fn deadline_error(timeout: Duration) -> KilnError {
     )
 }
 
-fn failure_reason(kind: ErrorKind) -> FailureReason {
+pub(super) fn failure_reason(kind: ErrorKind) -> FailureReason {
     match kind {
         ErrorKind::Overloaded => FailureReason::Rejected,
         ErrorKind::DeadlineExceeded => FailureReason::Timeout,
@@ -168,7 +169,7 @@ async fn read_body(request: Request) -> Result<Bytes, KilnError> {
     Ok(body)
 }
 
-fn body_error(rejection: BytesRejection) -> KilnError {
+pub(super) fn body_error(rejection: BytesRejection) -> KilnError {
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         KilnError::new(
             ErrorKind::TooLarge,

@@ -1,5 +1,6 @@
 //! Liveness, readiness and metadata routes (KServe V2 / Open Inference Protocol shapes).
 
+use crate::registry::TaskRunner;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -33,11 +34,33 @@ pub async fn model_metadata(
     Path(model): Path<String>,
 ) -> Result<Json<Value>, KilnError> {
     let handle = state.ready_model(&model)?;
-    let spec = handle.input_spec();
+    let classifier = match &handle.runner {
+        TaskRunner::Classifier(c) => c,
+        TaskRunner::LanguageModel(lm) => {
+            return Ok(Json(json!({
+                "name": handle.name,
+                "versions": [handle.version()],
+                "platform": format!("burn-{}", handle.backend),
+                "task": "language-model",
+                "architecture": lm.config.architecture.name(),
+                "language": lm.config.language,
+                "vocab_size": lm.tokenizer.vocab_size(),
+                "context_length": lm.context_length(),
+                "inputs": [{ "name": "text", "datatype": "BYTES", "shape": [-1] }],
+                "outputs": [{
+                    "name": "log_probabilities",
+                    "datatype": "FP32",
+                    "shape": [-1, lm.tokenizer.vocab_size() as i64],
+                }],
+            })));
+        }
+    };
+    let spec = classifier.input_spec();
     Ok(Json(json!({
         "name": handle.name,
         "versions": [handle.version()],
         "platform": format!("burn-{}", handle.backend),
+        "task": "classify",
         "inputs": [{
             "name": "input",
             "datatype": "FP32",
@@ -46,7 +69,7 @@ pub async fn model_metadata(
         "outputs": [{
             "name": "probabilities",
             "datatype": "FP32",
-            "shape": [-1, handle.labels.len() as i64],
+            "shape": [-1, classifier.labels.len() as i64],
         }],
     })))
 }

@@ -6,6 +6,8 @@ mod error;
 mod guard;
 mod health;
 pub mod input;
+mod language;
+pub mod text_input;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +92,8 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let inference = Router::new()
         .route("/v1/models/{model}/classify", post(classify::classify))
+        .route("/v1/models/{model}/next-word", post(language::next_word))
+        .route("/v1/models/{model}/generate", post(language::generate))
         .route_layer(from_fn_with_state(state.clone(), guard::admit));
     let metadata = Router::new()
         .route("/v2", get(health::server_metadata))

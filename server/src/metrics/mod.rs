@@ -15,6 +15,7 @@ use prometheus::{
 pub use window::{ThroughputWindow, WindowSummary};
 
 use crate::batching::BatchObserver;
+use crate::generation::GenerationMetrics;
 
 /// How far back `kiln_items_per_second` looks.
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -62,9 +63,24 @@ pub struct Metrics {
     energy_joules: CounterVec,
     gpu_utilization: GaugeVec,
     gpu_memory_used: GaugeVec,
+    generation: GenerationFamilies,
     /// Cumulative joules over time, for the energy used inside the rate window.
     energy_timeline: Mutex<EnergyTimeline>,
     models: Mutex<Vec<Arc<ModelMetrics>>>,
+}
+
+/// Metric families of text generation.
+struct GenerationFamilies {
+    tokens: IntCounterVec,
+    tokens_per_second: GaugeVec,
+    time_to_first_token: HistogramVec,
+    inter_token_latency: HistogramVec,
+    queue_duration: HistogramVec,
+    prefill_duration: HistogramVec,
+    active_sequences: IntGaugeVec,
+    canceled: IntCounterVec,
+    failed: IntCounterVec,
+    finished: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -186,7 +202,63 @@ impl Metrics {
         registry
             .register(Box::new(energy_joules.clone()))
             .expect("unique metric");
+        let active_sequences = IntGaugeVec::new(
+            Opts::new(
+                "kiln_generation_active_sequences",
+                "Sequences in the running decode batch",
+            ),
+            &MODEL_LABELS,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(active_sequences.clone()))
+            .expect("unique metric");
+        let generation = GenerationFamilies {
+            tokens: counter("kiln_generated_tokens_total", "Tokens generated", &[]),
+            tokens_per_second: gauge(
+                "kiln_generated_tokens_per_second",
+                "Tokens generated per second over the last 10 s",
+                &MODEL_LABELS,
+            ),
+            time_to_first_token: histogram(
+                "kiln_time_to_first_token_seconds",
+                "Time from a generation's arrival to its first token",
+                latency_buckets(),
+            ),
+            inter_token_latency: histogram(
+                "kiln_inter_token_latency_seconds",
+                "Time between two tokens of one generation",
+                latency_buckets(),
+            ),
+            queue_duration: histogram(
+                "kiln_generation_queue_duration_seconds",
+                "Time a generation waited before joining the decode batch",
+                latency_buckets(),
+            ),
+            prefill_duration: histogram(
+                "kiln_generation_prefill_duration_seconds",
+                "Time to run a prompt through the model",
+                latency_buckets(),
+            ),
+            active_sequences,
+            canceled: counter(
+                "kiln_generation_canceled_total",
+                "Generations stopped because their caller went away",
+                &[],
+            ),
+            failed: counter(
+                "kiln_generation_failed_total",
+                "Generations ended by a model error",
+                &[],
+            ),
+            finished: counter(
+                "kiln_generation_finished_total",
+                "Generations completed, by finish reason",
+                &["reason"],
+            ),
+        };
         Self {
+            generation,
             items_per_second_per_watt,
             joules_per_item,
             power_watts,
@@ -243,12 +315,34 @@ impl Metrics {
             items_per_second_per_watt: self.items_per_second_per_watt.with_label_values(&labels),
             joules_per_item: self.joules_per_item.with_label_values(&labels),
             window: Mutex::new(ThroughputWindow::new(RATE_WINDOW)),
+            tokens_per_second: self.generation.tokens_per_second.with_label_values(&labels),
+            token_window: Mutex::new(ThroughputWindow::new(RATE_WINDOW)),
         });
         self.models
             .lock()
             .expect("metrics lock")
             .push(model_metrics.clone());
         model_metrics
+    }
+
+    /// Generation metrics of a model, recording into `model` as well.
+    pub fn for_generation(&self, model: &Arc<ModelMetrics>) -> Arc<GenerationMetrics> {
+        let labels = model.labels.clone();
+        let values: [&str; 3] = [&labels[0], &labels[1], &labels[2]];
+        let g = &self.generation;
+        Arc::new(GenerationMetrics {
+            tokens: g.tokens.with_label_values(&values),
+            time_to_first_token: g.time_to_first_token.with_label_values(&values),
+            inter_token_latency: g.inter_token_latency.with_label_values(&values),
+            queue_duration: g.queue_duration.with_label_values(&values),
+            prefill_duration: g.prefill_duration.with_label_values(&values),
+            active_sequences: g.active_sequences.with_label_values(&values),
+            canceled: g.canceled.with_label_values(&values),
+            failed: g.failed.with_label_values(&values),
+            finished: g.finished.clone(),
+            labels,
+            model: model.clone(),
+        })
     }
 
     /// Record `joules` used over `elapsed`, read from `source`.
@@ -325,6 +419,8 @@ pub struct ModelMetrics {
     items_per_second_per_watt: prometheus::Gauge,
     joules_per_item: prometheus::Gauge,
     window: Mutex<ThroughputWindow>,
+    tokens_per_second: prometheus::Gauge,
+    token_window: Mutex<ThroughputWindow>,
 }
 
 impl ModelMetrics {
@@ -353,7 +449,21 @@ impl ModelMetrics {
             .inc();
     }
 
+    /// Generated tokens, for the tokens-per-second rate.
+    pub fn record_tokens(&self, tokens: u64) {
+        self.token_window
+            .lock()
+            .expect("window lock")
+            .record(tokens, Duration::ZERO);
+    }
+
     fn refresh_rate(&self) -> WindowSummary {
+        let tokens = self.token_window.lock().expect("window lock").summary();
+        self.tokens_per_second.set(if tokens.span_secs > 0.0 {
+            tokens.items as f64 / tokens.span_secs
+        } else {
+            0.0
+        });
         let summary = self.window.lock().expect("window lock").summary();
         let rate = if summary.span_secs > 0.0 {
             summary.items as f64 / summary.span_secs

@@ -5,10 +5,19 @@ use std::path::PathBuf;
 
 use kiln_zoo::classifier::{ClassifierArchitecture, ImageClassifier};
 
-use super::ModelHandle;
+use std::sync::Arc;
+
+use kiln_zoo::language_model::LanguageModel;
+use kiln_zoo::text::tokenizer::{BOS_ID, EOS_ID, Tokenizer};
+
+use super::language::NextWordExecutor;
+use super::{ClassifierRunner, LanguageModelRunner, ModelHandle, TaskRunner};
 use crate::batching::{BatchExecutor, BatchPolicy, Batcher, ExecutorError};
+use crate::generation::{Generator, SchedulerPolicy};
 use crate::metrics::Metrics;
-use crate::repository::{ModelEntry, read_labels};
+use crate::repository::{
+    BatchingConfig, ClassifierConfig, LanguageModelConfig, ModelConfig, ModelEntry, read_labels,
+};
 
 /// Runs classification batches on one classifier instance.
 struct ClassifierExecutor {
@@ -59,7 +68,116 @@ pub fn load_model(
     default_backend: BackendKind,
     metrics: &Metrics,
 ) -> Result<ModelHandle, String> {
-    let config = entry.config.clone()?;
+    match entry.config.clone()? {
+        ModelConfig::Classify(config) => load_classifier(entry, config, default_backend, metrics),
+        ModelConfig::LanguageModel(config) => {
+            load_language_model(entry, config, default_backend, metrics)
+        }
+    }
+}
+
+fn batch_policy(batching: &BatchingConfig, instances: usize) -> BatchPolicy {
+    BatchPolicy {
+        max_batch_size: batching.max_batch_size,
+        max_queue_delay: batching.max_queue_delay(),
+        preferred_batch_sizes: batching.preferred_batch_sizes.clone(),
+        max_queue_size: batching.max_queue_size,
+        instances,
+    }
+}
+
+fn load_language_model(
+    entry: &ModelEntry,
+    config: LanguageModelConfig,
+    default_backend: BackendKind,
+    metrics: &Metrics,
+) -> Result<ModelHandle, String> {
+    let backend = config.backend.unwrap_or(default_backend);
+    let device = backend.device().map_err(|e| e.to_string())?;
+    let tokenizer = Tokenizer::load(&entry.dir.join(&config.vocab)).map_err(|e| e.to_string())?;
+    if tokenizer.vocab_size() != config.architecture.vocab_size() {
+        return Err(format!(
+            "{} has {} tokens but the model's vocabulary is {}",
+            config.vocab.display(),
+            tokenizer.vocab_size(),
+            config.architecture.vocab_size()
+        ));
+    }
+    let architecture = config.architecture.clone();
+    let weights = entry.dir.join(&config.weights);
+    let load =
+        move || LanguageModel::load(&architecture, &weights, &device).map_err(|e| e.to_string());
+    let mut executors: Vec<Box<dyn BatchExecutor<Vec<u32>, Vec<f32>>>> = Vec::new();
+    for _ in 0..config.instances {
+        let model = load()?;
+        warm_up_language_model(&model, config.batching.max_batch_size)?;
+        let reload = load.clone();
+        executors.push(Box::new(NextWordExecutor {
+            model,
+            reload: Box::new(reload),
+        }));
+    }
+    let model_metrics = metrics.for_model(&entry.name, &config.version, backend.name());
+    let next_word = Batcher::spawn(
+        &entry.name,
+        batch_policy(&config.batching, config.instances),
+        executors,
+        model_metrics.clone(),
+    )
+    .map_err(|e| format!("cannot start executor threads: {e}"))?;
+    let tokenizer = Arc::new(tokenizer);
+    let g = &config.generation;
+    let generator = Generator::spawn(
+        &entry.name,
+        load()?,
+        tokenizer.clone(),
+        SchedulerPolicy {
+            max_active_sequences: g.max_active_sequences,
+            continuous_batching: g.continuous_batching,
+            max_queue_size: g.max_queue_size,
+        },
+        metrics.for_generation(&model_metrics),
+    )
+    .map_err(|e| format!("cannot start the generation thread: {e}"))?;
+    Ok(ModelHandle {
+        name: entry.name.clone(),
+        version: config.version.clone(),
+        backend,
+        metrics: model_metrics,
+        runner: TaskRunner::LanguageModel(LanguageModelRunner {
+            config,
+            tokenizer,
+            next_word,
+            generator,
+        }),
+    })
+}
+
+/// Next-word passes at batch 1 and at the largest batch, and a prefill plus two decoding
+/// steps, so a model that cannot run is caught before it reports ready.
+fn warm_up_language_model(model: &LanguageModel, max_batch_size: usize) -> Result<(), String> {
+    let prompt = [BOS_ID, EOS_ID, BOS_ID];
+    let fail = |e: kiln_zoo::ZooError| format!("warm-up failed: {e}");
+    for size in [1, max_batch_size] {
+        let out = model
+            .next_token_log_probs(&vec![&prompt[..]; size])
+            .map_err(fail)?;
+        if out.iter().flatten().any(|p| p.is_nan()) {
+            return Err("warm-up produced NaN outputs".into());
+        }
+    }
+    let (_, state) = model.prefill(&prompt).map_err(fail)?;
+    let (_, states) = model.decode(&[EOS_ID], vec![state]).map_err(fail)?;
+    model.decode(&[BOS_ID], states).map_err(fail)?;
+    Ok(())
+}
+
+fn load_classifier(
+    entry: &ModelEntry,
+    config: ClassifierConfig,
+    default_backend: BackendKind,
+    metrics: &Metrics,
+) -> Result<ModelHandle, String> {
     let backend = config.backend.unwrap_or(default_backend);
     let device = backend.device().map_err(|e| e.to_string())?;
     let labels = read_labels(&entry.dir.join(&config.labels))?;
@@ -87,22 +205,19 @@ pub fn load_model(
         }));
     }
     let model_metrics = metrics.for_model(&entry.name, &config.version, backend.name());
-    let policy = BatchPolicy {
-        max_batch_size: config.batching.max_batch_size,
-        max_queue_delay: config.batching.max_queue_delay(),
-        preferred_batch_sizes: config.batching.preferred_batch_sizes.clone(),
-        max_queue_size: config.batching.max_queue_size,
-        instances: config.instances,
-    };
+    let policy = batch_policy(&config.batching, config.instances);
     let batcher = Batcher::spawn(&entry.name, policy, executors, model_metrics.clone())
         .map_err(|e| format!("cannot start executor threads: {e}"))?;
     Ok(ModelHandle {
         name: entry.name.clone(),
-        config,
+        version: config.version.clone(),
         backend,
-        labels,
         metrics: model_metrics,
-        batcher,
+        runner: TaskRunner::Classifier(ClassifierRunner {
+            config,
+            labels,
+            batcher,
+        }),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The models a running server knows: each one's state (loading, ready or failed) and, once
 //! ready, the handle that requests go through.
 
+mod language;
 mod loader;
 
 use std::collections::BTreeMap;
@@ -11,11 +12,13 @@ use kiln_zoo::classifier::top_k;
 use kiln_zoo::image_input::ImageSpec;
 use tokio::time::Instant;
 
+pub use language::{LanguageModelRunner, WordProbability};
 pub use loader::load_model;
 
 use crate::batching::{Batcher, InferError};
+use crate::error::{ErrorKind, KilnError};
 use crate::metrics::ModelMetrics;
-use crate::repository::ModelConfig;
+use crate::repository::{ClassifierConfig, Task};
 
 /// Where a model of the repository stands.
 #[derive(Clone)]
@@ -25,13 +28,25 @@ pub enum ModelState {
     Failed(String),
 }
 
-/// A loaded model: its config, its batcher and its metrics.
+/// A loaded model: its name, backend and metrics, and what runs its task.
 pub struct ModelHandle {
     pub name: String,
-    pub config: ModelConfig,
+    pub version: String,
     pub backend: BackendKind,
-    pub labels: Vec<String>,
     pub metrics: Arc<ModelMetrics>,
+    pub runner: TaskRunner,
+}
+
+/// The machinery behind one task.
+pub enum TaskRunner {
+    Classifier(ClassifierRunner),
+    LanguageModel(LanguageModelRunner),
+}
+
+/// An image classifier behind its batcher.
+pub struct ClassifierRunner {
+    pub config: ClassifierConfig,
+    pub labels: Vec<String>,
     batcher: Batcher<Vec<f32>, Vec<f32>>,
 }
 
@@ -44,12 +59,49 @@ pub struct Prediction {
 }
 
 impl ModelHandle {
-    pub fn input_spec(&self) -> &ImageSpec {
-        &self.config.input
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
-    pub fn version(&self) -> &str {
-        &self.config.version
+    pub fn task(&self) -> Task {
+        match self.runner {
+            TaskRunner::Classifier(_) => Task::Classify,
+            TaskRunner::LanguageModel(_) => Task::LanguageModel,
+        }
+    }
+
+    /// The classifier behind this model, or the error for a request that needs one.
+    pub fn classifier(&self) -> Result<&ClassifierRunner, KilnError> {
+        match &self.runner {
+            TaskRunner::Classifier(c) => Ok(c),
+            _ => Err(self.wrong_task(Task::Classify)),
+        }
+    }
+
+    /// The language model behind this model, or the error for a request that needs one.
+    pub fn language_model(&self) -> Result<&LanguageModelRunner, KilnError> {
+        match &self.runner {
+            TaskRunner::LanguageModel(l) => Ok(l),
+            _ => Err(self.wrong_task(Task::LanguageModel)),
+        }
+    }
+
+    fn wrong_task(&self, wanted: Task) -> KilnError {
+        KilnError::new(
+            ErrorKind::BadInput,
+            format!(
+                "model '{}' is a {} model, not a {} model",
+                self.name,
+                self.task().name(),
+                wanted.name()
+            ),
+        )
+    }
+}
+
+impl ClassifierRunner {
+    pub fn input_spec(&self) -> &ImageSpec {
+        &self.config.input
     }
 
     /// Class probabilities for one preprocessed image, through the batcher. A request still

@@ -6,6 +6,7 @@ use std::time::Duration;
 use kiln_zoo::BackendKind;
 use kiln_zoo::classifier::ClassifierArchitecture;
 use kiln_zoo::image_input::ImageSpec;
+use kiln_zoo::language_model::LanguageModelArchitecture;
 use serde::{Deserialize, Serialize};
 
 /// Name of the config file inside each model folder.
@@ -17,13 +18,31 @@ pub const CONFIG_FILE: &str = "model.toml";
 pub enum Task {
     /// Image → top-k labels.
     Classify,
+    /// Text → next-word distribution and generated continuations.
+    LanguageModel,
 }
 
-/// One model folder's `model.toml`.
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Classify => "classify",
+            Task::LanguageModel => "language-model",
+        }
+    }
+}
+
+/// One model folder's `model.toml`; the `task` key says which kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    Classify(ClassifierConfig),
+    LanguageModel(LanguageModelConfig),
+}
+
+/// An image classifier's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub task: Task,
+pub struct ClassifierConfig {
     /// Version reported by the API.
     #[serde(default = "default_version")]
     pub version: String,
@@ -83,7 +102,96 @@ fn default_instances() -> usize {
     1
 }
 
+/// A language model's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanguageModelConfig {
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Weights file, relative to the model folder (Burn burnpack format).
+    pub weights: PathBuf,
+    /// Vocabulary, one token per line in id order, relative to the model folder.
+    pub vocab: PathBuf,
+    /// Language of the training text (an ISO 639-1 code), reported in metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// The SWORD module the model was trained on, which `kiln eval` scores it against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus: Option<String>,
+    /// Executor threads for next-word batches, each with its own copy of the model.
+    #[serde(default = "default_instances")]
+    pub instances: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendKind>,
+    pub architecture: LanguageModelArchitecture,
+    /// Batching of next-word requests.
+    #[serde(default)]
+    pub batching: BatchingConfig,
+    #[serde(default)]
+    pub generation: GenerationConfig,
+}
+
+/// Limits and scheduling of text generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerationConfig {
+    /// Longest prompt accepted, in tokens (HTTP 400 beyond).
+    pub max_prompt_tokens: usize,
+    /// Largest `max_tokens` a request may ask for (HTTP 400 beyond).
+    pub max_new_tokens: usize,
+    /// `max_tokens` of a request that sets none.
+    pub default_max_tokens: usize,
+    /// Sequences decoded together in one step.
+    pub max_active_sequences: usize,
+    /// Let new requests join the running batch between steps (iteration-level batching);
+    /// when false a batch runs until all its sequences finish before the next one starts.
+    pub continuous_batching: bool,
+    /// Generations waiting or running beyond which new ones are refused (HTTP 429).
+    pub max_queue_size: usize,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self {
+            max_prompt_tokens: 256,
+            max_new_tokens: 256,
+            default_max_tokens: 32,
+            max_active_sequences: 64,
+            continuous_batching: true,
+            max_queue_size: 1_024,
+        }
+    }
+}
+
 impl ModelConfig {
+    pub fn task(&self) -> Task {
+        match self {
+            ModelConfig::Classify(_) => Task::Classify,
+            ModelConfig::LanguageModel(_) => Task::LanguageModel,
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        match self {
+            ModelConfig::Classify(c) => &c.version,
+            ModelConfig::LanguageModel(c) => &c.version,
+        }
+    }
+
+    pub fn backend(&self) -> Option<BackendKind> {
+        match self {
+            ModelConfig::Classify(c) => c.backend,
+            ModelConfig::LanguageModel(c) => c.backend,
+        }
+    }
+
+    pub fn batching(&self) -> &BatchingConfig {
+        match self {
+            ModelConfig::Classify(c) => &c.batching,
+            ModelConfig::LanguageModel(c) => &c.batching,
+        }
+    }
+
     /// Read and check `dir/model.toml`.
     pub fn read(dir: &Path) -> Result<Self, String> {
         let path = dir.join(CONFIG_FILE);
@@ -105,6 +213,51 @@ impl ModelConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        match self {
+            ModelConfig::Classify(c) => c.validate(),
+            ModelConfig::LanguageModel(c) => c.validate(),
+        }
+    }
+}
+
+impl BatchingConfig {
+    fn validate(&self, instances: usize) -> Result<(), String> {
+        if self.max_batch_size == 0 || self.max_queue_size == 0 || instances == 0 {
+            return Err("max_batch_size, max_queue_size and instances must be positive".into());
+        }
+        if let Some(p) = self
+            .preferred_batch_sizes
+            .iter()
+            .find(|&&p| p == 0 || p > self.max_batch_size)
+        {
+            return Err(format!(
+                "preferred batch size {p} is not within 1..=max_batch_size"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LanguageModelConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.architecture.validate()?;
+        self.batching.validate(self.instances)?;
+        let g = &self.generation;
+        if g.max_prompt_tokens == 0 || g.max_active_sequences == 0 || g.max_queue_size == 0 {
+            return Err(
+                "max_prompt_tokens, max_active_sequences and max_queue_size must be positive"
+                    .into(),
+            );
+        }
+        if g.default_max_tokens == 0 || g.default_max_tokens > g.max_new_tokens {
+            return Err("default_max_tokens must be within 1..=max_new_tokens".into());
+        }
+        Ok(())
+    }
+}
+
+impl ClassifierConfig {
+    fn validate(&self) -> Result<(), String> {
         self.input.validate().map_err(|e| e.to_string())?;
         if self.input.channels != self.architecture.in_channels() {
             return Err(format!(
@@ -124,20 +277,7 @@ impl ModelConfig {
                 self.input.width
             ));
         }
-        let b = &self.batching;
-        if b.max_batch_size == 0 || b.max_queue_size == 0 || self.instances == 0 {
-            return Err("max_batch_size, max_queue_size and instances must be positive".into());
-        }
-        if let Some(p) = b
-            .preferred_batch_sizes
-            .iter()
-            .find(|&&p| p == 0 || p > b.max_batch_size)
-        {
-            return Err(format!(
-                "preferred batch size {p} is not within 1..=max_batch_size"
-            ));
-        }
-        Ok(())
+        self.batching.validate(self.instances)
     }
 }
 

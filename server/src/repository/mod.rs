@@ -6,7 +6,10 @@ pub mod config;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{BatchingConfig, CONFIG_FILE, ModelConfig, Task, read_labels};
+pub use config::{
+    BatchingConfig, CONFIG_FILE, ClassifierConfig, GenerationConfig, LanguageModelConfig,
+    ModelConfig, Task, read_labels,
+};
 
 /// A model folder found in the repository.
 #[derive(Debug, Clone)]

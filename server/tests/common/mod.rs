@@ -22,11 +22,19 @@ pub fn repository_with_lenet(name: &str, edit: impl FnOnce(&mut toml::Table)) ->
 }
 
 pub fn add_lenet(repository: &Path, name: &str, edit: impl FnOnce(&mut toml::Table)) {
-    let source = bundled_repository().join("lenet-fashion");
+    add_model(repository, "lenet-fashion", name, edit);
+}
+
+/// Copy the bundled model `source` into `repository` as `name`, its `model.toml` edited.
+pub fn add_model(repository: &Path, source: &str, name: &str, edit: impl FnOnce(&mut toml::Table)) {
+    let source = bundled_repository().join(source);
     let target = repository.join(name);
     std::fs::create_dir_all(&target).unwrap();
-    for file in ["weights.bpk", "labels.txt"] {
-        std::fs::copy(source.join(file), target.join(file)).unwrap();
+    for file in std::fs::read_dir(&source).unwrap() {
+        let file = file.unwrap().path();
+        if file.file_name().unwrap() != "model.toml" {
+            std::fs::copy(&file, target.join(file.file_name().unwrap())).unwrap();
+        }
     }
     let mut config: toml::Table = std::fs::read_to_string(source.join("model.toml"))
         .unwrap()
@@ -38,11 +46,17 @@ pub fn add_lenet(repository: &Path, name: &str, edit: impl FnOnce(&mut toml::Tab
 
 /// Set `[batching] key = value` in a model config.
 pub fn set_batching(config: &mut toml::Table, key: &str, value: i64) {
+    set_in(config, "batching", key, toml::Value::Integer(value));
+}
+
+/// Set `[table] key = value` in a model config, creating the table if needed.
+pub fn set_in(config: &mut toml::Table, table: &str, key: &str, value: toml::Value) {
     config
-        .get_mut("batching")
-        .and_then(|b| b.as_table_mut())
+        .entry(table)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
         .unwrap()
-        .insert(key.into(), toml::Value::Integer(value));
+        .insert(key.into(), value);
 }
 
 /// Drop the preferred batch sizes, so only the size limit and the delay dispatch a batch.

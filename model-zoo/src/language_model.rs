@@ -1,0 +1,551 @@
+//! Language models ready to serve: the architecture a model folder names, the network with
+//! loaded weights, and the three ways the server runs it — next-token distributions for a
+//! batch of prompts, a prefill that returns a sequence's state, and one decoding step for a
+//! batch of sequences that each carry their own state (recurrent state or key/value cache).
+//!
+//! Prompts in one batch may differ in length: they are right-padded and each row is read at
+//! its own last position, which the causal structure keeps independent of the padding.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
+
+use crate::classifier::{load_burnpack, save_burnpack};
+use crate::error::{Result, ZooError};
+use crate::eval::LanguageModelScore;
+use crate::models::elman::ElmanActivation;
+use crate::models::recurrent_lm::{CellKind, LayerState, RecurrentLm, RecurrentLmConfig};
+use crate::models::transformer_lm::{KeyValue, TransformerLm, TransformerLmConfig};
+use crate::text::tokenizer::EOS_ID;
+
+/// Size of a recurrent language model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurrentSpec {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub layers: usize,
+    /// Elman layers only: `tanh` or `relu-identity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<ElmanActivation>,
+}
+
+/// The network a language-model folder asks for, with its hyper-parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LanguageModelArchitecture {
+    Lstm(RecurrentSpec),
+    Gru(RecurrentSpec),
+    Rnn(RecurrentSpec),
+    Transformer(TransformerLmConfig),
+}
+
+impl LanguageModelArchitecture {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Lstm(_) => "lstm",
+            Self::Gru(_) => "gru",
+            Self::Rnn(_) => "rnn",
+            Self::Transformer(_) => "transformer",
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Lstm(s) | Self::Gru(s) | Self::Rnn(s) => s.vocab_size,
+            Self::Transformer(c) => c.vocab_size,
+        }
+    }
+
+    /// Longest sequence the network can take, if it has a limit.
+    pub fn context_length(&self) -> Option<usize> {
+        match self {
+            Self::Transformer(c) => Some(c.context_length),
+            _ => None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::Lstm(s) | Self::Gru(s) | Self::Rnn(s) => {
+                if s.vocab_size < 4 || s.d_model == 0 || s.layers == 0 {
+                    return Err("vocab_size ≥ 4, d_model and layers must be positive".into());
+                }
+                if s.activation.is_some() && !matches!(self, Self::Rnn(_)) {
+                    return Err("`activation` applies to rnn models only".into());
+                }
+            }
+            Self::Transformer(c) => {
+                if c.vocab_size < 4 || c.layers == 0 || c.context_length == 0 || c.d_ff == 0 {
+                    return Err("vocab_size ≥ 4; layers, context_length, d_ff positive".into());
+                }
+                if c.heads == 0 || c.d_model % c.heads != 0 {
+                    return Err(format!(
+                        "d_model {} is not divisible by heads {}",
+                        c.d_model, c.heads
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Build the network with fresh weights.
+    pub fn init(&self, device: &Device) -> LanguageNet {
+        let recurrent = |s: &RecurrentSpec, cell| {
+            LanguageNet::Recurrent(
+                RecurrentLmConfig::new(s.vocab_size, s.d_model, s.layers).init(cell, device),
+            )
+        };
+        match self {
+            Self::Lstm(s) => recurrent(s, CellKind::Lstm),
+            Self::Gru(s) => recurrent(s, CellKind::Gru),
+            Self::Rnn(s) => recurrent(s, CellKind::Elman(s.activation.unwrap_or_default())),
+            Self::Transformer(c) => LanguageNet::Transformer(c.init(device)),
+        }
+    }
+}
+
+/// One of the language networks in the zoo.
+#[derive(Module, Debug)]
+pub enum LanguageNet {
+    Recurrent(RecurrentLm),
+    Transformer(TransformerLm),
+}
+
+impl LanguageNet {
+    /// Logits for every position of `tokens [batch, time]`: `[batch, time, vocab]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        match self {
+            LanguageNet::Recurrent(m) => m.forward(tokens),
+            LanguageNet::Transformer(m) => m.forward(tokens),
+        }
+    }
+
+    /// Top-layer hidden states for every position of `tokens [batch, time]`.
+    fn hidden(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        match self {
+            LanguageNet::Recurrent(m) => m.hidden(tokens, None).0,
+            LanguageNet::Transformer(m) => {
+                let [batch, time] = tokens.dims();
+                let device = tokens.device();
+                m.hidden(
+                    tokens,
+                    TransformerLm::positions(batch, time, &device),
+                    None,
+                    TransformerLm::causal_mask(batch, time, &device),
+                )
+                .0
+            }
+        }
+    }
+
+    fn project(&self, hidden: Tensor<2>) -> Tensor<2> {
+        match self {
+            LanguageNet::Recurrent(m) => m.project(hidden),
+            LanguageNet::Transformer(m) => m.project(hidden),
+        }
+    }
+}
+
+/// What a sequence carries from one decoding step to the next.
+#[derive(Debug, Clone)]
+pub enum SequenceState {
+    /// Per layer, hidden (and LSTM cell) state of shape `[1, d_model]`.
+    Recurrent(Vec<LayerState>),
+    /// Per layer, keys and values `[1, heads, len, d_k]` of the `len` tokens seen so far.
+    Transformer { cache: Vec<KeyValue>, len: usize },
+}
+
+impl SequenceState {
+    /// Tokens seen so far, where the model counts them (the Transformer's context).
+    pub fn context_used(&self) -> Option<usize> {
+        match self {
+            SequenceState::Recurrent(_) => None,
+            SequenceState::Transformer { len, .. } => Some(*len),
+        }
+    }
+}
+
+/// A language model with loaded weights, bound to a device.
+#[derive(Debug)]
+pub struct LanguageModel {
+    net: LanguageNet,
+    device: Device,
+    vocab_size: usize,
+    context_length: Option<usize>,
+}
+
+impl LanguageModel {
+    /// Build `architecture` and load its weights from a burnpack file.
+    pub fn load(
+        architecture: &LanguageModelArchitecture,
+        weights: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        architecture.validate().map_err(ZooError::InvalidInput)?;
+        let mut net = architecture.init(device);
+        load_burnpack(&mut net, weights)?;
+        Ok(Self::from_net(net, architecture, device))
+    }
+
+    pub fn from_net(
+        net: LanguageNet,
+        architecture: &LanguageModelArchitecture,
+        device: &Device,
+    ) -> Self {
+        Self {
+            net,
+            device: device.clone(),
+            vocab_size: architecture.vocab_size(),
+            context_length: architecture.context_length(),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        save_burnpack(&self.net, path)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// Longest sequence (prompt plus generated tokens) the model can take, if limited.
+    pub fn context_length(&self) -> Option<usize> {
+        self.context_length
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(ZooError::InvalidInput(
+                "a sequence needs at least one token".into(),
+            ));
+        }
+        if let Some(limit) = self.context_length
+            && tokens.len() > limit
+        {
+            return Err(ZooError::InvalidInput(format!(
+                "{} tokens exceed the model's context of {limit}",
+                tokens.len()
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.vocab_size) {
+            return Err(ZooError::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Right-padded `[batch, longest]` token tensor.
+    fn padded(&self, sequences: &[&[u32]]) -> Tensor<2, Int> {
+        let longest = sequences.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(sequences.len() * longest);
+        for s in sequences {
+            ids.extend(s.iter().map(|&t| t as i64));
+            ids.extend(std::iter::repeat_n(EOS_ID as i64, longest - s.len()));
+        }
+        Tensor::from_data(
+            TensorData::new(ids, [sequences.len(), longest]),
+            &self.device,
+        )
+    }
+
+    /// Log-probabilities of the next token after each prompt (`[vocab]` per prompt).
+    pub fn next_token_log_probs(&self, prompts: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        for p in prompts {
+            self.check_tokens(p)?;
+        }
+        let tokens = self.padded(prompts);
+        let [batch, time] = tokens.dims();
+        let hidden = self.net.hidden(tokens);
+        let d = hidden.dims()[2];
+        let last: Vec<i64> = prompts
+            .iter()
+            .enumerate()
+            .map(|(row, p)| (row * time + p.len() - 1) as i64)
+            .collect();
+        let rows = Tensor::<1, Int>::from_data(TensorData::new(last, [batch]), &self.device);
+        let hidden = hidden.reshape([batch * time, d]).select(0, rows);
+        self.to_rows(log_softmax(self.net.project(hidden), 1))
+    }
+
+    fn to_rows(&self, log_probs: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+        let values: Vec<f32> = log_probs
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
+        Ok(values
+            .chunks(self.vocab_size)
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+
+    /// Run a prompt and return the next-token log-probabilities and the state to continue
+    /// from.
+    pub fn prefill(&self, prompt: &[u32]) -> Result<(Vec<f32>, SequenceState)> {
+        self.check_tokens(prompt)?;
+        let tokens = self.padded(&[prompt]);
+        let time = prompt.len();
+        let (hidden, state) = match &self.net {
+            LanguageNet::Recurrent(m) => {
+                let (hidden, layers) = m.hidden(tokens, None);
+                (hidden, SequenceState::Recurrent(layers))
+            }
+            LanguageNet::Transformer(m) => {
+                let (hidden, cache) = m.hidden(
+                    tokens,
+                    TransformerLm::positions(1, time, &self.device),
+                    None,
+                    TransformerLm::causal_mask(1, time, &self.device),
+                );
+                (hidden, SequenceState::Transformer { cache, len: time })
+            }
+        };
+        let d = hidden.dims()[2];
+        let last = hidden.slice(s![.., time - 1..time, ..]).reshape([1, d]);
+        let mut rows = self.to_rows(log_softmax(self.net.project(last), 1))?;
+        Ok((rows.remove(0), state))
+    }
+
+    /// Feed one token to each sequence (each with its own state) in a single batch; returns
+    /// each sequence's next-token log-probabilities and its new state.
+    pub fn decode(
+        &self,
+        tokens: &[u32],
+        states: Vec<SequenceState>,
+    ) -> Result<(Vec<Vec<f32>>, Vec<SequenceState>)> {
+        if tokens.len() != states.len() {
+            return Err(ZooError::InvalidInput(
+                "one token per sequence state".into(),
+            ));
+        }
+        if tokens.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.check_tokens(tokens)?;
+        let batch = tokens.len();
+        let input = self.padded(&tokens.iter().map(std::slice::from_ref).collect::<Vec<_>>());
+        let (hidden, states) = match &self.net {
+            LanguageNet::Recurrent(m) => decode_recurrent(m, input, states)?,
+            LanguageNet::Transformer(m) => decode_transformer(m, input, states, &self.device)?,
+        };
+        let d = hidden.dims()[2];
+        let rows = self.to_rows(log_softmax(self.net.project(hidden.reshape([batch, d])), 1))?;
+        Ok((rows, states))
+    }
+
+    /// Perplexity and top-1/top-5 next-token accuracy over whole verses (`<bos> … <eos>`),
+    /// predicting every token after `<bos>` from the tokens before it in the same verse.
+    pub fn score(&self, verses: &[Vec<u32>], batch_size: usize) -> Result<LanguageModelScore> {
+        let mut score = LanguageModelScore::default();
+        let limit = self.context_length.unwrap_or(usize::MAX);
+        let mut order: Vec<&Vec<u32>> = verses.iter().filter(|v| v.len() >= 2).collect();
+        order.sort_by_key(|v| v.len()); // similar lengths together: less padding
+        for chunk in order.chunks(batch_size.max(1)) {
+            let inputs: Vec<&[u32]> = chunk
+                .iter()
+                .map(|v| &v[..(v.len() - 1).min(limit)])
+                .collect();
+            let targets: Vec<&[u32]> = chunk
+                .iter()
+                .map(|v| &v[1..=(v.len() - 1).min(limit)])
+                .collect();
+            let logits = self.net.forward(self.padded(&inputs));
+            let target_ids = self.padded(&targets).unsqueeze_dim::<3>(2);
+            let log_probs = log_softmax(logits, 2);
+            let target_lp = log_probs.clone().gather(2, target_ids);
+            let [b, t, v] = log_probs.dims();
+            let better = log_probs
+                .greater(target_lp.clone().expand([b, t, v]))
+                .int()
+                .sum_dim(2);
+            let lp: Vec<f32> = target_lp
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
+            let ranks: Vec<i64> = better
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
+            for (row, target) in targets.iter().enumerate() {
+                for pos in 0..target.len() {
+                    let i = row * t + pos;
+                    score.add(f64::from(lp[i]), Some(ranks[i] as usize).filter(|&r| r < 5));
+                }
+            }
+        }
+        Ok(score.finish())
+    }
+}
+
+fn decode_recurrent(
+    model: &RecurrentLm,
+    input: Tensor<2, Int>,
+    states: Vec<SequenceState>,
+) -> Result<(Tensor<3>, Vec<SequenceState>)> {
+    let batch = states.len();
+    let mut per_sequence = Vec::with_capacity(batch);
+    for state in states {
+        match state {
+            SequenceState::Recurrent(layers) => per_sequence.push(layers),
+            SequenceState::Transformer { .. } => {
+                return Err(ZooError::InvalidInput(
+                    "state belongs to another model".into(),
+                ));
+            }
+        }
+    }
+    let layers = per_sequence.first().map_or(0, Vec::len);
+    let stacked: Vec<LayerState> = (0..layers)
+        .map(|l| LayerState {
+            hidden: Tensor::cat(
+                per_sequence.iter().map(|s| s[l].hidden.clone()).collect(),
+                0,
+            ),
+            cell: per_sequence[0][l].cell.as_ref().map(|_| {
+                Tensor::cat(
+                    per_sequence
+                        .iter()
+                        .filter_map(|s| s[l].cell.clone())
+                        .collect(),
+                    0,
+                )
+            }),
+        })
+        .collect();
+    let (hidden, finals) = model.hidden(input, Some(stacked));
+    let row = |t: &Tensor<2>, i: usize| t.clone().slice(s![i..i + 1, ..]);
+    let states = (0..batch)
+        .map(|i| {
+            SequenceState::Recurrent(
+                finals
+                    .iter()
+                    .map(|f| LayerState {
+                        hidden: row(&f.hidden, i),
+                        cell: f.cell.as_ref().map(|c| row(c, i)),
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok((hidden, states))
+}
+
+fn decode_transformer(
+    model: &TransformerLm,
+    input: Tensor<2, Int>,
+    states: Vec<SequenceState>,
+    device: &Device,
+) -> Result<(Tensor<3>, Vec<SequenceState>)> {
+    let mut caches = Vec::with_capacity(states.len());
+    let mut lens = Vec::with_capacity(states.len());
+    for state in states {
+        match state {
+            SequenceState::Transformer { cache, len } => {
+                if len >= model.context_length() {
+                    return Err(ZooError::InvalidInput(format!(
+                        "the sequence has reached the model's context of {}",
+                        model.context_length()
+                    )));
+                }
+                caches.push(cache);
+                lens.push(len);
+            }
+            SequenceState::Recurrent(_) => {
+                return Err(ZooError::InvalidInput(
+                    "state belongs to another model".into(),
+                ));
+            }
+        }
+    }
+    let batch = lens.len();
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    // Pad every cache to the longest; the mask hides the padding, and the new token's own
+    // key sits after it at index `longest`.
+    let layers = caches.first().map_or(0, Vec::len);
+    let past: Vec<KeyValue> = (0..layers)
+        .map(|l| {
+            let pad = |t: &Tensor<4>, len: usize| {
+                if len == longest {
+                    return t.clone();
+                }
+                let [one, heads, _, d_k] = t.dims();
+                Tensor::cat(
+                    vec![
+                        t.clone(),
+                        Tensor::zeros([one, heads, longest - len, d_k], device),
+                    ],
+                    2,
+                )
+            };
+            KeyValue {
+                keys: Tensor::cat(
+                    caches
+                        .iter()
+                        .zip(&lens)
+                        .map(|(c, &n)| pad(&c[l].keys, n))
+                        .collect(),
+                    0,
+                ),
+                values: Tensor::cat(
+                    caches
+                        .iter()
+                        .zip(&lens)
+                        .map(|(c, &n)| pad(&c[l].values, n))
+                        .collect(),
+                    0,
+                ),
+            }
+        })
+        .collect();
+    let mut hidden_mask = Vec::with_capacity(batch * (longest + 1));
+    for &len in &lens {
+        hidden_mask.extend((0..=longest).map(|j| j >= len && j < longest));
+    }
+    let mask = Tensor::<4, Bool>::from_data(
+        TensorData::new(hidden_mask, [batch, 1, 1, longest + 1]),
+        device,
+    );
+    let positions = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            lens.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+            [batch, 1],
+        ),
+        device,
+    );
+    let (hidden, grown) = model.hidden(input, positions, Some(past), mask);
+    let states = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let keep = |t: &Tensor<4>| {
+                let own = t.clone().slice(s![i..i + 1, .., 0..len, ..]);
+                let new = t.clone().slice(s![i..i + 1, .., longest..longest + 1, ..]);
+                if len == 0 {
+                    new
+                } else {
+                    Tensor::cat(vec![own, new], 2)
+                }
+            };
+            SequenceState::Transformer {
+                cache: grown
+                    .iter()
+                    .map(|kv| KeyValue {
+                        keys: keep(&kv.keys),
+                        values: keep(&kv.values),
+                    })
+                    .collect(),
+                len: len + 1,
+            }
+        })
+        .collect();
+    Ok((hidden, states))
+}

@@ -1,0 +1,277 @@
+//! The language-model routes: `POST /v1/models/{model}/next-word` (the likeliest next words)
+//! and `POST /v1/models/{model}/generate` (a continuation, as one JSON answer or as a
+//! Server-Sent Events stream of tokens).
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::HeaderMap;
+use axum::http::header::ACCEPT;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::time::Instant;
+
+use super::AppState;
+use super::classify::{body_error, deadline_error, failure_reason, request_timeout};
+use super::text_input::{check_prompt_length, decode_generate, decode_next_word};
+use crate::error::{ErrorKind, KilnError};
+use crate::generation::{GenerationEvent, GenerationJob};
+use crate::metrics::{FailureReason, RequestRecord};
+use crate::registry::{ModelHandle, WordProbability};
+
+#[derive(Debug, Serialize)]
+pub struct NextWordResponse {
+    model: String,
+    model_version: String,
+    prompt_tokens: usize,
+    predictions: Vec<WordProbability>,
+}
+
+pub async fn next_word(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    request: Request,
+) -> Result<Json<NextWordResponse>, KilnError> {
+    let handle = state.ready_model(&model)?;
+    let record = handle.metrics.start_request();
+    let timeout = request_timeout(&request, state.default_timeout());
+    let outcome = async {
+        let timeout = timeout?;
+        let deadline = Instant::now() + timeout;
+        let work = async {
+            let lm = handle.language_model()?;
+            let body = read_body(request).await?;
+            let (text, k) = decode_next_word(&body)?;
+            let prompt = lm.encode_prompt(&text);
+            check_prompt_length(prompt.len(), &lm.config.generation, lm.context_length())?;
+            let tokens = prompt.len() - 1;
+            let words = lm
+                .next_words(prompt, k, Some(deadline))
+                .await
+                .map_err(KilnError::from)?;
+            Ok((tokens, words))
+        };
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(deadline_error(timeout)))
+    }
+    .await;
+    record.finish(outcome.as_ref().err().map(|e| failure_reason(e.kind)));
+    let (prompt_tokens, predictions) = outcome?;
+    Ok(Json(NextWordResponse {
+        model: handle.name.clone(),
+        model_version: handle.version().to_string(),
+        prompt_tokens,
+        predictions,
+    }))
+}
+
+async fn read_body(request: Request) -> Result<Bytes, KilnError> {
+    <Bytes as axum::extract::FromRequest<()>>::from_request(request, &())
+        .await
+        .map_err(|e: BytesRejection| body_error(e))
+}
+
+fn wants_events(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"))
+}
+
+pub async fn generate(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    request: Request,
+) -> Response {
+    let handle = match state.ready_model(&model) {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    let record = handle.metrics.start_request();
+    let timeout = match request_timeout(&request, state.default_timeout()) {
+        Ok(t) => t,
+        Err(e) => return fail(record, e),
+    };
+    let deadline = Instant::now() + timeout;
+    let events = request.headers().clone();
+    let started = async {
+        let lm = handle.language_model()?;
+        let body = read_body(request).await?;
+        let plan = decode_generate(&body, &lm.config.generation, wants_events(&events))?;
+        let prompt = lm.encode_prompt(&plan.text);
+        check_prompt_length(prompt.len(), &lm.config.generation, lm.context_length())?;
+        let (sender, receiver) = unbounded_channel();
+        lm.generate(GenerationJob {
+            prompt,
+            max_tokens: plan.max_tokens,
+            sampling: plan.sampling.clone(),
+            seed: plan.seed.unwrap_or_else(rand::random),
+            stop: plan.stop.clone(),
+            ignore_eos: plan.ignore_eos,
+            events: sender,
+        })
+        .map_err(KilnError::from)?;
+        Ok::<_, KilnError>((plan, receiver))
+    };
+    let (plan, receiver) = match tokio::time::timeout_at(deadline, started).await {
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => return fail(record, e),
+        Err(_) => return fail(record, deadline_error(timeout)),
+    };
+    if plan.stream {
+        return event_stream(handle, record, receiver).into_response();
+    }
+    match tokio::time::timeout_at(deadline, collect(receiver)).await {
+        Ok(Ok(answer)) => {
+            record.finish(None);
+            Json(json!({
+                "model": handle.name,
+                "model_version": handle.version(),
+                "text": answer.text,
+                "tokens": answer.tokens,
+                "finish_reason": answer.finish_reason,
+                "usage": answer.usage,
+            }))
+            .into_response()
+        }
+        Ok(Err(e)) => fail(record, e),
+        // Dropping the receiver tells the loop to stop this generation.
+        Err(_) => fail(record, deadline_error(timeout)),
+    }
+}
+
+fn fail(record: RequestRecord, error: KilnError) -> Response {
+    record.finish(Some(failure_reason(error.kind)));
+    error.into_response()
+}
+
+#[derive(Debug, Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenOut {
+    id: u32,
+    text: String,
+    logprob: f32,
+}
+
+struct Answer {
+    text: String,
+    tokens: Vec<TokenOut>,
+    finish_reason: &'static str,
+    usage: Usage,
+}
+
+async fn collect(mut receiver: UnboundedReceiver<GenerationEvent>) -> Result<Answer, KilnError> {
+    let mut tokens = Vec::new();
+    while let Some(event) = receiver.recv().await {
+        match event {
+            GenerationEvent::Token { id, text, logprob } => {
+                tokens.push(TokenOut { id, text, logprob })
+            }
+            GenerationEvent::Finished {
+                reason,
+                prompt_tokens,
+                completion_tokens,
+                text,
+            } => {
+                return Ok(Answer {
+                    text,
+                    tokens,
+                    finish_reason: reason.label(),
+                    usage: Usage {
+                        prompt_tokens,
+                        completion_tokens,
+                    },
+                });
+            }
+            GenerationEvent::Failed(message) => {
+                return Err(KilnError::new(ErrorKind::Internal, message));
+            }
+        }
+    }
+    Err(KilnError::new(
+        ErrorKind::NotReady,
+        "the model stopped generating",
+    ))
+}
+
+/// Each token as an SSE `data:` event, then one event with the finish reason, the whole text
+/// and the usage, then `data: [DONE]`. The request counts as finished when the stream ends;
+/// a client that disconnects drops the stream, which stops the generation.
+fn event_stream(
+    handle: std::sync::Arc<ModelHandle>,
+    record: RequestRecord,
+    receiver: UnboundedReceiver<GenerationEvent>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    struct Progress {
+        receiver: UnboundedReceiver<GenerationEvent>,
+        record: Option<RequestRecord>,
+        done: bool,
+        handle: std::sync::Arc<ModelHandle>,
+    }
+    let progress = Progress {
+        receiver,
+        record: Some(record),
+        done: false,
+        handle,
+    };
+    let events = stream::unfold(progress, |mut p| async move {
+        if p.done {
+            return None;
+        }
+        let event = match p.receiver.recv().await {
+            Some(GenerationEvent::Token { id, text, logprob }) => Event::default()
+                .json_data(json!({ "token": TokenOut { id, text, logprob } }))
+                .expect("serialisable"),
+            Some(GenerationEvent::Finished {
+                reason,
+                prompt_tokens,
+                completion_tokens,
+                text,
+            }) => {
+                if let Some(r) = p.record.take() {
+                    r.finish(None);
+                }
+                p.done = true;
+                Event::default()
+                    .json_data(json!({
+                        "model": p.handle.name,
+                        "model_version": p.handle.version(),
+                        "text": text,
+                        "finish_reason": reason.label(),
+                        "usage": Usage { prompt_tokens, completion_tokens },
+                    }))
+                    .expect("serialisable")
+            }
+            failed => {
+                let message = match failed {
+                    Some(GenerationEvent::Failed(message)) => message,
+                    _ => "the model stopped generating".to_string(),
+                };
+                if let Some(r) = p.record.take() {
+                    r.finish(Some(FailureReason::Backend));
+                }
+                p.done = true;
+                Event::default()
+                    .event("error")
+                    .json_data(json!({ "error": message }))
+                    .expect("serialisable")
+            }
+        };
+        Some((Ok(event), p))
+    });
+    let done = stream::once(async { Ok(Event::default().data("[DONE]")) });
+    Sse::new(futures_util::StreamExt::chain(events, done)).keep_alive(KeepAlive::default())
+}
