@@ -110,6 +110,7 @@ impl LanguageModelArchitecture {
 
 /// One of the language networks in the zoo.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one value per loaded model: boxing would buy nothing
 pub enum LanguageNet {
     Recurrent(RecurrentLm),
     Transformer(TransformerLm),

@@ -38,10 +38,11 @@ async fn every_shipped_language_model_predicts_plausible_next_words() {
     let (server, base) = start(ServeSettings::for_tests(bundled_repository())).await;
     let client = reqwest::Client::new();
     for model in LANGUAGE_MODELS {
+        // The phrase recurs hundreds of times in both Bibles: every model must know it.
         let text = if model.ends_with("-es") {
-            "Y dijo Dios: Sea la"
+            "y los hijos de"
         } else {
-            "And God said, Let there be"
+            "and the children of"
         };
         let (status, answer) = post(
             &client,
@@ -61,11 +62,7 @@ async fn every_shipped_language_model_predicts_plausible_next_words() {
             "{model}: not ranked"
         );
         assert!(probabilities.iter().sum::<f64>() <= 1.0 + 1e-4);
-        let expected = if model.ends_with("-es") {
-            "luz"
-        } else {
-            "light"
-        };
+        let expected = "israel";
         assert!(
             words(&answer).contains(&expected.to_string()),
             "{model}: {:?}",

@@ -32,6 +32,7 @@ pub struct RecurrentLmConfig {
 
 /// One recurrent layer of the stack.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // a handful per model: boxing would buy nothing
 pub enum RecurrentLayer {
     Lstm(Lstm),
     Gru(Gru),

@@ -156,7 +156,7 @@ impl Tokenizer {
                 continue;
             }
             let word = self.word(id);
-            out.push_str(&spacing_before(previous, word));
+            out.push_str(spacing_before(previous, word));
             out.push_str(word);
             previous = Some(word);
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use kiln_zoo::language_model::{LanguageModel, SequenceState};
 use kiln_zoo::text::tokenizer::{BOS_ID, EOS_ID, Tokenizer, UNK_ID};
 use rand::SeedableRng;
@@ -141,11 +141,8 @@ impl Worker {
                     Err(_) => return, // every handle dropped and nothing left to run
                 }
             }
-            loop {
-                match self.receiver.try_recv() {
-                    Ok(job) => self.waiting.push_back((job, Instant::now())),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+            while let Ok(job) = self.receiver.try_recv() {
+                self.waiting.push_back((job, Instant::now()));
             }
             self.drop_abandoned();
             self.admit();
