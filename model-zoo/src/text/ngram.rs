@@ -72,12 +72,17 @@ impl NgramCounts {
             .map_or(0.5, |(l, _)| l)
     }
 
-    pub fn score_unigram(&self, verses: &[Vec<u32>]) -> LanguageModelScore {
+    fn top_unigrams(&self, n: usize) -> Vec<u32> {
         let mut ranked: Vec<u32> = (0..self.vocab_size as u32)
             .filter(|&i| i != BOS_ID)
             .collect();
-        ranked.sort_by_key(|&i| std::cmp::Reverse(self.unigram[i as usize]));
-        let top: Vec<u32> = ranked.into_iter().take(5).collect();
+        ranked.sort_by_key(|&i| (std::cmp::Reverse(self.unigram[i as usize]), i));
+        ranked.truncate(n);
+        ranked
+    }
+
+    pub fn score_unigram(&self, verses: &[Vec<u32>]) -> LanguageModelScore {
+        let top = self.top_unigrams(5);
         let mut score = LanguageModelScore::default();
         for verse in verses {
             for pair in verse.windows(2) {
@@ -109,10 +114,18 @@ impl NgramCounts {
     }
 
     fn top5_after(&self, lambda: f64, prev: u32) -> Vec<u32> {
-        let mut ids: Vec<u32> = (0..self.vocab_size as u32).collect();
+        // The five best are among the words seen after `prev` and the five most frequent
+        // words overall: any other word scores below all of the latter.
+        let mut ids: Vec<u32> = self.top_unigrams(5);
+        if let Some(next) = self.bigram.get(&prev) {
+            ids.extend(next.keys().copied());
+        }
+        ids.sort_unstable();
+        ids.dedup();
         ids.sort_by(|&a, &b| {
             self.bigram_probability(lambda, prev, b)
                 .total_cmp(&self.bigram_probability(lambda, prev, a))
+                .then(a.cmp(&b))
         });
         ids.truncate(5);
         ids

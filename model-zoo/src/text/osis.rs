@@ -8,10 +8,21 @@ const DROPPED_ELEMENTS: [&str; 2] = ["note", "title"];
 pub fn plain_text(markup: &str) -> String {
     let mut out = String::with_capacity(markup.len() / 2);
     let mut dropped_depth = 0usize;
+    // Set after a dropped element: a footnote can sit between two words with no space.
+    let mut word_break = false;
+    let keep = |out: &mut String, text: &str, word_break: &mut bool| {
+        if text.is_empty() {
+            return;
+        }
+        if std::mem::take(word_break) && text.starts_with(char::is_alphanumeric) {
+            out.push(' ');
+        }
+        out.push_str(text);
+    };
     let mut rest = markup;
     while let Some(open) = rest.find('<') {
         if dropped_depth == 0 {
-            out.push_str(&rest[..open]);
+            keep(&mut out, &rest[..open], &mut word_break);
         }
         let Some(close) = rest[open..].find('>') else {
             rest = "";
@@ -28,10 +39,7 @@ pub fn plain_text(markup: &str) -> String {
         if DROPPED_ELEMENTS.contains(&name) && !self_closing {
             if closing {
                 dropped_depth = dropped_depth.saturating_sub(1);
-                // A footnote can sit between two words with no space around it.
-                if dropped_depth == 0 {
-                    out.push(' ');
-                }
+                word_break = dropped_depth == 0;
             } else {
                 dropped_depth += 1;
             }
@@ -40,7 +48,7 @@ pub fn plain_text(markup: &str) -> String {
         }
     }
     if dropped_depth == 0 {
-        out.push_str(rest);
+        keep(&mut out, rest, &mut word_break);
     }
     collapse_whitespace(&decode_entities(&out))
 }
