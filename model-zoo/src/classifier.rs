@@ -222,14 +222,15 @@ fn inject_fault(images: &[&[f32]]) -> Result<()> {
 }
 
 /// Indices of the `k` largest values, largest first (ties keep the lower index first).
-pub fn top_k(probabilities: &[f32], k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..probabilities.len()).collect();
-    order.sort_by(|&a, &b| {
-        probabilities[b]
-            .total_cmp(&probabilities[a])
-            .then(a.cmp(&b))
-    });
-    order.truncate(k);
+pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
+    let ranked = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    // Only the best k need ordering: select them first (linear), then sort those.
+    if k < order.len() {
+        order.select_nth_unstable_by(k, ranked);
+        order.truncate(k);
+    }
+    order.sort_by(ranked);
     order
 }
 

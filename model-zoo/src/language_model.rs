@@ -156,8 +156,13 @@ impl LanguageNet {
 pub enum SequenceState {
     /// Per layer, hidden (and LSTM cell) state of shape `[1, d_model]`.
     Recurrent(Vec<LayerState>),
-    /// Per layer, keys and values `[1, heads, len, d_k]` of the `len` tokens seen so far.
-    Transformer { cache: Vec<KeyValue>, len: usize },
+    /// Per layer, keys and values `[1, heads, seen, d_k]` of the tokens seen so far.
+    Transformer(Vec<KeyValue>),
+}
+
+/// Positions held in a key/value cache (every layer holds the same number).
+fn cached_tokens(cache: &[KeyValue]) -> usize {
+    cache.first().map_or(0, |kv| kv.keys.dims()[2])
 }
 
 impl SequenceState {
@@ -165,7 +170,7 @@ impl SequenceState {
     pub fn context_used(&self) -> Option<usize> {
         match self {
             SequenceState::Recurrent(_) => None,
-            SequenceState::Transformer { len, .. } => Some(*len),
+            SequenceState::Transformer(cache) => Some(cached_tokens(cache)),
         }
     }
 }
@@ -306,7 +311,7 @@ impl LanguageModel {
                     None,
                     TransformerLm::causal_mask(1, time, &self.device),
                 );
-                (hidden, SequenceState::Transformer { cache, len: time })
+                (hidden, SequenceState::Transformer(cache))
             }
         };
         let d = hidden.dims()[2];
@@ -450,7 +455,8 @@ fn decode_transformer(
     let mut lens = Vec::with_capacity(states.len());
     for state in states {
         match state {
-            SequenceState::Transformer { cache, len } => {
+            SequenceState::Transformer(cache) => {
+                let len = cached_tokens(&cache);
                 if len >= model.context_length() {
                     return Err(ZooError::InvalidInput(format!(
                         "the sequence has reached the model's context of {}",
@@ -536,16 +542,15 @@ fn decode_transformer(
                     Tensor::cat(vec![own, new], 2)
                 }
             };
-            SequenceState::Transformer {
-                cache: grown
+            SequenceState::Transformer(
+                grown
                     .iter()
                     .map(|kv| KeyValue {
                         keys: keep(&kv.keys),
                         values: keep(&kv.values),
                     })
                     .collect(),
-                len: len + 1,
-            }
+            )
         })
         .collect();
     Ok((hidden, states))

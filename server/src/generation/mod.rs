@@ -79,7 +79,7 @@ impl GenerationMetrics {
         self.tokens.inc();
     }
 
-    fn finished(&self, reason: FinishReason, _elapsed: Duration) {
+    fn finished(&self, reason: FinishReason) {
         let [m, v, b] = &self.labels;
         self.finished
             .with_label_values(&[m, v, b, reason.label()])

@@ -45,11 +45,22 @@ pub fn sample(
     if candidates.is_empty() {
         return (0, log_probs.first().copied().unwrap_or(f32::NEG_INFINITY));
     }
-    candidates.sort_by(|&a, &b| log_probs[b].total_cmp(&log_probs[a]).then(a.cmp(&b)));
-    if let Some(k) = params.top_k {
-        candidates.truncate(k.max(1));
+    // Ordering the whole vocabulary for every token would dominate a decoding step: select
+    // the top k in linear time, and sort only when the nucleus needs the order.
+    let ranked = |a: &usize, b: &usize| log_probs[*b].total_cmp(&log_probs[*a]).then(a.cmp(b));
+    if let Some(k) = params.top_k.map(|k| k.max(1))
+        && k < candidates.len()
+    {
+        candidates.select_nth_unstable_by(k, ranked);
+        candidates.truncate(k);
     }
-    let top = log_probs[candidates[0]];
+    if params.top_p.is_some() {
+        candidates.sort_by(ranked);
+    }
+    let top = candidates
+        .iter()
+        .map(|&i| log_probs[i])
+        .fold(f32::NEG_INFINITY, f32::max);
     let mut weights: Vec<f64> = candidates
         .iter()
         .map(|&i| f64::from((log_probs[i] - top) / params.temperature).exp())

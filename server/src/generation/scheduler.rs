@@ -101,11 +101,6 @@ impl Generator {
             InferError::ShuttingDown
         })
     }
-
-    /// Jobs waiting or running.
-    pub fn in_system(&self) -> usize {
-        self.in_system.load(Ordering::Acquire)
-    }
 }
 
 /// A running sequence.
@@ -309,7 +304,7 @@ impl Worker {
 
     fn finish(&self, sequence: Sequence) {
         let reason = sequence.finished.unwrap_or(FinishReason::Length);
-        self.metrics.finished(reason, sequence.started.elapsed());
+        self.metrics.finished(reason);
         let _ = sequence.job.events.send(GenerationEvent::Finished {
             reason,
             prompt_tokens: sequence.job.prompt.len() - 1,

@@ -1,22 +1,18 @@
 //! `POST /v1/models/{model}/classify`: an image in (raw PNG/JPEG body, multipart upload,
 //! or JSON with base64 bytes or raw pixels), the top-k classes out.
 
-use std::time::Duration;
-
-use tokio::time::Instant;
-
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use kiln_zoo::image_input::ImageSpec;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::deadline::{body_error, request_timeout, within_deadline};
 use super::input::{self, DecodedInput};
 use crate::error::{ErrorKind, KilnError};
-use crate::metrics::FailureReason;
 use crate::registry::Prediction;
 
 /// Classes returned when the caller does not say.
@@ -44,72 +40,24 @@ pub async fn classify(
     query: Result<Query<ClassifyQuery>, QueryRejection>,
     request: Request,
 ) -> Result<Json<ClassifyResponse>, KilnError> {
-    let handle = state.ready_model(&model)?;
-    let record = handle.metrics.start_request();
+    let handle = &state.ready_model(&model)?;
     let timeout = request_timeout(&request, state.default_timeout());
-    let outcome = async {
-        let timeout = timeout?;
-        let deadline = Instant::now() + timeout;
-        let work = async {
-            let Query(query) = query.map_err(|e| KilnError::bad_input(e.body_text()))?;
-            let classifier = handle.classifier()?;
-            let (input, body_top_k) = read_input(classifier.input_spec(), request).await?;
-            let k = pick_top_k(query.top_k.or(body_top_k), classifier.labels.len())?;
-            classifier
-                .classify(input, k, Some(deadline))
-                .await
-                .map_err(KilnError::from)
-        };
-        tokio::time::timeout_at(deadline, work)
+    let predictions = within_deadline(handle, timeout, |deadline| async move {
+        let Query(query) = query.map_err(|e| KilnError::bad_input(e.body_text()))?;
+        let classifier = handle.classifier()?;
+        let (input, body_top_k) = read_input(classifier.input_spec(), request).await?;
+        let k = pick_top_k(query.top_k.or(body_top_k), classifier.labels.len())?;
+        classifier
+            .classify(input, k, Some(deadline))
             .await
-            .unwrap_or_else(|_| Err(deadline_error(timeout)))
-    }
-    .await;
-    record.finish(outcome.as_ref().err().map(|e| failure_reason(e.kind)));
+            .map_err(KilnError::from)
+    })
+    .await?;
     Ok(Json(ClassifyResponse {
         model: handle.name.clone(),
         model_version: handle.version().to_string(),
-        predictions: outcome?,
+        predictions,
     }))
-}
-
-/// Header through which a caller sets its own deadline, in milliseconds.
-pub const TIMEOUT_HEADER: &str = "kiln-timeout-ms";
-
-pub(super) fn request_timeout(request: &Request, default: Duration) -> Result<Duration, KilnError> {
-    let Some(value) = request.headers().get(TIMEOUT_HEADER) else {
-        return Ok(default);
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&ms| ms > 0)
-        .map(Duration::from_millis)
-        .ok_or_else(|| {
-            KilnError::bad_input(format!(
-                "{TIMEOUT_HEADER} must be a positive number of milliseconds"
-            ))
-        })
-}
-
-pub(super) fn deadline_error(timeout: Duration) -> KilnError {
-    KilnError::new(
-        ErrorKind::DeadlineExceeded,
-        format!(
-            "the request did not finish within its {} ms deadline",
-            timeout.as_millis()
-        ),
-    )
-}
-
-pub(super) fn failure_reason(kind: ErrorKind) -> FailureReason {
-    match kind {
-        ErrorKind::Overloaded => FailureReason::Rejected,
-        ErrorKind::DeadlineExceeded => FailureReason::Timeout,
-        ErrorKind::Internal | ErrorKind::NotReady => FailureReason::Backend,
-        _ => FailureReason::Invalid,
-    }
 }
 
 fn pick_top_k(requested: Option<usize>, classes: usize) -> Result<usize, KilnError> {
@@ -167,17 +115,6 @@ async fn read_body(request: Request) -> Result<Bytes, KilnError> {
         return Err(KilnError::bad_input("the request body is empty"));
     }
     Ok(body)
-}
-
-pub(super) fn body_error(rejection: BytesRejection) -> KilnError {
-    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        KilnError::new(
-            ErrorKind::TooLarge,
-            "the request body exceeds the size limit",
-        )
-    } else {
-        KilnError::bad_input(rejection.body_text())
-    }
 }
 
 /// The bytes of the upload: the field named `image` or `file`, else the first one.

@@ -19,7 +19,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::Instant;
 
 use super::AppState;
-use super::classify::{body_error, deadline_error, failure_reason, request_timeout};
+use super::deadline::{
+    body_error, deadline_error, failure_reason, request_timeout, within_deadline,
+};
 use super::text_input::{check_prompt_length, decode_generate, decode_next_word};
 use crate::error::{ErrorKind, KilnError};
 use crate::generation::{GenerationEvent, GenerationJob};
@@ -39,32 +41,22 @@ pub async fn next_word(
     Path(model): Path<String>,
     request: Request,
 ) -> Result<Json<NextWordResponse>, KilnError> {
-    let handle = state.ready_model(&model)?;
-    let record = handle.metrics.start_request();
+    let handle = &state.ready_model(&model)?;
     let timeout = request_timeout(&request, state.default_timeout());
-    let outcome = async {
-        let timeout = timeout?;
-        let deadline = Instant::now() + timeout;
-        let work = async {
-            let lm = handle.language_model()?;
-            let body = read_body(request).await?;
-            let (text, k) = decode_next_word(&body)?;
-            let prompt = lm.encode_prompt(&text);
-            check_prompt_length(prompt.len(), &lm.config.generation, lm.context_length())?;
-            let tokens = prompt.len() - 1;
-            let words = lm
-                .next_words(prompt, k, Some(deadline))
-                .await
-                .map_err(KilnError::from)?;
-            Ok((tokens, words))
-        };
-        tokio::time::timeout_at(deadline, work)
+    let (prompt_tokens, predictions) = within_deadline(handle, timeout, |deadline| async move {
+        let lm = handle.language_model()?;
+        let body = read_body(request).await?;
+        let (text, k) = decode_next_word(&body)?;
+        let prompt = lm.encode_prompt(&text);
+        check_prompt_length(prompt.len(), &lm.config.generation, lm.context_length())?;
+        let tokens = prompt.len() - 1;
+        let words = lm
+            .next_words(prompt, k, Some(deadline))
             .await
-            .unwrap_or_else(|_| Err(deadline_error(timeout)))
-    }
-    .await;
-    record.finish(outcome.as_ref().err().map(|e| failure_reason(e.kind)));
-    let (prompt_tokens, predictions) = outcome?;
+            .map_err(KilnError::from)?;
+        Ok((tokens, words))
+    })
+    .await?;
     Ok(Json(NextWordResponse {
         model: handle.name.clone(),
         model_version: handle.version().to_string(),

@@ -2,6 +2,7 @@
 //! `/v1`, and Prometheus metrics at `/metrics`.
 
 mod classify;
+mod deadline;
 mod error;
 mod guard;
 mod health;

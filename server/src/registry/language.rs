@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use kiln_zoo::classifier::top_k;
 use kiln_zoo::language_model::LanguageModel;
 use kiln_zoo::text::tokenizer::{BOS_ID, EOS, EOS_ID, Tokenizer, UNK_ID};
 use tokio::time::Instant;
@@ -47,16 +48,11 @@ impl LanguageModelRunner {
         deadline: Option<Instant>,
     ) -> Result<Vec<WordProbability>, InferError> {
         let log_probs = self.next_word.infer_by(prompt, deadline).await?;
-        let mut ranked: Vec<u32> = (0..log_probs.len() as u32)
-            .filter(|&id| id != BOS_ID && id != UNK_ID)
-            .collect();
-        ranked.sort_by(|&a, &b| {
-            log_probs[b as usize]
-                .total_cmp(&log_probs[a as usize])
-                .then(a.cmp(&b))
-        });
-        Ok(ranked
+        // Two extra cover `<bos>` and `<unk>`, which are never offered.
+        Ok(top_k(&log_probs, k + 2)
             .into_iter()
+            .map(|id| id as u32)
+            .filter(|&id| id != BOS_ID && id != UNK_ID)
             .take(k)
             .map(|id| WordProbability {
                 word: if id == EOS_ID {

@@ -164,34 +164,6 @@ impl Default for GenerationConfig {
 }
 
 impl ModelConfig {
-    pub fn task(&self) -> Task {
-        match self {
-            ModelConfig::Classify(_) => Task::Classify,
-            ModelConfig::LanguageModel(_) => Task::LanguageModel,
-        }
-    }
-
-    pub fn version(&self) -> &str {
-        match self {
-            ModelConfig::Classify(c) => &c.version,
-            ModelConfig::LanguageModel(c) => &c.version,
-        }
-    }
-
-    pub fn backend(&self) -> Option<BackendKind> {
-        match self {
-            ModelConfig::Classify(c) => c.backend,
-            ModelConfig::LanguageModel(c) => c.backend,
-        }
-    }
-
-    pub fn batching(&self) -> &BatchingConfig {
-        match self {
-            ModelConfig::Classify(c) => &c.batching,
-            ModelConfig::LanguageModel(c) => &c.batching,
-        }
-    }
-
     /// Read and check `dir/model.toml`.
     pub fn read(dir: &Path) -> Result<Self, String> {
         let path = dir.join(CONFIG_FILE);

@@ -127,3 +127,19 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// The `probability` of each of an answer's `predictions`, checked to number `n` and to be
+/// ranked from most to least likely.
+pub fn ranked_probabilities(answer: &serde_json::Value, n: usize) -> Vec<f64> {
+    let predictions = answer["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), n, "{answer}");
+    let probabilities: Vec<f64> = predictions
+        .iter()
+        .map(|p| p["probability"].as_f64().unwrap())
+        .collect();
+    assert!(
+        probabilities.windows(2).all(|w| w[0] >= w[1]),
+        "not ranked: {probabilities:?}"
+    );
+    probabilities
+}
