@@ -93,32 +93,32 @@ pub async fn generate(
         Err(e) => return fail(record, e),
     };
     let deadline = Instant::now() + timeout;
-    let events = request.headers().clone();
+    let events_accepted = wants_events(request.headers());
     let started = async {
         let lm = handle.language_model()?;
         let body = read_body(request).await?;
-        let plan = decode_generate(&body, &lm.config.generation, wants_events(&events))?;
+        let plan = decode_generate(&body, &lm.config.generation, events_accepted)?;
         let prompt = lm.encode_prompt(&plan.text);
         check_prompt_length(prompt.len(), &lm.config.generation, lm.context_length())?;
         let (sender, receiver) = unbounded_channel();
         lm.generate(GenerationJob {
             prompt,
             max_tokens: plan.max_tokens,
-            sampling: plan.sampling.clone(),
+            sampling: plan.sampling,
             seed: plan.seed.unwrap_or_else(rand::random),
-            stop: plan.stop.clone(),
+            stop: plan.stop,
             ignore_eos: plan.ignore_eos,
             events: sender,
         })
         .map_err(KilnError::from)?;
-        Ok::<_, KilnError>((plan, receiver))
+        Ok::<_, KilnError>((plan.stream, receiver))
     };
-    let (plan, receiver) = match tokio::time::timeout_at(deadline, started).await {
+    let (stream, receiver) = match tokio::time::timeout_at(deadline, started).await {
         Ok(Ok(started)) => started,
         Ok(Err(e)) => return fail(record, e),
         Err(_) => return fail(record, deadline_error(timeout)),
     };
-    if plan.stream {
+    if stream {
         return event_stream(handle, record, receiver).into_response();
     }
     match tokio::time::timeout_at(deadline, collect(receiver)).await {
