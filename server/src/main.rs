@@ -25,9 +25,15 @@ fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     runtime.block_on(async {
         let server = RunningServer::start(settings.clone())
             .await
-            .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (HTTP) and {} (gRPC)",
+                    settings.http_addr, settings.grpc_addr
+                )
+            })?;
         tracing::info!(
             http = %server.http_addr(),
+            grpc = %server.grpc_addr(),
             repository = %settings.model_repository.display(),
             backend = %settings.backend,
             "kiln listening"

@@ -12,13 +12,17 @@ pub struct ServeSettings {
     /// Address for HTTP (REST API and /metrics). Port 0 picks a free port.
     #[arg(long, env = "KILN_HTTP_ADDR", default_value = "0.0.0.0:8000")]
     pub http_addr: SocketAddr,
+    /// Address for gRPC (the Open Inference Protocol, kiln.v1, health, reflection). Port 0
+    /// picks a free port.
+    #[arg(long, env = "KILN_GRPC_ADDR", default_value = "0.0.0.0:8001")]
+    pub grpc_addr: SocketAddr,
     /// Folder with one sub-folder per model.
     #[arg(long, env = "KILN_MODEL_REPOSITORY", default_value = "models")]
     pub model_repository: PathBuf,
     /// Backend that runs the models (flex, ndarray, wgpu), as compiled in.
     #[arg(long, env = "KILN_BACKEND", default_value = "flex")]
     pub backend: BackendKind,
-    /// Largest request body accepted, in bytes (HTTP 413 beyond).
+    /// Largest request body (or gRPC message) accepted, in bytes (HTTP 413 beyond).
     #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Inference requests in flight across all models beyond which new ones get HTTP 429.
@@ -52,7 +56,7 @@ pub struct ServeSettings {
     /// nor RAPL can be read (reported with `source="estimate"`).
     #[arg(long, env = "KILN_ESTIMATED_WATTS_PER_CORE", default_value_t = 10.0)]
     pub estimated_watts_per_core: f64,
-    /// PEM certificate chain; with --tls-key, HTTP is served over TLS.
+    /// PEM certificate chain; with --tls-key, HTTP and gRPC are served over TLS.
     #[arg(long, env = "KILN_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
@@ -65,6 +69,7 @@ impl ServeSettings {
     pub fn for_tests(model_repository: impl Into<PathBuf>) -> Self {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             model_repository: model_repository.into(),
             backend: BackendKind::default(),
             max_body_bytes: 16 * 1024 * 1024,

@@ -17,8 +17,13 @@ use tokio_rustls::server::TlsStream;
 /// A client gets this long to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Read a PEM certificate chain and private key into a rustls server config.
-pub fn load_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+/// Application protocols offered: HTTP/1.1 for the REST API, HTTP/2 for gRPC.
+pub const HTTP1: &[u8] = b"http/1.1";
+pub const HTTP2: &[u8] = b"h2";
+
+/// Read a PEM certificate chain and private key into a rustls server config that offers
+/// `protocol` through ALPN.
+pub fn load_config(cert: &Path, key: &Path, protocol: &[u8]) -> Result<Arc<ServerConfig>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect())
         .map_err(|e| format!("cannot read certificates from {}: {e}", cert.display()))?;
@@ -34,7 +39,7 @@ pub fn load_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String>
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not work together: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![protocol.to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -10,13 +10,12 @@ use kiln_zoo::image_input::ImageSpec;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::deadline::{body_error, request_timeout, within_deadline};
+use super::deadline::{body_error, request_timeout};
 use super::input::{self, DecodedInput};
+use crate::deadline::within_deadline;
 use crate::error::{ErrorKind, KilnError};
 use crate::registry::Prediction;
-
-/// Classes returned when the caller does not say.
-const DEFAULT_TOP_K: usize = 5;
+use crate::tasks::class_count;
 
 /// Decoding big images takes long enough that it belongs off the async workers.
 const INLINE_DECODE_LIMIT: usize = 256 * 1024;
@@ -46,7 +45,7 @@ pub async fn classify(
         let Query(query) = query.map_err(|e| KilnError::bad_input(e.body_text()))?;
         let classifier = handle.classifier()?;
         let (input, body_top_k) = read_input(classifier.input_spec(), request).await?;
-        let k = pick_top_k(query.top_k.or(body_top_k), classifier.labels.len())?;
+        let k = class_count(query.top_k.or(body_top_k), classifier.labels.len())?;
         classifier
             .classify(input, k, Some(deadline))
             .await
@@ -58,14 +57,6 @@ pub async fn classify(
         model_version: handle.version().to_string(),
         predictions,
     }))
-}
-
-fn pick_top_k(requested: Option<usize>, classes: usize) -> Result<usize, KilnError> {
-    match requested {
-        Some(0) => Err(KilnError::bad_input("top_k must be at least 1")),
-        Some(k) => Ok(k.min(classes)),
-        None => Ok(DEFAULT_TOP_K.min(classes)),
-    }
 }
 
 /// The preprocessed image and any `top_k` carried in the body.

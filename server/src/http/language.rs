@@ -15,18 +15,18 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use super::AppState;
-use super::deadline::{
-    body_error, deadline_error, failure_reason, request_timeout, within_deadline,
-};
-use super::text_input::{check_prompt_length, decode_generate, decode_next_word};
+use super::deadline::{body_error, request_timeout};
+use super::text_input::{decode_generate, decode_next_word};
+use crate::deadline::{deadline_error, failure_reason, within_deadline};
 use crate::error::{ErrorKind, KilnError};
-use crate::generation::{GenerationEvent, GenerationJob};
+use crate::generation::GenerationEvent;
 use crate::metrics::{FailureReason, RequestRecord};
 use crate::registry::{ModelHandle, WordProbability};
+use crate::tasks;
 
 #[derive(Debug, Serialize)]
 pub struct NextWordResponse {
@@ -47,14 +47,7 @@ pub async fn next_word(
         let lm = handle.language_model()?;
         let body = read_body(request).await?;
         let (text, k) = decode_next_word(&body)?;
-        let prompt = lm.encode_prompt(&text);
-        check_prompt_length(prompt.len(), &lm.config.generation, lm.context_length())?;
-        let tokens = prompt.len() - 1;
-        let words = lm
-            .next_words(prompt, k, Some(deadline))
-            .await
-            .map_err(KilnError::from)?;
-        Ok((tokens, words))
+        tasks::next_words(lm, &text, k, deadline).await
     })
     .await?;
     Ok(Json(NextWordResponse {
@@ -98,20 +91,9 @@ pub async fn generate(
         let lm = handle.language_model()?;
         let body = read_body(request).await?;
         let plan = decode_generate(&body, &lm.config.generation, events_accepted)?;
-        let prompt = lm.encode_prompt(&plan.text);
-        check_prompt_length(prompt.len(), &lm.config.generation, lm.context_length())?;
-        let (sender, receiver) = unbounded_channel();
-        lm.generate(GenerationJob {
-            prompt,
-            max_tokens: plan.max_tokens,
-            sampling: plan.sampling,
-            seed: plan.seed.unwrap_or_else(rand::random),
-            stop: plan.stop,
-            ignore_eos: plan.ignore_eos,
-            events: sender,
-        })
-        .map_err(KilnError::from)?;
-        Ok::<_, KilnError>((plan.stream, receiver))
+        let stream = plan.stream;
+        let receiver = tasks::start_generation(lm, plan)?;
+        Ok::<_, KilnError>((stream, receiver))
     };
     let (stream, receiver) = match tokio::time::timeout_at(deadline, started).await {
         Ok(Ok(started)) => started,
@@ -193,10 +175,7 @@ async fn collect(mut receiver: UnboundedReceiver<GenerationEvent>) -> Result<Ans
             }
         }
     }
-    Err(KilnError::new(
-        ErrorKind::NotReady,
-        "the model stopped generating",
-    ))
+    Err(tasks::generation_stopped())
 }
 
 /// Each token as an SSE `data:` event, then one event with the finish reason, the whole text

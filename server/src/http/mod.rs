@@ -1,18 +1,16 @@
-//! The HTTP API (axum): health and metadata under `/v2` (KServe V2 style), task routes under
-//! `/v1`, and Prometheus metrics at `/metrics`.
+//! The HTTP API (axum): the Open Inference Protocol (KServe V2) under `/v2`, task routes
+//! under `/v1`, and Prometheus metrics at `/metrics`.
 
 mod classify;
 mod deadline;
 mod error;
-mod guard;
+pub(crate) mod guard;
 mod health;
 pub mod input;
 mod language;
 pub mod text_input;
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+mod v2;
+pub mod v2_codec;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -20,73 +18,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use tokio::sync::Semaphore;
 
 use crate::error::{ErrorKind, KilnError};
-use crate::metrics::Metrics;
-use crate::registry::{ModelHandle, ModelRegistry, ModelState};
-use crate::settings::ServeSettings;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub registry: Arc<ModelRegistry>,
-    pub metrics: Arc<Metrics>,
-    pub settings: Arc<ServeSettings>,
-    /// Set once every model of the repository has been loaded (or has failed to).
-    pub ready: Arc<AtomicBool>,
-    /// Set when shutdown begins: readiness fails and new inference requests are refused.
-    pub draining: Arc<AtomicBool>,
-    /// One permit per inference request in flight, across all models.
-    pub in_flight: Arc<Semaphore>,
-}
-
-impl AppState {
-    pub fn new(settings: ServeSettings) -> Self {
-        Self {
-            registry: Arc::new(ModelRegistry::default()),
-            metrics: Arc::new(Metrics::new()),
-            in_flight: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
-            settings: Arc::new(settings),
-            ready: Arc::new(AtomicBool::new(false)),
-            draining: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.is_draining()
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// Inference requests in flight across all models.
-    pub fn requests_in_flight(&self) -> usize {
-        self.settings.max_concurrent_requests - self.in_flight.available_permits()
-    }
-
-    /// Deadline for requests that set none.
-    pub fn default_timeout(&self) -> Duration {
-        Duration::from_millis(self.settings.request_timeout_ms)
-    }
-
-    /// The named model if it can take requests, else the error to answer with.
-    pub fn ready_model(&self, name: &str) -> Result<Arc<ModelHandle>, KilnError> {
-        match self.registry.get(name) {
-            Some(ModelState::Ready(handle)) => Ok(handle),
-            Some(ModelState::Loading) => Err(KilnError::new(
-                ErrorKind::NotReady,
-                format!("model '{name}' is still loading"),
-            )),
-            Some(ModelState::Failed(_)) => Err(KilnError::new(
-                ErrorKind::NotReady,
-                format!("model '{name}' failed to load; see the server log"),
-            )),
-            None => Err(KilnError::unknown_model(name)),
-        }
-    }
-}
+pub use crate::state::AppState;
 
 /// The whole HTTP API. Inference routes pass the shutdown and concurrency guard; with API
 /// keys configured, everything but the public health and metrics routes needs one.
@@ -95,14 +29,47 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models/{model}/classify", post(classify::classify))
         .route("/v1/models/{model}/next-word", post(language::next_word))
         .route("/v1/models/{model}/generate", post(language::generate))
+        .route("/v2/models/{model}/infer", post(v2::infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(v2::infer),
+        )
         .route_layer(from_fn_with_state(state.clone(), guard::admit));
     let metadata = Router::new()
-        .route("/v2", get(health::server_metadata))
-        .route("/v2/models/{model}", get(health::model_metadata));
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/models/stats", get(v2::all_stats))
+        .route("/v2/models/{model}", get(v2::model_metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(v2::model_metadata),
+        )
+        .route("/v2/models/{model}/config", get(v2::model_config))
+        .route(
+            "/v2/models/{model}/versions/{version}/config",
+            get(v2::model_config),
+        )
+        .route("/v2/models/{model}/stats", get(v2::model_stats))
+        .route(
+            "/v2/models/{model}/versions/{version}/stats",
+            get(v2::model_stats),
+        )
+        .route("/v2/repository/index", post(v2::repository_index))
+        .route(
+            "/v2/repository/models/{model}/load",
+            post(v2::repository_load),
+        )
+        .route(
+            "/v2/repository/models/{model}/unload",
+            post(v2::repository_unload),
+        );
     let health = Router::new()
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
-        .route("/v2/models/{model}/ready", get(health::model_ready));
+        .route("/v2/models/{model}/ready", get(v2::model_ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(v2::model_ready),
+        );
     let metrics = Router::new().route("/metrics", get(metrics));
 
     let mut protected = inference.merge(metadata);

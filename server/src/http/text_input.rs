@@ -81,16 +81,18 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, KilnError> {
 /// Decode a next-word body: the text and how many words to return.
 pub fn decode_next_word(body: &[u8]) -> Result<(String, usize), KilnError> {
     let request: NextWordRequest = parse(body)?;
-    let k = match request.top_k {
-        None => DEFAULT_TOP_K,
-        Some(k) if (1..=MAX_TOP_K).contains(&k) => k,
-        Some(k) => {
-            return Err(unprocessable(format!(
-                "top_k must be within 1..={MAX_TOP_K}, not {k}"
-            )));
-        }
-    };
-    Ok((request.text, k))
+    Ok((request.text, next_word_count(request.top_k)?))
+}
+
+/// How many next words to return: the default, or a requested count within the limit.
+pub fn next_word_count(requested: Option<usize>) -> Result<usize, KilnError> {
+    match requested {
+        None => Ok(DEFAULT_TOP_K),
+        Some(k) if (1..=MAX_TOP_K).contains(&k) => Ok(k),
+        Some(k) => Err(unprocessable(format!(
+            "top_k must be within 1..={MAX_TOP_K}, not {k}"
+        ))),
+    }
 }
 
 /// Decode and check a generate body against the model's limits. `wants_events` is true when
@@ -100,7 +102,15 @@ pub fn decode_generate(
     limits: &GenerationConfig,
     wants_events: bool,
 ) -> Result<GenerationPlan, KilnError> {
-    let request: GenerateRequest = parse(body)?;
+    plan_generation(parse(body)?, limits, wants_events)
+}
+
+/// Check a generation request, however it arrived, against the model's limits.
+pub fn plan_generation(
+    request: GenerateRequest,
+    limits: &GenerationConfig,
+    wants_events: bool,
+) -> Result<GenerationPlan, KilnError> {
     let max_tokens = request.max_tokens.unwrap_or(limits.default_max_tokens);
     if max_tokens == 0 || max_tokens > limits.max_new_tokens {
         return Err(unprocessable(format!(

@@ -2,6 +2,7 @@
 //! [`ModelMetrics`] with its label values bound, which the batcher and the HTTP layer record
 //! into. Rates (items/s) are computed over a sliding window when `/metrics` is scraped.
 
+mod stats;
 mod window;
 
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub use stats::{BatchStats, CountAndDuration, InferenceStats, StatsSnapshot};
 pub use window::{ThroughputWindow, WindowSummary};
 
 use crate::batching::BatchObserver;
@@ -297,9 +299,14 @@ impl Metrics {
         }
     }
 
-    /// The metrics of one model, with its labels bound.
+    /// The metrics of one model, with its labels bound. A model loaded again under the same
+    /// labels keeps its metrics.
     pub fn for_model(&self, model: &str, version: &str, backend: &str) -> Arc<ModelMetrics> {
         let labels = [model, version, backend];
+        let mut models = self.models.lock().expect("metrics lock");
+        if let Some(existing) = models.iter().find(|m| m.labels == labels) {
+            return existing.clone();
+        }
         let model_metrics = Arc::new(ModelMetrics {
             labels: labels.map(String::from),
             request_success: self.request_success.with_label_values(&labels),
@@ -317,11 +324,9 @@ impl Metrics {
             window: Mutex::new(ThroughputWindow::new(RATE_WINDOW)),
             tokens_per_second: self.generation.tokens_per_second.with_label_values(&labels),
             token_window: Mutex::new(ThroughputWindow::new(RATE_WINDOW)),
+            stats: InferenceStats::default(),
         });
-        self.models
-            .lock()
-            .expect("metrics lock")
-            .push(model_metrics.clone());
+        models.push(model_metrics.clone());
         model_metrics
     }
 
@@ -421,6 +426,7 @@ pub struct ModelMetrics {
     window: Mutex<ThroughputWindow>,
     tokens_per_second: prometheus::Gauge,
     token_window: Mutex<ThroughputWindow>,
+    stats: InferenceStats,
 }
 
 impl ModelMetrics {
@@ -433,9 +439,15 @@ impl ModelMetrics {
         }
     }
 
+    /// Running totals in the shape of the inference statistics extension.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
     /// A request finished: successfully, or for `failure`.
     pub fn request_finished(&self, elapsed: Duration, failure: Option<FailureReason>) {
         self.request_duration.observe(elapsed.as_secs_f64());
+        self.stats.request_finished(elapsed, failure.is_none());
         match failure {
             None => self.request_success.inc(),
             Some(reason) => self.failed(reason),
@@ -498,9 +510,11 @@ impl BatchObserver for ModelMetrics {
 
     fn dequeued(&self, waited: Duration) {
         self.queue_duration.observe(waited.as_secs_f64());
+        self.stats.dequeued(waited);
     }
 
     fn executed(&self, size: usize, compute: Duration) {
+        self.stats.executed(size, compute);
         self.exec_count.inc();
         self.inference_count.inc_by(size as u64);
         self.batch_size.observe(size as f64);

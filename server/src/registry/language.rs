@@ -39,6 +39,24 @@ impl LanguageModelRunner {
         self.tokenizer.encode_prompt(text)
     }
 
+    /// The word a token id stands for; the end of a verse is `<eos>`.
+    pub fn token_text(&self, id: u32) -> &str {
+        if id == EOS_ID {
+            EOS
+        } else {
+            self.tokenizer.word(id)
+        }
+    }
+
+    /// Log-probabilities of every token following `prompt`, through the next-word batcher.
+    pub async fn log_probs(
+        &self,
+        prompt: Vec<u32>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<f32>, InferError> {
+        self.next_word.infer_by(prompt, deadline).await
+    }
+
     /// The `k` likeliest next words after `prompt` (ids from [`Self::encode_prompt`]).
     /// `<bos>` and `<unk>` are never offered; the end of a verse appears as `<eos>`.
     pub async fn next_words(
@@ -47,7 +65,7 @@ impl LanguageModelRunner {
         k: usize,
         deadline: Option<Instant>,
     ) -> Result<Vec<WordProbability>, InferError> {
-        let log_probs = self.next_word.infer_by(prompt, deadline).await?;
+        let log_probs = self.log_probs(prompt, deadline).await?;
         // Two extra cover `<bos>` and `<unk>`, which are never offered.
         Ok(top_k(&log_probs, k + 2)
             .into_iter()
@@ -55,11 +73,7 @@ impl LanguageModelRunner {
             .filter(|&id| id != BOS_ID && id != UNK_ID)
             .take(k)
             .map(|id| WordProbability {
-                word: if id == EOS_ID {
-                    EOS.to_string()
-                } else {
-                    self.tokenizer.word(id).to_string()
-                },
+                word: self.token_text(id).to_string(),
                 token_id: id,
                 probability: log_probs[id as usize].exp(),
             })

@@ -151,6 +151,12 @@ impl ModelRegistry {
             .insert(name.to_string(), state);
     }
 
+    /// Take a model out; requests already holding its handle finish, and its batcher and
+    /// threads stop once the last handle is gone.
+    pub fn remove(&self, name: &str) -> Option<ModelState> {
+        self.models.write().expect("registry lock").remove(name)
+    }
+
     pub fn get(&self, name: &str) -> Option<ModelState> {
         self.models
             .read()

@@ -1,0 +1,186 @@
+//! The gRPC API (tonic), served on its own port beside HTTP and sharing its models and
+//! batchers: the Open Inference Protocol's `GRPCInferenceService` ([`inference`]), Kiln's
+//! `kiln.v1.Tasks` ([`tasks`]), `grpc.health.v1` and server reflection. Errors map to the
+//! same kinds as over HTTP; deadlines come from `grpc-timeout`.
+
+mod inference;
+mod tasks;
+
+use std::time::Duration;
+
+use kiln_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
+use kiln_proto::kiln::v1::tasks_server::TasksServer;
+use tokio::sync::OwnedSemaphorePermit;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::MetadataMap;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Code, Status};
+use tonic_health::server::HealthReporter;
+
+use crate::error::{ErrorKind, KilnError};
+use crate::http::guard::key_matches;
+use crate::state::AppState;
+
+pub use inference::InferenceService;
+pub use tasks::TaskService;
+
+/// Service names whose health `grpc.health.v1` reports, besides the server as a whole ("").
+const SERVICES: [&str; 2] = ["inference.GRPCInferenceService", "kiln.v1.Tasks"];
+
+/// Every gRPC service as one router, to be served over HTTP/2 like the HTTP API (and over
+/// TLS when that is configured). Served this way, a request's `grpc-timeout` reaches the
+/// handlers, which answer DEADLINE_EXCEEDED and drop queued work when it passes.
+pub fn router(
+    state: AppState,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> axum::Router {
+    let max_message = state.settings.max_body_bytes;
+    let inference = GrpcInferenceServiceServer::new(InferenceService::new(state.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(usize::MAX);
+    let tasks = TasksServer::new(TaskService::new(state.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(usize::MAX);
+    let auth = move |request: tonic::Request<()>| authorize(&state, request);
+    tonic::service::Routes::new(health)
+        .add_service(reflection().build_v1().expect(DESCRIPTORS_VALID))
+        .add_service(reflection().build_v1alpha().expect(DESCRIPTORS_VALID))
+        .add_service(InterceptedService::new(inference, auth.clone()))
+        .add_service(InterceptedService::new(tasks, auth))
+        .into_axum_router()
+}
+
+const DESCRIPTORS_VALID: &str = "the descriptors compiled into the binary are valid";
+
+/// Reflection over every service served here.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kiln_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Report the server and its services as serving or not.
+pub async fn set_health(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    health.set_service_status("", status).await;
+    for service in SERVICES {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// With API keys configured, require `authorization: Bearer <key>` metadata.
+fn authorize(state: &AppState, request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+    let keys = &state.settings.api_keys;
+    if keys.is_empty() {
+        return Ok(request);
+    }
+    let token = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(token) if key_matches(keys, token) => Ok(request),
+        Some(_) => Err(Status::unauthenticated("the API key is not valid")),
+        None => Err(Status::unauthenticated(
+            "this service needs an API key: send `authorization: Bearer <key>` metadata",
+        )),
+    }
+}
+
+/// Refuse inference while draining or beyond the global limit on requests in flight; the
+/// permit is held until the answer is complete.
+fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, Status> {
+    if state.is_draining() {
+        return Err(Status::unavailable("the server is shutting down"));
+    }
+    state.in_flight.clone().try_acquire_owned().map_err(|_| {
+        Status::resource_exhausted(format!(
+            "the server is at its limit of {} requests in flight; retry later",
+            state.settings.max_concurrent_requests
+        ))
+    })
+}
+
+/// The caller's deadline (`grpc-timeout`), else `default`.
+fn request_timeout(metadata: &MetadataMap, default: Duration) -> Result<Duration, KilnError> {
+    match metadata.get("grpc-timeout") {
+        None => Ok(default),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(parse_grpc_timeout)
+            .ok_or_else(|| KilnError::bad_input("grpc-timeout is malformed")),
+    }
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+    .filter(|d| !d.is_zero())
+}
+
+impl ErrorKind {
+    pub fn grpc_code(self) -> Code {
+        match self {
+            ErrorKind::BadInput | ErrorKind::UnsupportedMediaType | ErrorKind::Unprocessable => {
+                Code::InvalidArgument
+            }
+            ErrorKind::Unauthorized => Code::Unauthenticated,
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::TooLarge | ErrorKind::Overloaded => Code::ResourceExhausted,
+            ErrorKind::Internal => Code::Internal,
+            ErrorKind::NotReady => Code::Unavailable,
+            ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        }
+    }
+}
+
+impl From<KilnError> for Status {
+    fn from(e: KilnError) -> Self {
+        if e.kind == ErrorKind::Internal {
+            tracing::warn!(message = %e.message, "gRPC request failed");
+        }
+        Status::new(e.kind.grpc_code(), e.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_every_unit() {
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("150m"), Some(Duration::from_millis(150)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        for bad in ["", "S", "10", "123456789S", "1x", "-1S", "0m", "1é"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+}

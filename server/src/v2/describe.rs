@@ -1,0 +1,120 @@
+//! What a model looks like through the Open Inference Protocol: its tensors (metadata) and
+//! its configuration, shared by the HTTP and gRPC endpoints.
+
+use super::tensor::DataType;
+use crate::registry::{ModelHandle, TaskRunner};
+
+/// A classifier's input: FP32 `[N, C, H, W]` (also UINT8 `[N, H, W, C]` or BYTES `[N]`).
+pub const CLASSIFIER_INPUT: &str = "input";
+/// A classifier's output: class probabilities `[N, classes]`.
+pub const CLASSIFIER_OUTPUT: &str = "probabilities";
+/// A language model's text input: BYTES `[N]`.
+pub const LM_TEXT_INPUT: &str = "text";
+/// A language model's alternative input: token ids `[N, L]`.
+pub const LM_TOKEN_IDS_INPUT: &str = "token_ids";
+/// A language model's output: next-token log-probabilities `[N, vocabulary]`.
+pub const LM_LOG_PROBS_OUTPUT: &str = "log_probabilities";
+
+/// Name, datatype and shape of one tensor; `-1` is a dimension of any size.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TensorMetadata {
+    pub name: &'static str,
+    pub datatype: &'static str,
+    pub shape: Vec<i64>,
+}
+
+impl TensorMetadata {
+    fn new(name: &'static str, datatype: DataType, shape: Vec<i64>) -> Self {
+        Self {
+            name,
+            datatype: datatype.name(),
+            shape,
+        }
+    }
+}
+
+/// The tensors a model takes and gives. The batch dimension comes first, as `-1`.
+pub fn tensors(handle: &ModelHandle) -> (Vec<TensorMetadata>, Vec<TensorMetadata>) {
+    match &handle.runner {
+        TaskRunner::Classifier(c) => {
+            let spec = c.input_spec();
+            let chw = [spec.channels, spec.height, spec.width].map(|d| d as i64);
+            (
+                vec![TensorMetadata::new(
+                    CLASSIFIER_INPUT,
+                    DataType::Fp32,
+                    [&[-1][..], &chw].concat(),
+                )],
+                vec![TensorMetadata::new(
+                    CLASSIFIER_OUTPUT,
+                    DataType::Fp32,
+                    vec![-1, c.labels.len() as i64],
+                )],
+            )
+        }
+        TaskRunner::LanguageModel(lm) => (
+            vec![TensorMetadata::new(
+                LM_TEXT_INPUT,
+                DataType::Bytes,
+                vec![-1],
+            )],
+            vec![TensorMetadata::new(
+                LM_LOG_PROBS_OUTPUT,
+                DataType::Fp32,
+                vec![-1, lm.tokenizer.vocab_size() as i64],
+            )],
+        ),
+    }
+}
+
+/// The platform a model reports: Kiln on the Burn backend it runs on.
+pub fn platform(handle: &ModelHandle) -> String {
+    format!("burn-{}", handle.backend)
+}
+
+/// A model's configuration in the protocol's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfigView {
+    pub name: String,
+    pub platform: String,
+    pub max_batch_size: usize,
+    pub preferred_batch_sizes: Vec<usize>,
+    pub max_queue_delay_us: u64,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+    /// For the output whose classes have names: the labels file.
+    pub label_filename: Option<String>,
+}
+
+pub fn config(handle: &ModelHandle) -> ModelConfigView {
+    let (inputs, outputs) = tensors(handle);
+    let (batching, label_filename) = match &handle.runner {
+        TaskRunner::Classifier(c) => (
+            &c.config.batching,
+            Some(c.config.labels.display().to_string()),
+        ),
+        TaskRunner::LanguageModel(lm) => (
+            &lm.config.batching,
+            Some(lm.config.vocab.display().to_string()),
+        ),
+    };
+    ModelConfigView {
+        name: handle.name.clone(),
+        platform: platform(handle),
+        max_batch_size: batching.max_batch_size,
+        preferred_batch_sizes: batching.preferred_batch_sizes.clone(),
+        max_queue_delay_us: batching.max_queue_delay_us,
+        inputs,
+        outputs,
+        label_filename,
+    }
+}
+
+/// Extensions of the protocol Kiln implements, as `GET /v2` and `ServerMetadata` list them.
+pub const EXTENSIONS: [&str; 5] = [
+    "classification",
+    "binary_tensor_data",
+    "model_repository",
+    "statistics",
+    "model_configuration",
+];

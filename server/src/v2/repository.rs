@@ -1,0 +1,91 @@
+//! The model repository extension: what the repository holds and in which state, and
+//! loading or unloading one model while the server runs.
+
+use std::collections::BTreeMap;
+
+use crate::error::{ErrorKind, KilnError};
+use crate::registry::ModelState;
+use crate::repository::ModelRepository;
+use crate::state::AppState;
+
+/// One model of the index.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IndexEntry {
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// READY, LOADING or UNAVAILABLE.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// Every model folder of the repository and every model the server holds, by name.
+pub fn index(state: &AppState, ready_only: bool) -> Result<Vec<IndexEntry>, KilnError> {
+    let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
+    for folder in scan(state)? {
+        entries.insert(
+            folder.name.clone(),
+            IndexEntry {
+                name: folder.name,
+                version: String::new(),
+                state: "UNAVAILABLE",
+                reason: "unloaded".into(),
+            },
+        );
+    }
+    for (name, model) in state.registry.all() {
+        let (version, state, reason) = match model {
+            ModelState::Ready(handle) => (handle.version.clone(), "READY", String::new()),
+            ModelState::Loading => (String::new(), "LOADING", String::new()),
+            ModelState::Failed(reason) => (String::new(), "UNAVAILABLE", reason),
+        };
+        entries.insert(
+            name.clone(),
+            IndexEntry {
+                name,
+                version,
+                state,
+                reason,
+            },
+        );
+    }
+    Ok(entries
+        .into_values()
+        .filter(|e| !ready_only || e.state == "READY")
+        .collect())
+}
+
+/// Load (or reload) the model in folder `name`. Answers once it is ready or has failed.
+pub async fn load(state: &AppState, name: &str) -> Result<(), KilnError> {
+    let _one_at_a_time = state.repository_changes.lock().await;
+    let entry = scan(state)?
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| {
+            KilnError::new(
+                ErrorKind::NotFound,
+                format!("the model repository has no folder '{name}' with a model.toml"),
+            )
+        })?;
+    state
+        .load_entry(entry)
+        .await
+        .map_err(|reason| KilnError::bad_input(format!("failed to load '{name}': {reason}")))
+}
+
+/// Stop serving `name`: new requests get 404 at once, requests in flight finish.
+pub async fn unload(state: &AppState, name: &str) -> Result<(), KilnError> {
+    let _one_at_a_time = state.repository_changes.lock().await;
+    if state.registry.remove(name).is_none() && !scan(state)?.iter().any(|e| e.name == name) {
+        return Err(KilnError::unknown_model(name));
+    }
+    tracing::info!(model = %name, "model unloaded");
+    Ok(())
+}
+
+fn scan(state: &AppState) -> Result<Vec<crate::repository::ModelEntry>, KilnError> {
+    ModelRepository::new(&state.settings.model_repository)
+        .scan()
+        .map_err(|e| KilnError::new(ErrorKind::Internal, e))
+}
