@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Kiln's test suite on a fresh machine: installs what the tests need first
-# (Debian's Fashion-MNIST, SWORD Bible texts and Prometheus packages, cargo-nextest), then
-# runs every test.
+# (Debian's Fashion-MNIST, SWORD Bible texts and Prometheus packages, cargo-nextest, and
+# Triton's Python clients in a virtual environment), then runs every test: the Rust suite,
+# then the interop suite that drives the kiln binary with tritonclient over HTTP and gRPC.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +24,4 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 cargo nextest run --workspace --features kiln-zoo/train,kiln-zoo/fault-injection "$@"
+scripts/interop.sh
