@@ -429,3 +429,55 @@ async fn models_unload_and_load_through_the_repository_extension() {
     assert_eq!(with_config.status(), 400);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_the_server_serves() {
+    let repo = repository();
+    let (server, base) = start(ServeSettings::for_tests(repo.path())).await;
+    let client = reqwest::Client::new();
+    let document: Value = client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(document["info"]["title"], "Kiln");
+    let paths = document["paths"].as_object().unwrap();
+    for expected in [
+        "/v1/models/{model}/classify",
+        "/v1/models/{model}/next-word",
+        "/v1/models/{model}/generate",
+        "/v2/models/{model}/infer",
+        "/v2/models/{model}/versions/{version}/infer",
+        "/v2/repository/index",
+        "/v2/health/ready",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(expected), "{expected} is not documented");
+    }
+    assert!(document["components"]["schemas"]["GenerateRequest"].is_object());
+    // Every documented operation reaches a handler: never the fallback nor 405.
+    for (path, operations) in paths {
+        let url = format!(
+            "{base}{}",
+            path.replace("{model}", "lenet-fashion")
+                .replace("{version}", "1")
+        );
+        for method in operations.as_object().unwrap().keys() {
+            let request = match method.as_str() {
+                "get" => client.get(&url),
+                "post" => client.post(&url),
+                other => panic!("unexpected method {other} for {path}"),
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap();
+            assert_ne!(status, 405, "{method} {path}");
+            assert!(!body.contains("no such route"), "{method} {path}: {body}");
+        }
+    }
+    server.shutdown().await.unwrap();
+}

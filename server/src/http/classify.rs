@@ -8,10 +8,12 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use kiln_zoo::image_input::ImageSpec;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::deadline::{body_error, request_timeout};
-use super::input::{self, DecodedInput};
+use super::input::{self, ClassifyJson, DecodedInput};
+use super::openapi::{ErrorBody, FileBytes};
 use crate::deadline::within_deadline;
 use crate::error::{ErrorKind, KilnError};
 use crate::registry::Prediction;
@@ -26,13 +28,38 @@ pub struct ClassifyQuery {
     top_k: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClassifyResponse {
     model: String,
     model_version: String,
     predictions: Vec<Prediction>,
 }
 
+/// A multipart upload: the field `image` or `file`, else the first one.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ImageUpload {
+    image: FileBytes,
+}
+
+#[utoipa::path(post, path = "/v1/models/{model}/classify", tag = "Tasks",
+    params(("model" = String, Path, description = "model name"),
+           ("top_k" = Option<usize>, Query, description = "classes to return (default 5)"),
+           ("kiln-timeout-ms" = Option<u64>, Header, description = "deadline in milliseconds")),
+    request_body(description = "a PNG or JPEG image: raw bytes, a multipart upload, or JSON", content(
+        (FileBytes = "image/png"),
+        (FileBytes = "image/jpeg"),
+        (ImageUpload = "multipart/form-data"),
+        (ClassifyJson = "application/json"))),
+    responses(
+        (status = 200, description = "the likeliest classes, most likely first", body = ClassifyResponse),
+        (status = 400, description = "not an image, or a malformed body", body = ErrorBody),
+        (status = 404, description = "unknown model", body = ErrorBody),
+        (status = 413, description = "body or image too large", body = ErrorBody),
+        (status = 415, description = "unsupported content type", body = ErrorBody),
+        (status = 422, description = "pixels of the wrong size", body = ErrorBody),
+        (status = 429, description = "queue full", body = ErrorBody),
+        (status = 504, description = "deadline passed", body = ErrorBody)))]
 pub async fn classify(
     State(state): State<AppState>,
     Path(model): Path<String>,

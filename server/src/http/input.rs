@@ -33,9 +33,9 @@ pub fn decode_image_bytes(spec: &ImageSpec, bytes: &[u8]) -> Result<Vec<f32>, Ki
 }
 
 /// The JSON form of a classify request: exactly one of `image` and `pixels`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ClassifyJson {
+pub struct ClassifyJson {
     /// Base64 PNG/JPEG bytes, optionally as a `data:` URL.
     image: Option<String>,
     /// Pixel values 0–255: rows of grey values, or rows of `[r, g, b]`.
@@ -43,9 +43,9 @@ struct ClassifyJson {
     top_k: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum Pixels {
+pub enum Pixels {
     Gray(Vec<Vec<f32>>),
     Color(Vec<Vec<Vec<f32>>>),
 }

@@ -17,10 +17,12 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::deadline::{body_error, request_timeout};
-use super::text_input::{decode_generate, decode_next_word};
+use super::openapi::ErrorBody;
+use super::text_input::{GenerateRequest, NextWordRequest, decode_generate, decode_next_word};
 use crate::deadline::{deadline_error, failure_reason, within_deadline};
 use crate::error::{ErrorKind, KilnError};
 use crate::generation::GenerationEvent;
@@ -28,7 +30,7 @@ use crate::metrics::{FailureReason, RequestRecord};
 use crate::registry::{ModelHandle, WordProbability};
 use crate::tasks;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NextWordResponse {
     model: String,
     model_version: String,
@@ -36,6 +38,17 @@ pub struct NextWordResponse {
     predictions: Vec<WordProbability>,
 }
 
+#[utoipa::path(post, path = "/v1/models/{model}/next-word", tag = "Tasks",
+    params(("model" = String, Path, description = "language model name"),
+           ("kiln-timeout-ms" = Option<u64>, Header, description = "deadline in milliseconds")),
+    request_body = NextWordRequest,
+    responses(
+        (status = 200, description = "the likeliest next words, most likely first", body = NextWordResponse),
+        (status = 400, description = "malformed body, or not a language model", body = ErrorBody),
+        (status = 404, description = "unknown model", body = ErrorBody),
+        (status = 422, description = "top_k or prompt length out of range", body = ErrorBody),
+        (status = 429, description = "queue full", body = ErrorBody),
+        (status = 504, description = "deadline passed", body = ErrorBody)))]
 pub async fn next_word(
     State(state): State<AppState>,
     Path(model): Path<String>,
@@ -71,6 +84,18 @@ fn wants_events(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/event-stream"))
 }
 
+#[utoipa::path(post, path = "/v1/models/{model}/generate", tag = "Tasks",
+    params(("model" = String, Path, description = "language model name"),
+           ("kiln-timeout-ms" = Option<u64>, Header, description = "deadline in milliseconds for the whole answer (for a stream: until it starts)")),
+    request_body = GenerateRequest,
+    responses(
+        (status = 200, description = "the continuation; with `stream` (or `Accept: text/event-stream`) a Server-Sent Events stream of `{\"token\": …}` events, a summary event and `[DONE]`",
+            content((GenerateResponse = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "malformed body, or not a language model", body = ErrorBody),
+        (status = 404, description = "unknown model", body = ErrorBody),
+        (status = 422, description = "settings or prompt length out of range", body = ErrorBody),
+        (status = 429, description = "too many generations queued", body = ErrorBody),
+        (status = 504, description = "deadline passed", body = ErrorBody)))]
 pub async fn generate(
     State(state): State<AppState>,
     Path(model): Path<String>,
@@ -106,14 +131,14 @@ pub async fn generate(
     match tokio::time::timeout_at(deadline, collect(receiver)).await {
         Ok(Ok(answer)) => {
             record.finish(None);
-            Json(json!({
-                "model": handle.name,
-                "model_version": handle.version(),
-                "text": answer.text,
-                "tokens": answer.tokens,
-                "finish_reason": answer.finish_reason,
-                "usage": answer.usage,
-            }))
+            Json(GenerateResponse {
+                model: handle.name.clone(),
+                model_version: handle.version.clone(),
+                text: answer.text,
+                tokens: answer.tokens,
+                finish_reason: answer.finish_reason,
+                usage: answer.usage,
+            })
             .into_response()
         }
         Ok(Err(e)) => fail(record, e),
@@ -127,13 +152,25 @@ fn fail(record: RequestRecord, error: KilnError) -> Response {
     error.into_response()
 }
 
-#[derive(Debug, Serialize)]
+/// A whole generation, answered at once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GenerateResponse {
+    model: String,
+    model_version: String,
+    text: String,
+    tokens: Vec<TokenOut>,
+    /// "length" or "stop".
+    finish_reason: &'static str,
+    usage: Usage,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct Usage {
     prompt_tokens: usize,
     completion_tokens: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct TokenOut {
     id: u32,
     text: String,

@@ -8,6 +8,7 @@ pub(crate) mod guard;
 mod health;
 pub mod input;
 mod language;
+mod openapi;
 pub mod text_input;
 mod v2;
 pub mod v2_codec;
@@ -17,63 +18,45 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ErrorKind, KilnError};
 pub use crate::state::AppState;
 
 /// The whole HTTP API. Inference routes pass the shutdown and concurrency guard; with API
-/// keys configured, everything but the public health and metrics routes needs one.
+/// keys configured, everything but the public health, metrics and OpenAPI routes needs one.
 pub fn app(state: AppState) -> Router {
-    let inference = Router::new()
-        .route("/v1/models/{model}/classify", post(classify::classify))
-        .route("/v1/models/{model}/next-word", post(language::next_word))
-        .route("/v1/models/{model}/generate", post(language::generate))
-        .route("/v2/models/{model}/infer", post(v2::infer))
-        .route(
-            "/v2/models/{model}/versions/{version}/infer",
-            post(v2::infer),
-        )
+    let inference = OpenApiRouter::new()
+        .routes(routes!(classify::classify))
+        .routes(routes!(language::next_word))
+        .routes(routes!(language::generate))
+        .routes(routes!(v2::infer))
+        .routes(routes!(v2::version_infer))
         .route_layer(from_fn_with_state(state.clone(), guard::admit));
-    let metadata = Router::new()
-        .route("/v2", get(v2::server_metadata))
-        .route("/v2/models/stats", get(v2::all_stats))
-        .route("/v2/models/{model}", get(v2::model_metadata))
-        .route(
-            "/v2/models/{model}/versions/{version}",
-            get(v2::model_metadata),
-        )
-        .route("/v2/models/{model}/config", get(v2::model_config))
-        .route(
-            "/v2/models/{model}/versions/{version}/config",
-            get(v2::model_config),
-        )
-        .route("/v2/models/{model}/stats", get(v2::model_stats))
-        .route(
-            "/v2/models/{model}/versions/{version}/stats",
-            get(v2::model_stats),
-        )
-        .route("/v2/repository/index", post(v2::repository_index))
-        .route(
-            "/v2/repository/models/{model}/load",
-            post(v2::repository_load),
-        )
-        .route(
-            "/v2/repository/models/{model}/unload",
-            post(v2::repository_unload),
-        );
-    let health = Router::new()
-        .route("/v2/health/live", get(health::live))
-        .route("/v2/health/ready", get(health::ready))
-        .route("/v2/models/{model}/ready", get(v2::model_ready))
-        .route(
-            "/v2/models/{model}/versions/{version}/ready",
-            get(v2::model_ready),
-        );
-    let metrics = Router::new().route("/metrics", get(metrics));
+    let metadata = OpenApiRouter::new()
+        .routes(routes!(v2::server_metadata))
+        .routes(routes!(v2::all_stats))
+        .routes(routes!(v2::model_metadata))
+        .routes(routes!(v2::version_metadata))
+        .routes(routes!(v2::model_config))
+        .routes(routes!(v2::version_config))
+        .routes(routes!(v2::model_stats))
+        .routes(routes!(v2::version_stats))
+        .routes(routes!(v2::repository_index))
+        .routes(routes!(v2::repository_load))
+        .routes(routes!(v2::repository_unload));
+    let health = OpenApiRouter::new()
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(v2::model_ready))
+        .routes(routes!(v2::version_ready));
+    let metrics = OpenApiRouter::new().routes(routes!(metrics));
 
     let mut protected = inference.merge(metadata);
-    let mut public = Router::new();
+    let mut public = OpenApiRouter::new();
     if state.settings.auth_health {
         protected = protected.merge(health);
     } else {
@@ -86,13 +69,24 @@ pub fn app(state: AppState) -> Router {
     }
     let protected = protected.route_layer(from_fn_with_state(state.clone(), guard::authorize));
 
-    protected
+    let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(protected)
         .merge(public)
+        .split_for_parts();
+    document.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let document = document.to_json().expect("the OpenAPI document serialises");
+    router
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(CONTENT_TYPE, "application/json")], document) }),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "Metrics", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

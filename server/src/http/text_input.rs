@@ -17,7 +17,7 @@ pub const MAX_STOP_LENGTH: usize = 64;
 const MAX_TEMPERATURE: f32 = 5.0;
 
 /// `POST /v1/models/{m}/next-word`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NextWordRequest {
     pub text: String,
@@ -26,7 +26,7 @@ pub struct NextWordRequest {
 }
 
 /// `POST /v1/models/{m}/generate`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateRequest {
     pub text: String,
@@ -50,7 +50,7 @@ pub struct GenerateRequest {
 }
 
 /// `stop` may be one string or a list.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum StopStrings {
     One(String),

@@ -10,17 +10,25 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::deadline::{body_error, request_timeout};
-use super::v2_codec::{DecodedInfer, HEADER_LENGTH, decode_infer, encode_infer};
+use super::openapi::ErrorBody;
+use super::v2_codec::{
+    DecodedInfer, HEADER_LENGTH, InferRequestJson, InferResponseJson, decode_infer, encode_infer,
+};
 use crate::deadline::within_deadline;
 use crate::error::KilnError;
-use crate::metrics::StatsSnapshot;
+use crate::metrics::{CountAndDuration, StatsSnapshot};
 use crate::registry::ModelHandle;
-use crate::v2::{describe, infer, repository};
+use crate::v2::describe::{self, TensorMetadata};
+use crate::v2::repository::{self, IndexEntry};
+use crate::v2::tensor::DataType;
+
+const TAG: &str = "Open Inference Protocol (KServe V2)";
 
 /// A model route's path: the model and, optionally, the version.
 #[derive(Debug, Deserialize)]
@@ -35,29 +43,72 @@ impl ModelPath {
     }
 }
 
-pub async fn server_metadata() -> Json<Value> {
-    Json(json!({
-        "name": "kiln",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": describe::EXTENSIONS,
-    }))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerMetadata {
+    name: &'static str,
+    version: &'static str,
+    extensions: Vec<&'static str>,
 }
 
+#[utoipa::path(get, path = "/v2", tag = TAG, responses(
+    (status = 200, description = "server name, version and protocol extensions", body = ServerMetadata)))]
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "kiln",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: describe::EXTENSIONS.to_vec(),
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelMetadata {
+    name: String,
+    versions: Vec<String>,
+    platform: String,
+    inputs: Vec<TensorMetadata>,
+    outputs: Vec<TensorMetadata>,
+}
+
+#[utoipa::path(get, path = "/v2/models/{model}", tag = TAG,
+    params(("model" = String, Path, description = "model name")),
+    responses(
+        (status = 200, description = "the model's tensors", body = ModelMetadata),
+        (status = 404, description = "unknown model", body = ErrorBody),
+        (status = 503, description = "still loading or failed to load", body = ErrorBody)))]
 pub async fn model_metadata(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
-) -> Result<Json<Value>, KilnError> {
+) -> Result<Json<ModelMetadata>, KilnError> {
     let handle = path.resolve(&state)?;
     let (inputs, outputs) = describe::tensors(&handle);
-    Ok(Json(json!({
-        "name": handle.name,
-        "versions": [handle.version()],
-        "platform": describe::platform(&handle),
-        "inputs": inputs,
-        "outputs": outputs,
-    })))
+    Ok(Json(ModelMetadata {
+        name: handle.name.clone(),
+        versions: vec![handle.version.clone()],
+        platform: describe::platform(&handle),
+        inputs,
+        outputs,
+    }))
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}", tag = TAG,
+    params(("model" = String, Path, description = "model name"),
+           ("version" = String, Path, description = "model version")),
+    responses(
+        (status = 200, description = "the model's tensors", body = ModelMetadata),
+        (status = 404, description = "unknown model or version", body = ErrorBody)))]
+pub async fn version_metadata(
+    state: State<AppState>,
+    path: Path<ModelPath>,
+) -> Result<Json<ModelMetadata>, KilnError> {
+    model_metadata(state, path).await
+}
+
+#[utoipa::path(get, path = "/v2/models/{model}/ready", tag = TAG,
+    params(("model" = String, Path, description = "model name")),
+    responses(
+        (status = 200, description = "the model takes requests"),
+        (status = 404, description = "unknown model", body = ErrorBody),
+        (status = 503, description = "still loading or failed to load", body = ErrorBody)))]
 pub async fn model_ready(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
@@ -65,56 +116,169 @@ pub async fn model_ready(
     path.resolve(&state).map(|_| StatusCode::OK)
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/ready", tag = TAG,
+    params(("model" = String, Path, description = "model name"),
+           ("version" = String, Path, description = "model version")),
+    responses(
+        (status = 200, description = "this version takes requests"),
+        (status = 404, description = "unknown model or version", body = ErrorBody)))]
+pub async fn version_ready(
+    state: State<AppState>,
+    path: Path<ModelPath>,
+) -> Result<StatusCode, KilnError> {
+    model_ready(state, path).await
+}
+
+/// A tensor of the configuration, dimensions without the batch dimension.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigTensor {
+    name: &'static str,
+    /// `TYPE_FP32`, `TYPE_STRING`, ...
+    data_type: &'static str,
+    dims: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label_filename: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DynamicBatching {
+    preferred_batch_size: Vec<usize>,
+    max_queue_delay_microseconds: u64,
+}
+
 /// The configuration in the shape Triton's clients read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelConfigJson {
+    name: String,
+    platform: String,
+    backend: &'static str,
+    max_batch_size: usize,
+    input: Vec<ConfigTensor>,
+    output: Vec<ConfigTensor>,
+    dynamic_batching: DynamicBatching,
+}
+
+#[utoipa::path(get, path = "/v2/models/{model}/config", tag = TAG,
+    params(("model" = String, Path, description = "model name")),
+    responses(
+        (status = 200, description = "batching, tensors and labels", body = ModelConfigJson),
+        (status = 404, description = "unknown model", body = ErrorBody)))]
 pub async fn model_config(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
-) -> Result<Json<Value>, KilnError> {
+) -> Result<Json<ModelConfigJson>, KilnError> {
     let handle = path.resolve(&state)?;
     let config = describe::config(&handle);
-    let tensor = |t: &describe::TensorMetadata| {
-        json!({
-            "name": t.name,
-            "data_type": crate::v2::tensor::DataType::parse(t.datatype)
-                .map(|d| d.config_name())
-                .unwrap_or("TYPE_INVALID"),
-            "dims": &t.shape[1..],
-        })
+    let tensor = |t: &TensorMetadata, labels: Option<String>| ConfigTensor {
+        name: t.name,
+        data_type: DataType::parse(t.datatype).map_or("TYPE_INVALID", DataType::config_name),
+        dims: t.shape[1..].to_vec(),
+        label_filename: labels,
     };
-    let mut outputs: Vec<Value> = config.outputs.iter().map(tensor).collect();
-    if let (Some(labels), Some(first)) = (&config.label_filename, outputs.first_mut()) {
-        first["label_filename"] = json!(labels);
-    }
-    Ok(Json(json!({
-        "name": config.name,
-        "platform": config.platform,
-        "backend": "kiln",
-        "max_batch_size": config.max_batch_size,
-        "input": config.inputs.iter().map(tensor).collect::<Vec<_>>(),
-        "output": outputs,
-        "dynamic_batching": {
-            "preferred_batch_size": config.preferred_batch_sizes,
-            "max_queue_delay_microseconds": config.max_queue_delay_us,
+    Ok(Json(ModelConfigJson {
+        name: config.name,
+        platform: config.platform,
+        backend: "kiln",
+        max_batch_size: config.max_batch_size,
+        input: config.inputs.iter().map(|t| tensor(t, None)).collect(),
+        output: config
+            .outputs
+            .iter()
+            .map(|t| tensor(t, config.label_filename.clone()))
+            .collect(),
+        dynamic_batching: DynamicBatching {
+            preferred_batch_size: config.preferred_batch_sizes,
+            max_queue_delay_microseconds: config.max_queue_delay_us,
         },
-    })))
+    }))
 }
 
-/// Statistics of one model.
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/config", tag = TAG,
+    params(("model" = String, Path, description = "model name"),
+           ("version" = String, Path, description = "model version")),
+    responses(
+        (status = 200, description = "batching, tensors and labels", body = ModelConfigJson),
+        (status = 404, description = "unknown model or version", body = ErrorBody)))]
+pub async fn version_config(
+    state: State<AppState>,
+    path: Path<ModelPath>,
+) -> Result<Json<ModelConfigJson>, KilnError> {
+    model_config(state, path).await
+}
+
+/// Counts and total nanoseconds, per kind of work.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InferenceStatsJson {
+    success: CountAndDuration,
+    fail: CountAndDuration,
+    queue: CountAndDuration,
+    compute_input: CountAndDuration,
+    compute_infer: CountAndDuration,
+    compute_output: CountAndDuration,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchStatsJson {
+    batch_size: u64,
+    compute_input: CountAndDuration,
+    compute_infer: CountAndDuration,
+    compute_output: CountAndDuration,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelStatsJson {
+    name: String,
+    version: String,
+    /// Milliseconds since the Unix epoch; 0 before the first inference.
+    last_inference: u64,
+    inference_count: u64,
+    execution_count: u64,
+    inference_stats: InferenceStatsJson,
+    batch_stats: Vec<BatchStatsJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsResponse {
+    model_stats: Vec<ModelStatsJson>,
+}
+
+#[utoipa::path(get, path = "/v2/models/{model}/stats", tag = TAG,
+    params(("model" = String, Path, description = "model name")),
+    responses(
+        (status = 200, description = "the model's inference statistics", body = StatsResponse),
+        (status = 404, description = "unknown model", body = ErrorBody)))]
 pub async fn model_stats(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
-) -> Result<Json<Value>, KilnError> {
+) -> Result<Json<StatsResponse>, KilnError> {
     let handle = path.resolve(&state)?;
-    Ok(Json(json!({ "model_stats": [stats_json(&handle)] })))
+    Ok(Json(StatsResponse {
+        model_stats: vec![stats_json(&handle)],
+    }))
 }
 
-/// Statistics of every ready model.
-pub async fn all_stats(State(state): State<AppState>) -> Json<Value> {
-    let stats: Vec<Value> = state.ready_models().iter().map(|h| stats_json(h)).collect();
-    Json(json!({ "model_stats": stats }))
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/stats", tag = TAG,
+    params(("model" = String, Path, description = "model name"),
+           ("version" = String, Path, description = "model version")),
+    responses(
+        (status = 200, description = "this version's inference statistics", body = StatsResponse),
+        (status = 404, description = "unknown model or version", body = ErrorBody)))]
+pub async fn version_stats(
+    state: State<AppState>,
+    path: Path<ModelPath>,
+) -> Result<Json<StatsResponse>, KilnError> {
+    model_stats(state, path).await
 }
 
-fn stats_json(handle: &ModelHandle) -> Value {
+#[utoipa::path(get, path = "/v2/models/stats", tag = TAG, responses(
+    (status = 200, description = "inference statistics of every ready model", body = StatsResponse)))]
+pub async fn all_stats(State(state): State<AppState>) -> Json<StatsResponse> {
+    Json(StatsResponse {
+        model_stats: state.ready_models().iter().map(|h| stats_json(h)).collect(),
+    })
+}
+
+fn stats_json(handle: &ModelHandle) -> ModelStatsJson {
     let StatsSnapshot {
         last_inference_ms,
         inference_count,
@@ -125,31 +289,47 @@ fn stats_json(handle: &ModelHandle) -> Value {
         compute_infer,
         batches,
     } = handle.metrics.stats();
-    let zero = crate::metrics::CountAndDuration::default();
-    json!({
-        "name": handle.name,
-        "version": handle.version(),
-        "last_inference": last_inference_ms,
-        "inference_count": inference_count,
-        "execution_count": execution_count,
-        "inference_stats": {
-            "success": success,
-            "fail": fail,
-            "queue": queue,
-            "compute_input": zero,
-            "compute_infer": compute_infer,
-            "compute_output": zero,
+    // Decoding and encoding happen outside the batcher and are not timed apart.
+    let none = CountAndDuration::default();
+    ModelStatsJson {
+        name: handle.name.clone(),
+        version: handle.version.clone(),
+        last_inference: last_inference_ms,
+        inference_count,
+        execution_count,
+        inference_stats: InferenceStatsJson {
+            success,
+            fail,
+            queue,
+            compute_input: none,
+            compute_infer,
+            compute_output: none,
         },
-        "batch_stats": batches.iter().map(|b| json!({
-            "batch_size": b.batch_size,
-            "compute_input": zero,
-            "compute_infer": b.compute_infer,
-            "compute_output": zero,
-        })).collect::<Vec<_>>(),
-    })
+        batch_stats: batches
+            .into_iter()
+            .map(|b| BatchStatsJson {
+                batch_size: b.batch_size,
+                compute_input: none,
+                compute_infer: b.compute_infer,
+                compute_output: none,
+            })
+            .collect(),
+    }
 }
 
-/// `POST …/infer`: JSON tensors, or a JSON header and binary tensor data.
+#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = TAG,
+    params(("model" = String, Path, description = "model name"),
+           ("inference-header-content-length" = Option<usize>, Header,
+            description = "length of the JSON header when binary tensor data follows it"),
+           ("kiln-timeout-ms" = Option<u64>, Header, description = "deadline in milliseconds")),
+    request_body(content = InferRequestJson, description = "JSON tensors, or a JSON header and binary tensor data"),
+    responses(
+        (status = 200, description = "the outputs (binary data after the JSON header when asked for)", body = InferResponseJson),
+        (status = 400, description = "malformed request", body = ErrorBody),
+        (status = 404, description = "unknown model", body = ErrorBody),
+        (status = 422, description = "tensors of the wrong shape or type for the model", body = ErrorBody),
+        (status = 429, description = "queue full", body = ErrorBody),
+        (status = 504, description = "deadline passed", body = ErrorBody)))]
 pub async fn infer(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
@@ -181,7 +361,7 @@ pub async fn infer(
                 binary,
                 binary_by_default,
             } = decode_infer(&body, header_length)?;
-            let outputs = infer::infer(handle, inputs, outputs, deadline).await?;
+            let outputs = crate::v2::infer::infer(handle, inputs, outputs, deadline).await?;
             Ok(((id, binary, binary_by_default), outputs))
         }
     })
@@ -211,28 +391,54 @@ pub async fn infer(
     Ok(response)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = TAG,
+    params(("model" = String, Path, description = "model name"),
+           ("version" = String, Path, description = "model version")),
+    request_body(content = InferRequestJson, description = "as for /v2/models/{model}/infer"),
+    responses(
+        (status = 200, description = "the outputs", body = InferResponseJson),
+        (status = 404, description = "unknown model or version", body = ErrorBody)))]
+pub async fn version_infer(
+    state: State<AppState>,
+    path: Path<ModelPath>,
+    request: Request,
+) -> Result<Response, KilnError> {
+    infer(state, path, request).await
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct IndexRequest {
+    /// Only models that are ready.
     #[serde(default)]
     ready: bool,
 }
 
-/// `POST /v2/repository/index`: every model folder and its state.
+#[utoipa::path(post, path = "/v2/repository/index", tag = TAG,
+    request_body(content = Option<IndexRequest>, description = "optional; empty lists every model"),
+    responses((status = 200, description = "every model folder and its state", body = Vec<IndexEntry>)))]
 pub async fn repository_index(
     State(state): State<AppState>,
     body: Bytes,
-) -> Result<Json<Vec<repository::IndexEntry>>, KilnError> {
+) -> Result<Json<Vec<IndexEntry>>, KilnError> {
     let request: IndexRequest = optional_json(&body)?;
     Ok(Json(repository::index(&state, request.ready)?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct LoadRequest {
+    /// Must be empty: Kiln loads the model folder as it is.
     #[serde(default)]
+    #[schema(value_type = Object)]
     parameters: serde_json::Map<String, Value>,
 }
 
-/// `POST /v2/repository/models/{model}/load`: load or reload a model folder.
+#[utoipa::path(post, path = "/v2/repository/models/{model}/load", tag = TAG,
+    params(("model" = String, Path, description = "model folder name")),
+    request_body(content = Option<LoadRequest>, description = "optional"),
+    responses(
+        (status = 200, description = "loaded (or reloaded) and ready"),
+        (status = 400, description = "the folder failed to load; a model already serving keeps serving", body = ErrorBody),
+        (status = 404, description = "no such folder", body = ErrorBody)))]
 pub async fn repository_load(
     State(state): State<AppState>,
     Path(model): Path<String>,
@@ -248,7 +454,11 @@ pub async fn repository_load(
     Ok(StatusCode::OK)
 }
 
-/// `POST /v2/repository/models/{model}/unload`.
+#[utoipa::path(post, path = "/v2/repository/models/{model}/unload", tag = TAG,
+    params(("model" = String, Path, description = "model name")),
+    responses(
+        (status = 200, description = "unloaded; requests in flight finish"),
+        (status = 404, description = "unknown model", body = ErrorBody)))]
 pub async fn repository_unload(
     State(state): State<AppState>,
     Path(model): Path<String>,

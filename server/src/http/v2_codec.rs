@@ -2,8 +2,9 @@
 //! and the binary tensor data extension (a JSON header of `Inference-Header-Content-Length`
 //! bytes followed by raw tensor bytes). Pure functions, so they can be fuzzed directly.
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::error::KilnError;
 use crate::v2::infer::RequestedOutput;
@@ -24,36 +25,77 @@ pub struct DecodedInfer {
     pub binary_by_default: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// An inference request: the JSON body, or the JSON header of a binary body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RequestJson {
+pub struct InferRequestJson {
+    /// Echoed in the response.
     #[serde(default)]
     id: Option<String>,
+    /// `binary_data_output: true` sends every output as binary data.
     #[serde(default)]
+    #[schema(value_type = Object)]
     parameters: Map<String, Value>,
     inputs: Vec<InputJson>,
+    /// The outputs wanted; none means all of them.
     #[serde(default)]
-    outputs: Vec<OutputJson>,
+    outputs: Vec<RequestedOutputJson>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InputJson {
     name: String,
     shape: Vec<i64>,
+    /// UINT8, INT32, INT64, FP32 or BYTES.
     datatype: String,
+    /// `binary_data_size`: the tensor's bytes follow the JSON header instead of `data`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     parameters: Map<String, Value>,
+    /// The elements, flat or nested, row-major; strings for BYTES.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     data: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+struct RequestedOutputJson {
+    name: String,
+    /// `classification: k` for the top k classes; `binary_data: true` for raw bytes.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    parameters: Map<String, Value>,
+}
+
+/// An inference response, or the JSON header of a binary one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InferResponseJson {
+    model_name: String,
+    model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    outputs: Vec<OutputJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct OutputJson {
     name: String,
-    #[serde(default)]
-    parameters: Map<String, Value>,
+    datatype: &'static str,
+    shape: Vec<usize>,
+    /// `binary_data_size` when the tensor's bytes follow the JSON header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryDataSize>,
+    /// The elements, flat and row-major, when sent as JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    data: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct BinaryDataSize {
+    binary_data_size: usize,
 }
 
 /// Decode a body; `header_length` is the `Inference-Header-Content-Length` value, if sent.
@@ -67,7 +109,7 @@ pub fn decode_infer(body: &[u8], header_length: Option<usize>) -> Result<Decoded
         })?,
         None => (body, &[][..]),
     };
-    let request: RequestJson = serde_json::from_slice(header)
+    let request: InferRequestJson = serde_json::from_slice(header)
         .map_err(|e| KilnError::bad_input(format!("invalid inference request JSON: {e}")))?;
     if request.inputs.is_empty() {
         return Err(KilnError::bad_input("the request has no inputs"));
@@ -163,35 +205,42 @@ pub fn encode_infer(
     binary: impl Fn(usize) -> bool,
 ) -> EncodedInfer {
     let mut raw = Vec::new();
-    let tensors: Vec<Value> = outputs
+    let mut any_binary = false;
+    let tensors = outputs
         .iter()
         .enumerate()
         .map(|(i, output)| {
-            let mut tensor = json!({
-                "name": output.name,
-                "datatype": output.data.datatype().name(),
-                "shape": output.shape,
-            });
-            if binary(i) {
+            let (parameters, data) = if binary(i) {
+                any_binary = true;
                 let bytes = output.data.to_raw();
-                tensor["parameters"] = json!({ "binary_data_size": bytes.len() });
+                let size = bytes.len();
                 raw.extend_from_slice(&bytes);
+                (
+                    Some(BinaryDataSize {
+                        binary_data_size: size,
+                    }),
+                    None,
+                )
             } else {
-                tensor["data"] = output.data.to_json();
+                (None, Some(output.data.to_json()))
+            };
+            OutputJson {
+                name: output.name.clone(),
+                datatype: output.data.datatype().name(),
+                shape: output.shape.clone(),
+                parameters,
+                data,
             }
-            tensor
         })
         .collect();
-    let mut header = json!({
-        "model_name": model,
-        "model_version": version,
-        "outputs": tensors,
-    });
-    if let Some(id) = id {
-        header["id"] = json!(id);
-    }
+    let header = InferResponseJson {
+        model_name: model.to_string(),
+        model_version: version.to_string(),
+        id: id.map(str::to_string),
+        outputs: tensors,
+    };
     let mut body = serde_json::to_vec(&header).expect("serialisable");
-    if raw.is_empty() && !outputs.iter().enumerate().any(|(i, _)| binary(i)) {
+    if !any_binary {
         return EncodedInfer {
             body,
             header_length: None,
@@ -208,6 +257,7 @@ pub fn encode_infer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn json_inputs_and_requested_outputs() {

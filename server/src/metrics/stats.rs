@@ -95,7 +95,7 @@ impl InferenceStats {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CountAndDuration {
     pub count: u64,
     pub ns: u64,

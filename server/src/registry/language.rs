@@ -14,7 +14,7 @@ use crate::generation::{GenerationJob, Generator};
 use crate::repository::LanguageModelConfig;
 
 /// One ranked next word.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct WordProbability {
     pub word: String,
     pub token_id: u32,

@@ -51,7 +51,7 @@ pub struct ClassifierRunner {
 }
 
 /// One ranked class of a classification answer.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Prediction {
     pub label: String,
     pub index: usize,

@@ -16,7 +16,7 @@ pub const LM_TOKEN_IDS_INPUT: &str = "token_ids";
 pub const LM_LOG_PROBS_OUTPUT: &str = "log_probabilities";
 
 /// Name, datatype and shape of one tensor; `-1` is a dimension of any size.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct TensorMetadata {
     pub name: &'static str,
     pub datatype: &'static str,

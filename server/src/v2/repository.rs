@@ -9,7 +9,7 @@ use crate::repository::ModelRepository;
 use crate::state::AppState;
 
 /// One model of the index.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct IndexEntry {
     pub name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
