@@ -1,11 +1,13 @@
-//! Error kinds shared by every protocol, and the one table that maps them to HTTP status
-//! codes.
+//! Error kinds shared by every protocol, and the one place that maps them to HTTP status
+//! codes and gRPC codes.
 
 use axum::http::StatusCode;
+use tonic::Code;
 
 use crate::batching::InferError;
 
 /// The class of a failed request; decides its status code and failure metric.
+/// gRPC has no 413/415/422: those are INVALID_ARGUMENT or RESOURCE_EXHAUSTED there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Malformed request: 400.
@@ -43,6 +45,20 @@ impl ErrorKind {
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn grpc_code(self) -> Code {
+        match self {
+            ErrorKind::BadInput | ErrorKind::UnsupportedMediaType | ErrorKind::Unprocessable => {
+                Code::InvalidArgument
+            }
+            ErrorKind::Unauthorized => Code::Unauthenticated,
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::TooLarge | ErrorKind::Overloaded => Code::ResourceExhausted,
+            ErrorKind::Internal => Code::Internal,
+            ErrorKind::NotReady => Code::Unavailable,
+            ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         }
     }
 }

@@ -265,6 +265,19 @@ async fn bad_requests_get_clear_client_errors() {
             pixels(json!([1, 28, 28, 1]), 784),
             404,
         ),
+        (
+            lenet.clone(),
+            json!({ "inputs": [{ "name": "input", "shape": [1, 28, 28, 1], "datatype": "UINT8", "data": vec![0; 784] }],
+                    "parameters": { "timeout": 0 } }),
+            400,
+        ),
+        // The request's own timeout (microseconds) passes before any batch can answer.
+        (
+            lenet.clone(),
+            json!({ "inputs": [{ "name": "input", "shape": [1, 28, 28, 1], "datatype": "UINT8", "data": vec![0; 784] }],
+                    "parameters": { "timeout": 1 } }),
+            504,
+        ),
     ];
     for (url, body, expected) in cases {
         let (status, answer) = post_json(&client, url.clone(), body.clone()).await;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use kiln_proto::inference as pb;
@@ -17,7 +18,7 @@ use crate::error::KilnError;
 use crate::metrics::{CountAndDuration, StatsSnapshot};
 use crate::registry::ModelHandle;
 use crate::state::AppState;
-use crate::v2::infer::{RequestedOutput, infer};
+use crate::v2::infer::{RequestedOutput, infer, timeout_micros};
 use crate::v2::tensor::{DataType, InputTensor, OutputTensor, TensorData};
 use crate::v2::{describe, repository};
 
@@ -260,18 +261,36 @@ async fn infer_one(
     let outputs = within_deadline(&handle, timeout, |deadline: Instant| {
         let handle = &handle;
         async move {
-            let (inputs, requested) = decode_request(request)?;
-            infer(handle, inputs, requested, deadline).await
+            let decoded = decode_request(request)?;
+            infer(
+                handle,
+                decoded.inputs,
+                decoded.outputs,
+                deadline,
+                decoded.timeout,
+            )
+            .await
         }
     })
     .await?;
     Ok(encode_response(&handle, id, outputs))
 }
 
-/// Input tensors (from raw contents when sent, else the typed lists) and requested outputs.
-fn decode_request(
-    request: pb::ModelInferRequest,
-) -> Result<(Vec<InputTensor>, Vec<RequestedOutput>), KilnError> {
+/// What a `ModelInferRequest` asks for.
+struct DecodedRequest {
+    /// From raw contents when sent, else the typed lists.
+    inputs: Vec<InputTensor>,
+    outputs: Vec<RequestedOutput>,
+    /// The request's own `timeout` parameter.
+    timeout: Option<Duration>,
+}
+
+fn decode_request(request: pb::ModelInferRequest) -> Result<DecodedRequest, KilnError> {
+    let timeout = request
+        .parameters
+        .get("timeout")
+        .map(|p| timeout_micros(count_parameter(p).map(|n| n as u64)))
+        .transpose()?;
     let raw = request.raw_input_contents;
     if !raw.is_empty() && raw.len() != request.inputs.len() {
         return Err(KilnError::bad_input(format!(
@@ -309,7 +328,11 @@ fn decode_request(
             })
         })
         .collect::<Result<Vec<_>, KilnError>>()?;
-    Ok((inputs, outputs))
+    Ok(DecodedRequest {
+        inputs,
+        outputs,
+        timeout,
+    })
 }
 
 fn count_parameter(p: &pb::InferParameter) -> Option<usize> {

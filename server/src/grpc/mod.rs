@@ -11,10 +11,10 @@ use std::time::Duration;
 use kiln_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use kiln_proto::kiln::v1::tasks_server::TasksServer;
 use tokio::sync::OwnedSemaphorePermit;
+use tonic::Status;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataMap;
 use tonic::service::interceptor::InterceptedService;
-use tonic::{Code, Status};
 use tonic_health::server::HealthReporter;
 
 use crate::error::{ErrorKind, KilnError};
@@ -142,22 +142,6 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
         _ => return None,
     })
     .filter(|d| !d.is_zero())
-}
-
-impl ErrorKind {
-    pub fn grpc_code(self) -> Code {
-        match self {
-            ErrorKind::BadInput | ErrorKind::UnsupportedMediaType | ErrorKind::Unprocessable => {
-                Code::InvalidArgument
-            }
-            ErrorKind::Unauthorized => Code::Unauthenticated,
-            ErrorKind::NotFound => Code::NotFound,
-            ErrorKind::TooLarge | ErrorKind::Overloaded => Code::ResourceExhausted,
-            ErrorKind::Internal => Code::Internal,
-            ErrorKind::NotReady => Code::Unavailable,
-            ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
-        }
-    }
 }
 
 impl From<KilnError> for Status {

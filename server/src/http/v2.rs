@@ -360,8 +360,10 @@ pub async fn infer(
                 outputs,
                 binary,
                 binary_by_default,
+                timeout,
             } = decode_infer(&body, header_length)?;
-            let outputs = crate::v2::infer::infer(handle, inputs, outputs, deadline).await?;
+            let outputs =
+                crate::v2::infer::infer(handle, inputs, outputs, deadline, timeout).await?;
             Ok(((id, binary, binary_by_default), outputs))
         }
     })

@@ -2,12 +2,14 @@
 //! and the binary tensor data extension (a JSON header of `Inference-Header-Content-Length`
 //! bytes followed by raw tensor bytes). Pure functions, so they can be fuzzed directly.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::error::KilnError;
-use crate::v2::infer::RequestedOutput;
+use crate::v2::infer::{RequestedOutput, timeout_micros};
 use crate::v2::tensor::{DataType, InputTensor, OutputTensor, TensorData};
 
 /// Header giving the length of the JSON part of a body that carries binary tensor data.
@@ -23,6 +25,8 @@ pub struct DecodedInfer {
     pub binary: Vec<bool>,
     /// Whether outputs not listed (all of them, when none are) go back as binary.
     pub binary_by_default: bool,
+    /// The request's own `timeout` parameter (microseconds), if it set one.
+    pub timeout: Option<Duration>,
 }
 
 /// An inference request: the JSON body, or the JSON header of a binary body.
@@ -32,7 +36,8 @@ pub struct InferRequestJson {
     /// Echoed in the response.
     #[serde(default)]
     id: Option<String>,
-    /// `binary_data_output: true` sends every output as binary data.
+    /// `binary_data_output: true` sends every output as binary data; `timeout` (microseconds)
+    /// shortens the request's deadline.
     #[serde(default)]
     #[schema(value_type = Object)]
     parameters: Map<String, Value>,
@@ -154,6 +159,10 @@ pub fn decode_infer(body: &[u8], header_length: Option<usize>) -> Result<Decoded
         )));
     }
     let binary_by_default = flag(&request.parameters, "binary_data_output")?.unwrap_or(false);
+    let timeout = match request.parameters.get("timeout") {
+        None => None,
+        Some(us) => Some(timeout_micros(us.as_u64())?),
+    };
     let mut outputs = Vec::with_capacity(request.outputs.len());
     let mut binary = Vec::with_capacity(request.outputs.len());
     for output in request.outputs {
@@ -176,6 +185,7 @@ pub fn decode_infer(body: &[u8], header_length: Option<usize>) -> Result<Decoded
         outputs,
         binary,
         binary_by_default,
+        timeout,
     })
 }
 

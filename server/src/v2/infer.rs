@@ -3,6 +3,8 @@
 //! model's batcher as its own item, all at once, so the rows of one request and those of
 //! concurrent requests share batches — the same batcher the task routes use.
 
+use std::time::Duration;
+
 use futures_util::future::try_join_all;
 use kiln_zoo::text::tokenizer::BOS_ID;
 use tokio::time::Instant;
@@ -11,6 +13,7 @@ use super::describe::{
     CLASSIFIER_INPUT, CLASSIFIER_OUTPUT, LM_LOG_PROBS_OUTPUT, LM_TEXT_INPUT, LM_TOKEN_IDS_INPUT,
 };
 use super::tensor::{InputTensor, OutputTensor, TensorData};
+use crate::deadline::deadline_error;
 use crate::error::KilnError;
 use crate::http::text_input::check_prompt_length;
 use crate::registry::{ClassifierRunner, LanguageModelRunner, ModelHandle, TaskRunner};
@@ -26,28 +29,52 @@ pub struct RequestedOutput {
     pub classification: Option<usize>,
 }
 
+/// The request parameter `timeout`: a positive number of microseconds.
+pub fn timeout_micros(value: Option<u64>) -> Result<Duration, KilnError> {
+    value
+        .filter(|&us| us > 0)
+        .map(Duration::from_micros)
+        .ok_or_else(|| KilnError::bad_input("timeout must be a positive number of microseconds"))
+}
+
 /// Run one request; the outputs come in the order asked for (every output when none were).
+/// `timeout`, the request's own parameter, can only bring the deadline closer.
 pub async fn infer(
     handle: &ModelHandle,
     inputs: Vec<InputTensor>,
     requested: Vec<RequestedOutput>,
     deadline: Instant,
+    timeout: Option<Duration>,
 ) -> Result<Vec<OutputTensor>, KilnError> {
-    let (output_name, rows, label): (&str, Vec<Vec<f32>>, Box<dyn Fn(usize) -> String + '_>) =
-        match &handle.runner {
-            TaskRunner::Classifier(c) => {
-                check_outputs(&requested, CLASSIFIER_OUTPUT)?;
-                let rows = classify_rows(c, inputs, deadline).await?;
-                let label = |i: usize| c.labels.get(i).cloned().unwrap_or_default();
-                (CLASSIFIER_OUTPUT, rows, Box::new(label))
-            }
-            TaskRunner::LanguageModel(lm) => {
-                check_outputs(&requested, LM_LOG_PROBS_OUTPUT)?;
-                let rows = next_token_rows(lm, inputs, deadline).await?;
-                let label = |i: usize| lm.token_text(i as u32).to_string();
-                (LM_LOG_PROBS_OUTPUT, rows, Box::new(label))
-            }
-        };
+    let Some(timeout) = timeout else {
+        return run(handle, inputs, requested, deadline).await;
+    };
+    let now = Instant::now();
+    let timeout = timeout.min(deadline.saturating_duration_since(now));
+    let deadline = now + timeout;
+    tokio::time::timeout_at(deadline, run(handle, inputs, requested, deadline))
+        .await
+        .unwrap_or_else(|_| Err(deadline_error(timeout)))
+}
+
+async fn run(
+    handle: &ModelHandle,
+    inputs: Vec<InputTensor>,
+    requested: Vec<RequestedOutput>,
+    deadline: Instant,
+) -> Result<Vec<OutputTensor>, KilnError> {
+    let (output_name, rows, labels) = match &handle.runner {
+        TaskRunner::Classifier(c) => {
+            check_outputs(&requested, CLASSIFIER_OUTPUT)?;
+            let rows = classify_rows(c, inputs, deadline).await?;
+            (CLASSIFIER_OUTPUT, rows, Labels::Classes(&c.labels))
+        }
+        TaskRunner::LanguageModel(lm) => {
+            check_outputs(&requested, LM_LOG_PROBS_OUTPUT)?;
+            let rows = next_token_rows(lm, inputs, deadline).await?;
+            (LM_LOG_PROBS_OUTPUT, rows, Labels::Words(lm))
+        }
+    };
     let requested = if requested.is_empty() {
         vec![RequestedOutput {
             name: output_name.to_string(),
@@ -59,10 +86,25 @@ pub async fn infer(
     Ok(requested
         .into_iter()
         .map(|output| match output.classification {
-            Some(k) => classification(output.name, &rows, k, &label),
+            Some(k) => classification(output.name, &rows, k, &labels),
             None => scores(output.name, &rows),
         })
         .collect())
+}
+
+/// What the classification extension names each index after.
+enum Labels<'a> {
+    Classes(&'a [String]),
+    Words(&'a LanguageModelRunner),
+}
+
+impl Labels<'_> {
+    fn name(&self, index: usize) -> &str {
+        match self {
+            Labels::Classes(labels) => labels.get(index).map_or("", String::as_str),
+            Labels::Words(lm) => lm.token_text(index as u32),
+        }
+    }
 }
 
 fn check_outputs(requested: &[RequestedOutput], available: &str) -> Result<(), KilnError> {
@@ -83,10 +125,7 @@ fn check_outputs(requested: &[RequestedOutput], available: &str) -> Result<(), K
 }
 
 /// The one input a model takes, refusing others.
-fn single_input<'a>(
-    inputs: Vec<InputTensor>,
-    accepted: &[&'a str],
-) -> Result<InputTensor, KilnError> {
+fn single_input(inputs: Vec<InputTensor>, accepted: &[&str]) -> Result<InputTensor, KilnError> {
     let mut inputs = inputs.into_iter();
     match (inputs.next(), inputs.next()) {
         (Some(input), None) if accepted.contains(&input.name.as_str()) => Ok(input),
@@ -278,19 +317,14 @@ fn scores(name: String, rows: &[Vec<f32>]) -> OutputTensor {
 }
 
 /// The top `k` of each row as `"<value>:<index>:<label>"`, `[N, k]` BYTES.
-fn classification(
-    name: String,
-    rows: &[Vec<f32>],
-    k: usize,
-    label: &dyn Fn(usize) -> String,
-) -> OutputTensor {
+fn classification(name: String, rows: &[Vec<f32>], k: usize, labels: &Labels<'_>) -> OutputTensor {
     let k = k.min(rows.first().map_or(0, Vec::len));
     let classes = rows
         .iter()
         .flat_map(|row| {
             kiln_zoo::classifier::top_k(row, k)
                 .into_iter()
-                .map(|i| format!("{:.6}:{i}:{}", row[i], label(i)).into_bytes())
+                .map(|i| format!("{:.6}:{i}:{}", row[i], labels.name(i)).into_bytes())
         })
         .collect();
     OutputTensor {

@@ -100,7 +100,7 @@ impl TensorData {
             datatype: DataType,
             convert: fn([u8; N]) -> T,
         ) -> Result<Vec<T>, KilnError> {
-            if raw.len() % N != 0 {
+            if !raw.len().is_multiple_of(N) {
                 return Err(KilnError::bad_input(format!(
                     "{} raw data must be a multiple of {N} bytes, got {}",
                     datatype.name(),
