@@ -454,3 +454,60 @@ async fn health_reflection_and_api_keys() {
     assert!(tasks.next_word(with_key).await.is_ok());
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn draining_reports_not_serving_and_refuses_new_work() {
+    let repo = repository();
+    let (server, _) = start(ServeSettings::for_tests(repo.path())).await;
+    let channel = channel(&server).await;
+    let mut tasks = TasksClient::new(channel.clone());
+    // A long generation holds the server in its drain.
+    let mut generation = tasks
+        .generate(kiln::GenerateRequest {
+            model: "gru-web-en".into(),
+            text: "in the beginning".into(),
+            max_tokens: Some(256),
+            ignore_eos: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    generation.next().await.unwrap().unwrap();
+    let shutdown = tokio::spawn(server.shutdown());
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    let flipped = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "kiln.v1.Tasks".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            if status == not_serving {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(flipped.is_ok(), "health never reported NOT_SERVING");
+    let refused = tasks
+        .next_word(kiln::NextWordRequest {
+            model: "gru-web-en".into(),
+            text: "the".into(),
+            top_k: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+
+    // The generation in flight was not cut short by the drain; leaving it ends the drain.
+    assert!(generation.next().await.unwrap().is_ok());
+    drop(generation);
+    shutdown.await.unwrap().unwrap();
+}
