@@ -2,7 +2,7 @@
 //! within the model's limits or a clear error, never a panic.
 #![no_main]
 
-use kiln_server::http::text_input::{decode_generate, decode_next_word};
+use kiln_server::tasks::text_input::{decode_generate, decode_next_word};
 use kiln_server::repository::GenerationConfig;
 use kiln_zoo::text::tokenizer::Tokenizer;
 use libfuzzer_sys::fuzz_target;

@@ -6,6 +6,7 @@
 //! threads that own the Burn model. Answers travel back on a oneshot channel. Every stage
 //! records into [`metrics`]. [`server::RunningServer`] ties it together.
 
+pub mod auth;
 pub mod batching;
 pub mod cli;
 pub mod commands;

@@ -17,8 +17,8 @@ use tonic::metadata::MetadataMap;
 use tonic::service::interceptor::InterceptedService;
 use tonic_health::server::HealthReporter;
 
+use crate::auth::check_api_key;
 use crate::error::{ErrorKind, KilnError};
-use crate::http::guard::key_matches;
 use crate::state::AppState;
 
 pub use inference::InferenceService;
@@ -80,23 +80,12 @@ pub async fn set_health(health: &HealthReporter, serving: bool) {
 
 /// With API keys configured, require `authorization: Bearer <key>` metadata.
 fn authorize(state: &AppState, request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-    let keys = &state.settings.api_keys;
-    if keys.is_empty() {
-        return Ok(request);
-    }
-    let token = request
+    let authorization = request
         .metadata()
         .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match token {
-        Some(token) if key_matches(keys, token) => Ok(request),
-        Some(_) => Err(Status::unauthenticated("the API key is not valid")),
-        None => Err(Status::unauthenticated(
-            "this service needs an API key: send `authorization: Bearer <key>` metadata",
-        )),
-    }
+        .and_then(|v| v.to_str().ok());
+    check_api_key(&state.settings.api_keys, authorization)?;
+    Ok(request)
 }
 
 /// Refuse inference while draining or beyond the global limit on requests in flight; the

@@ -16,11 +16,11 @@ use super::{admit, request_timeout};
 use crate::deadline::{deadline_error, failure_reason, within_deadline};
 use crate::error::{ErrorKind, KilnError};
 use crate::generation::GenerationEvent;
-use crate::http::text_input::{GenerateRequest, StopStrings, next_word_count, plan_generation};
 use crate::metrics::{FailureReason, RequestRecord};
 use crate::registry::ModelHandle;
 use crate::state::AppState;
 use crate::tasks;
+use crate::tasks::text_input::{GenerateRequest, StopStrings, next_word_count, plan_generation};
 
 pub struct TaskService {
     state: AppState,

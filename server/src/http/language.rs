@@ -22,13 +22,15 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::deadline::{body_error, request_timeout};
 use super::openapi::ErrorBody;
-use super::text_input::{GenerateRequest, NextWordRequest, decode_generate, decode_next_word};
 use crate::deadline::{deadline_error, failure_reason, within_deadline};
 use crate::error::{ErrorKind, KilnError};
 use crate::generation::GenerationEvent;
 use crate::metrics::{FailureReason, RequestRecord};
 use crate::registry::{ModelHandle, WordProbability};
 use crate::tasks;
+use crate::tasks::text_input::{
+    GenerateRequest, NextWordRequest, decode_generate, decode_next_word,
+};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NextWordResponse {

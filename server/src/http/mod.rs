@@ -4,12 +4,11 @@
 mod classify;
 mod deadline;
 mod error;
-pub(crate) mod guard;
+mod guard;
 mod health;
 pub mod input;
 mod language;
 mod openapi;
-pub mod text_input;
 mod v2;
 pub mod v2_codec;
 

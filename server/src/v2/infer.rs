@@ -15,8 +15,8 @@ use super::describe::{
 use super::tensor::{InputTensor, OutputTensor, TensorData};
 use crate::deadline::deadline_error;
 use crate::error::KilnError;
-use crate::http::text_input::check_prompt_length;
 use crate::registry::{ClassifierRunner, LanguageModelRunner, ModelHandle, TaskRunner};
+use crate::tasks::text_input::check_prompt_length;
 
 /// Most classes a classification output may ask for.
 pub const MAX_CLASSIFICATION: usize = 1000;

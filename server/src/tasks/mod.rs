@@ -1,12 +1,15 @@
 //! The task calls behind both `/v1` over HTTP and the `kiln.v1` gRPC service, so the two
-//! protocols check and run requests the same way.
+//! protocols check and run requests the same way; [`text_input`] decodes and checks the
+//! language-model requests.
+
+pub mod text_input;
 
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::Instant;
 
+use self::text_input::{GenerationPlan, check_prompt_length};
 use crate::error::{ErrorKind, KilnError};
 use crate::generation::{GenerationEvent, GenerationJob};
-use crate::http::text_input::{GenerationPlan, check_prompt_length};
 use crate::registry::{LanguageModelRunner, WordProbability};
 
 /// Classes returned when the caller does not say.
