@@ -1,6 +1,6 @@
 # Sourced by the measurement scripts: installs `hey` if missing, builds the release
 # server, starts it on a free loopback port with the bundled models, waits until it is
-# ready, and sets $server (its pid) and $base (its URL). The server stops when the
+# ready, and sets $server (its pid), $base (its HTTP URL) and $grpc_base (its gRPC URL). The server stops when the
 # sourcing script exits.
 
 if ! command -v hey >/dev/null; then
@@ -9,7 +9,7 @@ fi
 cargo build --release -p kiln-server --quiet
 
 kiln_log=$(mktemp)
-./target/release/kiln serve --http-addr 127.0.0.1:0 >"$kiln_log" 2>&1 &
+./target/release/kiln serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 >"$kiln_log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$kiln_log"' EXIT
 addr=""
@@ -20,3 +20,4 @@ for _ in $(seq 100); do
 done
 [ -n "$addr" ] || { cat "$kiln_log"; exit 1; }
 base="http://$addr"
+grpc_base="http://$(sed -n 's/.*kiln listening.*grpc=\([0-9.:]*\).*/\1/p' "$kiln_log" | head -1)"

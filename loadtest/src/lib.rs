@@ -1,12 +1,14 @@
 //! Kiln's load generator, in the manner of Triton's perf_analyzer.
 //!
-//! A [`plan::LoadPlan`] names the target, the request form and the load levels (closed-loop
-//! concurrency or open-loop Poisson request rates). [`runner::run_level`] drives one level:
+//! A [`plan::LoadPlan`] names the target, the request form (task routes, the Open Inference
+//! Protocol over HTTP JSON, HTTP binary or gRPC) and the load levels (closed-loop
+//! concurrency or open-loop Poisson request rates); [`payloads`] prepares the requests. [`runner::run_level`] drives one level:
 //! a warm-up, then measurement windows repeated until throughput is stable, with
 //! [`server_metrics`] read before and after to split server time into queue and compute.
 //! [`report`] turns the results into a terminal table, CSV, JSON and an SVG plot.
 
 pub mod inputs;
+pub mod payloads;
 pub mod plan;
 pub mod report;
 pub mod runner;

@@ -4,18 +4,24 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use kiln_loadtest::inputs::{load_images, load_prompts};
+use kiln_loadtest::payloads::{Payloads, V2Target};
 use kiln_loadtest::plan::{Level, LoadPlan, RequestForm, Sweep};
 use kiln_loadtest::report;
-use kiln_loadtest::runner::{Payloads, run_level};
+use kiln_loadtest::runner::run_level;
+use tonic::transport::Channel;
 
-/// Load generator for Kiln's classify API: closed-loop concurrency sweeps or open-loop
-/// Poisson request rates, latency percentiles, and the server's own queue/compute split.
+/// Load generator for Kiln (and other servers of the Open Inference Protocol): closed-loop
+/// concurrency sweeps or open-loop Poisson request rates over the task routes, V2 JSON, V2
+/// binary or gRPC; latency percentiles, and the server's own queue/compute split.
 #[derive(Debug, Parser)]
 #[command(name = "kiln-loadtest", version)]
 struct Args {
     /// Server base URL (loopback or your own hosts).
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     url: String,
+    /// gRPC address, for `--form grpc`.
+    #[arg(long, default_value = "http://127.0.0.1:8001")]
+    grpc_url: String,
     #[arg(long, default_value = "lenet-fashion")]
     model: String,
     /// Folder of PNG/JPEG images to send, in turn.
@@ -23,7 +29,8 @@ struct Args {
     inputs: PathBuf,
     #[arg(long, value_enum, default_value = "http-binary")]
     form: RequestForm,
-    /// Prompts file, one per line (next-word and generate forms).
+    /// Prompts file, one per line (next-word and generate forms, and V2 forms for text
+    /// models).
     #[arg(long, default_value = "examples/prompts-en.txt")]
     prompts: PathBuf,
     /// Tokens each generate request produces (sent with `ignore_eos`).
@@ -83,28 +90,63 @@ async fn main() -> anyhow::Result<()> {
         max_requests: args.max_requests,
         api_key: args.api_key.clone(),
     };
-    let images = if plan.form.is_text() {
-        Vec::new()
-    } else {
-        load_images(&args.inputs).map_err(anyhow::Error::msg)?
-    };
-    let prompts = if plan.form.is_text() {
-        load_prompts(&args.prompts).map_err(anyhow::Error::msg)?
-    } else {
-        Vec::new()
-    };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(60))
         .build()?;
+    // V2 forms send what the model's metadata asks for: prompts or images.
+    let target = if plan.form.is_v2() {
+        let metadata: serde_json::Value = client
+            .get(plan.metadata_url())
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("cannot read {}", plan.metadata_url()))?
+            .json()
+            .await?;
+        Some(V2Target::from_metadata(&plan.model, &metadata).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let wants_text = target.as_ref().map_or(plan.form.is_text(), |t| t.text);
+    let images = if wants_text {
+        Vec::new()
+    } else {
+        load_images(&args.inputs).map_err(anyhow::Error::msg)?
+    };
+    let prompts = if wants_text {
+        load_prompts(&args.prompts).map_err(anyhow::Error::msg)?
+    } else {
+        Vec::new()
+    };
+    let payloads = match &target {
+        Some(target) => {
+            Payloads::v2(target, plan.form, &images, &prompts).map_err(anyhow::Error::msg)?
+        }
+        None if wants_text => Payloads::text(&prompts, plan.form, args.max_tokens),
+        None => Payloads::new(&images, plan.form),
+    };
+    let grpc = if plan.form == RequestForm::Grpc {
+        Some(
+            Channel::from_shared(args.grpc_url.clone())?
+                .connect()
+                .await
+                .with_context(|| format!("cannot connect to {}", args.grpc_url))?,
+        )
+    } else {
+        None
+    };
     let mut results = Vec::new();
     for &level in &plan.levels {
-        let payloads = if plan.form.is_text() {
-            Payloads::text(&prompts, plan.form, args.max_tokens)
-        } else {
-            Payloads::new(&images, plan.form)
-        };
-        let result = run_level(&plan, &client, payloads, level, &|line| eprintln!("{line}")).await;
+        let result = run_level(
+            &plan,
+            &client,
+            grpc.as_ref(),
+            payloads.clone(),
+            level,
+            &|line| eprintln!("{line}"),
+        )
+        .await;
         results.push(result);
     }
     print!("{}", report::table(&results));

@@ -15,6 +15,15 @@ pub enum RequestForm {
     /// `POST /v1/models/{m}/generate` with `{"text", "max_tokens", "ignore_eos": true}`:
     /// every request generates exactly `max_tokens` tokens.
     Generate,
+    /// `POST /v2/models/{m}/infer`, JSON tensors: images as UINT8 pixels, prompts as BYTES
+    /// (text models are asked for their top 5 next words).
+    V2Json,
+    /// `POST /v2/models/{m}/infer`, binary tensor data: each image file or prompt as one
+    /// BYTES element.
+    V2Binary,
+    /// gRPC `inference.GRPCInferenceService/ModelInfer` to `--grpc-url`, BYTES as for
+    /// `v2-binary`.
+    Grpc,
 }
 
 impl RequestForm {
@@ -23,11 +32,21 @@ impl RequestForm {
         matches!(self, RequestForm::NextWord | RequestForm::Generate)
     }
 
+    /// Whether the form speaks the Open Inference Protocol (and so sends what the model's
+    /// metadata asks for).
+    pub fn is_v2(self) -> bool {
+        matches!(
+            self,
+            RequestForm::V2Json | RequestForm::V2Binary | RequestForm::Grpc
+        )
+    }
+
     fn route(self) -> &'static str {
         match self {
             RequestForm::HttpBinary | RequestForm::HttpJson => "classify",
             RequestForm::NextWord => "next-word",
             RequestForm::Generate => "generate",
+            RequestForm::V2Json | RequestForm::V2Binary | RequestForm::Grpc => "infer",
         }
     }
 }
@@ -129,11 +148,21 @@ pub struct LoadPlan {
 impl LoadPlan {
     /// The route the plan's request form goes to.
     pub fn request_url(&self) -> String {
+        let version = if self.form.is_v2() { "v2" } else { "v1" };
         format!(
-            "{}/v1/models/{}/{}",
+            "{}/{version}/models/{}/{}",
             self.url.trim_end_matches('/'),
             self.model,
             self.form.route()
+        )
+    }
+
+    /// The model's Open Inference Protocol metadata.
+    pub fn metadata_url(&self) -> String {
+        format!(
+            "{}/v2/models/{}",
+            self.url.trim_end_matches('/'),
+            self.model
         )
     }
 

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use kiln_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use rand::Rng;
+use tonic::transport::Channel;
 
-use crate::inputs::ImageInput;
+pub use crate::payloads::{Payload, Payloads};
 use crate::plan::{Level, LoadPlan, RequestForm};
 use crate::server_metrics::{Scrape, ServerSplit};
 use crate::stats::{Latency, is_stable, latency};
@@ -47,52 +48,10 @@ struct Completion {
     tokens: usize,
 }
 
-/// Ready-made request bodies, one per input.
-pub struct Payloads {
-    bodies: Vec<(bytes::Bytes, &'static str)>,
-}
-
-impl Payloads {
-    /// One JSON body per prompt, for the next-word or generate form.
-    pub fn text(prompts: &[String], form: RequestForm, max_tokens: usize) -> Self {
-        let bodies = prompts
-            .iter()
-            .map(|text| {
-                let body = match form {
-                    RequestForm::Generate => serde_json::json!({
-                        "text": text,
-                        "max_tokens": max_tokens,
-                        "ignore_eos": true,
-                    }),
-                    _ => serde_json::json!({ "text": text }),
-                };
-                (bytes::Bytes::from(body.to_string()), "application/json")
-            })
-            .collect();
-        Self { bodies }
-    }
-
-    pub fn new(inputs: &[ImageInput], form: RequestForm) -> Self {
-        let bodies = inputs
-            .iter()
-            .map(|input| match form {
-                RequestForm::HttpBinary => {
-                    (bytes::Bytes::from(input.bytes.clone()), input.content_type)
-                }
-                _ => {
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(&input.bytes);
-                    let json = serde_json::json!({ "image": b64 }).to_string();
-                    (bytes::Bytes::from(json), "application/json")
-                }
-            })
-            .collect();
-        Self { bodies }
-    }
-}
-
 struct Shared {
     client: reqwest::Client,
     url: String,
+    grpc: Option<GrpcInferenceServiceClient<Channel>>,
     api_key: Option<String>,
     payloads: Payloads,
     completions: Mutex<Vec<Completion>>,
@@ -112,25 +71,48 @@ impl Shared {
     }
 
     async fn send(&self, n: usize) {
-        let (body, content_type) = &self.payloads.bodies[n % self.payloads.bodies.len()];
-        let mut request = self
-            .client
-            .post(&self.url)
-            .header("content-type", *content_type)
-            .body(body.clone());
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
-        }
+        let payload = &self.payloads.items[n % self.payloads.items.len()];
         let started = Instant::now();
-        let (ok, tokens) = match request.send().await {
-            Ok(response) => {
-                let success = response.status().is_success();
-                match response.bytes().await {
-                    Ok(body) if success => (true, completion_tokens(&body)),
-                    _ => (false, 0),
+        let (ok, tokens) = match payload {
+            Payload::Http {
+                body,
+                content_type,
+                header_length,
+            } => {
+                let mut request = self
+                    .client
+                    .post(&self.url)
+                    .header("content-type", *content_type)
+                    .body(body.clone());
+                if let Some(length) = header_length {
+                    request = request.header("inference-header-content-length", *length);
+                }
+                if let Some(key) = &self.api_key {
+                    request = request.bearer_auth(key);
+                }
+                match request.send().await {
+                    Ok(response) => {
+                        let success = response.status().is_success();
+                        match response.bytes().await {
+                            Ok(body) if success => (true, completion_tokens(&body)),
+                            _ => (false, 0),
+                        }
+                    }
+                    Err(_) => (false, 0),
                 }
             }
-            Err(_) => (false, 0),
+            Payload::Grpc(message) => {
+                let Some(client) = &self.grpc else {
+                    return self.record(started, false);
+                };
+                let mut request = tonic::Request::new(message.clone());
+                if let Some(key) = &self.api_key
+                    && let Ok(value) = format!("Bearer {key}").parse()
+                {
+                    request.metadata_mut().insert("authorization", value);
+                }
+                (client.clone().model_infer(request).await.is_ok(), 0)
+            }
         };
         self.record_tokens(started, ok, tokens);
     }
@@ -163,9 +145,11 @@ async fn scrape(client: &reqwest::Client, plan: &LoadPlan) -> Option<Scrape> {
 }
 
 /// Run one level and report it; `progress` receives a line per measurement window.
+/// `grpc` is the channel for the gRPC form.
 pub async fn run_level(
     plan: &LoadPlan,
     client: &reqwest::Client,
+    grpc: Option<&Channel>,
     payloads: Payloads,
     level: Level,
     progress: &(dyn Fn(&str) + Sync),
@@ -173,6 +157,7 @@ pub async fn run_level(
     let shared = Arc::new(Shared {
         client: client.clone(),
         url: plan.request_url(),
+        grpc: grpc.map(|c| GrpcInferenceServiceClient::new(c.clone())),
         api_key: plan.api_key.clone(),
         payloads,
         completions: Mutex::new(Vec::new()),

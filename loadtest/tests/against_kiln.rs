@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kiln_loadtest::inputs::load_images;
+use kiln_loadtest::inputs::{load_images, load_prompts};
+use kiln_loadtest::payloads::V2Target;
 use kiln_loadtest::plan::{Level, LoadPlan, RequestForm};
 use kiln_loadtest::report;
 use kiln_loadtest::runner::{Payloads, run_level};
@@ -57,7 +58,17 @@ async fn counts_match_the_server_and_reports_are_written() {
         } else {
             RequestForm::HttpBinary
         };
-        results.push(run_level(&plan, &client, Payloads::new(&images, form), level, &|_| {}).await);
+        results.push(
+            run_level(
+                &plan,
+                &client,
+                None,
+                Payloads::new(&images, form),
+                level,
+                &|_| {},
+            )
+            .await,
+        );
     }
     let after = metrics().await;
 
@@ -100,4 +111,81 @@ async fn counts_match_the_server_and_reports_are_written() {
         svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("polyline")
     );
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_inference_protocol_forms_are_answered_and_counted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut server = RunningServer::start(ServeSettings::for_tests(root.join("models")))
+        .await
+        .unwrap();
+    server.wait_ready().await;
+    let base = format!("http://{}", server.http_addr());
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let images = load_images(&root.join("examples/images")).unwrap();
+    let prompts = load_prompts(&root.join("examples/prompts-en.txt")).unwrap();
+    for model in ["lenet-fashion", "lstm-web-en"] {
+        let metadata: serde_json::Value = client
+            .get(format!("{base}/v2/models/{model}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let target = V2Target::from_metadata(model, &metadata).unwrap();
+        assert_eq!(target.text, model == "lstm-web-en");
+        for form in [
+            RequestForm::V2Json,
+            RequestForm::V2Binary,
+            RequestForm::Grpc,
+        ] {
+            let plan = LoadPlan {
+                url: base.clone(),
+                model: model.into(),
+                form,
+                levels: vec![Level::Concurrency(4)],
+                warmup: Duration::from_millis(100),
+                window: Duration::from_millis(200),
+                max_windows: 2,
+                stability: 0.5,
+                max_requests: 300,
+                api_key: None,
+            };
+            let payloads = Payloads::v2(&target, form, &images, &prompts).unwrap();
+            let before = Scrape::parse(&metrics_text(&client, &base).await);
+            let result = run_level(
+                &plan,
+                &client,
+                Some(&channel),
+                payloads,
+                Level::Concurrency(4),
+                &|_| {},
+            )
+            .await;
+            let after = Scrape::parse(&metrics_text(&client, &base).await);
+            let served = after.model_total("kiln_request_success_total", model)
+                - before.model_total("kiln_request_success_total", model);
+            assert_eq!(result.errors, 0, "{model} {form:?}: {result:#?}");
+            assert!(result.ok > 0, "{model} {form:?}");
+            assert_eq!(result.ok as f64, served, "{model} {form:?}");
+        }
+    }
+    server.shutdown().await.unwrap();
+}
+
+async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
