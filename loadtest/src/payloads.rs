@@ -139,6 +139,10 @@ fn json_payload(body: &serde_json::Value) -> Payload {
     }
 }
 
+/// Shape of the one BYTES element of a request: a batch of one, one element each — what
+/// Kiln takes (`[N]` or `[N, 1]`) and what a batching Triton model with dims `[1]` takes.
+const BYTES_SHAPE: [i64; 2] = [1, 1];
+
 enum V2Input<'a> {
     /// One BYTES element: a prompt or an encoded image.
     Bytes(&'a [u8]),
@@ -168,7 +172,7 @@ fn v2_request(target: &V2Target, form: RequestForm, input: V2Input<'_>) -> Paylo
                 inputs: vec![InferInputTensor {
                     name: target.input.clone(),
                     datatype: "BYTES".into(),
-                    shape: vec![1],
+                    shape: BYTES_SHAPE.to_vec(),
                     ..Default::default()
                 }],
                 outputs: vec![InferRequestedOutputTensor {
@@ -187,7 +191,7 @@ fn v2_request(target: &V2Target, form: RequestForm, input: V2Input<'_>) -> Paylo
             match input {
                 V2Input::Bytes(element) if form == RequestForm::V2Binary => {
                     let header = json!({
-                        "inputs": [{ "name": target.input, "shape": [1], "datatype": "BYTES",
+                        "inputs": [{ "name": target.input, "shape": BYTES_SHAPE, "datatype": "BYTES",
                                      "parameters": { "binary_data_size": element.len() + 4 } }],
                         "outputs": [output],
                     });
@@ -202,7 +206,7 @@ fn v2_request(target: &V2Target, form: RequestForm, input: V2Input<'_>) -> Paylo
                     }
                 }
                 V2Input::Bytes(element) => json_payload(&json!({
-                    "inputs": [{ "name": target.input, "shape": [1], "datatype": "BYTES",
+                    "inputs": [{ "name": target.input, "shape": BYTES_SHAPE, "datatype": "BYTES",
                                  "data": [String::from_utf8_lossy(element)] }],
                     "outputs": [output],
                 })),

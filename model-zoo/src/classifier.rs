@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::store::{BurnpackStore, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +164,18 @@ impl ImageClassifier {
             input_shape,
             faulty: false,
         }
+    }
+
+    /// Write the network's weights as safetensors, under Burn's parameter names and layouts
+    /// (a linear layer's weight is `[inputs, outputs]`), for tools outside Kiln.
+    pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        let mut store = SafetensorsStore::from_file(path).overwrite(true);
+        self.net
+            .save_into(&mut store)
+            .map_err(|e| ZooError::Weights {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
     }
 
     /// Number of f32 values in one input image.

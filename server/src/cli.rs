@@ -22,6 +22,19 @@ pub enum Command {
     Train(TrainArgs),
     /// Report a model's accuracy on its test set.
     Eval(EvalArgs),
+    /// Write a classifier's weights as safetensors, for other frameworks and peer servers.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Model name (a folder of the model repository).
+    pub model: String,
+    #[arg(long, env = "KILN_MODEL_REPOSITORY", default_value = "models")]
+    pub model_repository: PathBuf,
+    /// File to write.
+    #[arg(long)]
+    pub safetensors: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

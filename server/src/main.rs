@@ -17,6 +17,9 @@ fn main() -> anyhow::Result<()> {
             kiln_server::commands::train::run(&args).map_err(anyhow::Error::msg)
         }
         Command::Eval(args) => kiln_server::commands::eval::run(&args).map_err(anyhow::Error::msg),
+        Command::Export(args) => {
+            kiln_server::commands::export::run(&args).map_err(anyhow::Error::msg)
+        }
     }
 }
 

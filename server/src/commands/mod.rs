@@ -1,6 +1,7 @@
 //! The `kiln` sub-commands other than `serve`.
 
 pub mod eval;
+pub mod export;
 pub mod language_presets;
 pub mod train;
 #[cfg(feature = "train")]
