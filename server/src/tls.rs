@@ -69,6 +69,8 @@ impl TlsListener {
                         }
                     },
                 };
+                let mut stream = stream;
+                crate::server::no_delay(&mut stream);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
