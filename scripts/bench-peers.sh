@@ -12,12 +12,14 @@
 #   model (PNG decode + onnxruntime) with dynamic batching up to 64; it is driven through
 #   the Open Inference Protocol (`v2-binary` and `grpc` forms), like Kiln.
 # - FastAPI + uvicorn + onnxruntime serves Kiln's classify route shape (`http-binary`),
-#   one request at a time, as such services usually run.
+#   one request at a time in one worker, as such services usually run.
 # - Every server decodes the PNG itself. Energy: no power meter is readable here, so
 #   images/J is estimated alike for all, from each server's CPU seconds (its whole process
 #   tree) at 10 W per busy core, Kiln's own fallback estimate.
 #
-# Installs the peers into target/peers-venv on first use.
+# Installs the peers into target/peers-venv on first use, made from Debian's python3: the
+# Python backend stub that tritonserver starts links Debian's libpython3.11, and must find
+# the standard library of that same build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +27,10 @@ sweep=${1:-1:64:x4}
 watts_per_core=10
 venv=target/peers-venv
 if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
+    if ! /usr/bin/python3 -m venv --help >/dev/null 2>&1 || [ ! -e /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 ]; then
+        apt-get install -y -qq python3-venv libpython3.11
+    fi
+    /usr/bin/python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'nvidia-pytriton==0.7.0' \
         'onnxruntime==1.32.0' 'onnx==1.23.2' 'fastapi==0.165.0' 'uvicorn==0.54.0' \
         'pillow==13.0.0' 'tritonclient[http]==2.73.0'
@@ -37,7 +42,7 @@ work=$(mktemp -d)
 
 free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_ready() {
-    for _ in $(seq 600); do curl -sf "$1/v2/health/ready" >/dev/null && return; sleep 0.2; done
+    for _ in $(seq 600); do curl -sf "$1/v2/models/lenet-fashion/ready" >/dev/null && return; sleep 0.2; done
     echo "no server at $1" >&2; exit 1
 }
 rows=()
@@ -70,9 +75,10 @@ measure triton-v2-binary "$triton" --url "http://127.0.0.1:$http_port" --form v2
 measure triton-grpc "$triton" --url "http://127.0.0.1:$http_port" --grpc-url "http://127.0.0.1:$grpc_port" --form grpc
 kill "$triton"; wait "$triton" 2>/dev/null || true
 
-# FastAPI + onnxruntime, one worker per core
+# FastAPI + onnxruntime, one uvicorn worker: with `--workers 2`, uvicorn 0.54 answered every
+# request here ~44 ms late whatever the load, so one worker is the better of the two.
 port=$(free_port)
-(cd bench/peers && exec "../../$py" fastapi_lenet.py "$work/lenet.onnx" "$port" "$(nproc)") >"$work/fastapi.log" 2>&1 &
+(cd bench/peers && exec "../../$py" fastapi_lenet.py "$work/lenet.onnx" "$port" 1) >"$work/fastapi.log" 2>&1 &
 fastapi=$!
 for _ in $(seq 300); do
     curl -sf -o /dev/null -H 'content-type: image/png' --data-binary @examples/images/shirt.png \

@@ -11,7 +11,7 @@ cargo build --release -p kiln-server --quiet
 kiln_log=$(mktemp)
 ./target/release/kiln serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 >"$kiln_log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; rm -f "$kiln_log"' EXIT
+trap 'kill $server 2>/dev/null || true; rm -f "$kiln_log"' EXIT
 addr=""
 for _ in $(seq 100); do
     addr=$(sed -n 's/.*kiln listening.*http=\([0-9.:]*\).*/\1/p' "$kiln_log" | head -1)

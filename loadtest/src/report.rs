@@ -25,10 +25,19 @@ pub fn table(results: &[LevelResult]) -> String {
         "img/J"
     );
     for r in results {
-        let s = r.server.unwrap_or_default();
+        // Without the server's own metrics (another server), its columns read "-".
+        let server = r.server.map_or_else(
+            || format!("{:>8} {:>9} {:>10} {:>7}", "-", "-", "-", "-"),
+            |s| {
+                format!(
+                    "{:>8.2} {:>9.3} {:>10.3} {:>7.1}",
+                    s.avg_batch, s.queue_ms, s.compute_ms, s.items_per_joule
+                )
+            },
+        );
         let _ = writeln!(
             out,
-            "{:<12} {:>10.1} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>8.2} {:>9.3} {:>10.3} {:>7.1}",
+            "{:<12} {:>10.1} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {server}",
             r.level,
             r.throughput,
             r.tokens_per_second
@@ -38,10 +47,6 @@ pub fn table(results: &[LevelResult]) -> String {
             r.latency.p95_ms,
             r.latency.p99_ms,
             r.measured_errors,
-            s.avg_batch,
-            s.queue_ms,
-            s.compute_ms,
-            s.items_per_joule
         );
     }
     if let Some(source) = results

@@ -227,8 +227,10 @@ pub async fn run_level(
         sent: completions.len(),
         ok: completions.iter().filter(|c| c.ok).count(),
         errors: completions.iter().filter(|c| !c.ok).count(),
+        // Another server's metrics (or none) leave the split empty rather than zero.
         server: before
             .zip(after)
+            .filter(|(_, a)| a.knows_model(&plan.model))
             .map(|(b, a)| ServerSplit::between(&b, &a, &plan.model)),
     }
 }

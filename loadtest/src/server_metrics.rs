@@ -29,6 +29,14 @@ impl Scrape {
             .sum()
     }
 
+    /// Whether the scrape holds Kiln series for `model` (other servers' metrics do not).
+    pub fn knows_model(&self, model: &str) -> bool {
+        let needle = format!("model=\"{model}\"");
+        self.0
+            .keys()
+            .any(|k| k.starts_with("kiln_") && k.contains(&needle))
+    }
+
     /// Sum of every sample of `name`, whatever its labels.
     pub fn total(&self, name: &str) -> f64 {
         self.0
