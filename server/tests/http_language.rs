@@ -379,3 +379,28 @@ async fn generation_metrics_are_exported() {
     assert!(metric(&text, &format!("kiln_generated_tokens_per_second{series}")).unwrap() > 0.0);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_streamed_generation_counts_as_in_flight_until_it_ends() {
+    let (server, base) = start(ServeSettings::for_tests(bundled_repository())).await;
+    let client = reqwest::Client::new();
+    let mut response = client
+        .post(format!("{base}/v1/models/gru-web-en/generate"))
+        .json(&json!({ "text": "in the beginning", "max_tokens": 256, "ignore_eos": true, "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(read_events(&mut response, 1).await.len(), 1);
+    assert_eq!(server.state().requests_in_flight(), 1);
+    drop(response);
+    // The server sees the disconnect at its next write; then the permit is back.
+    let released = tokio::time::timeout(Duration::from_secs(10), async {
+        while server.state().requests_in_flight() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(released.is_ok(), "the stream's permit was never released");
+    server.shutdown().await.unwrap();
+}
