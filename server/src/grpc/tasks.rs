@@ -135,12 +135,7 @@ impl Tasks for TaskService {
         let r = request.into_inner();
         let handle = self.state.ready_model(&r.model)?;
         let record = handle.metrics.start_request();
-        let started = (|| {
-            let lm = handle.language_model()?;
-            let plan = plan_generation(generate_request(r), &lm.config.generation, true)?;
-            tasks::start_generation(lm, plan)
-        })();
-        let receiver = match started {
+        let receiver = match start(&handle, r) {
             Ok(receiver) => receiver,
             Err(e) => {
                 record.finish(Some(failure_reason(e.kind)));
@@ -151,6 +146,16 @@ impl Tasks for TaskService {
             handle, record, receiver, deadline, permit,
         ))))
     }
+}
+
+/// Check a generation against the model's limits and hand it to its loop.
+fn start(
+    handle: &ModelHandle,
+    request: pb::GenerateRequest,
+) -> Result<UnboundedReceiver<GenerationEvent>, KilnError> {
+    let lm = handle.language_model()?;
+    let plan = plan_generation(generate_request(request), &lm.config.generation, true)?;
+    tasks::start_generation(lm, plan)
 }
 
 /// Pixels (height × width × channels, 0–255) as model input.
