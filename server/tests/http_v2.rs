@@ -494,3 +494,39 @@ async fn the_openapi_document_lists_every_route_the_server_serves() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn compressed_request_bodies_are_decoded_within_the_size_limit() {
+    use std::io::Write;
+    let repo = repository();
+    let (server, base) = start(ServeSettings::for_tests(repo.path())).await;
+    let client = reqwest::Client::new();
+    let gzip = |bytes: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let body = json!({ "inputs": [{ "name": "text", "shape": [1], "datatype": "BYTES",
+                                    "data": ["and the children of"] }] });
+    let response = client
+        .post(format!("{base}/v2/models/lstm-web-en/infer"))
+        .header("content-encoding", "gzip")
+        .header("content-type", "application/json")
+        .body(gzip(body.to_string().as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // 20 MB of spaces compress to a few kB; decompressed they pass the 16 MiB limit.
+    let bomb = gzip(&vec![b' '; 20 * 1024 * 1024]);
+    assert!(bomb.len() < 100_000);
+    let response = client
+        .post(format!("{base}/v2/models/lstm-web-en/infer"))
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    server.shutdown().await.unwrap();
+}

@@ -194,3 +194,11 @@ def test_repository_unload_and_load(kiln, fashion_mnist, protocol):
     c.load_model("lenet-fashion")
     assert c.is_model_ready("lenet-fashion")
     assert c.infer("lenet-fashion", [pixel_input(module, images[:1])]).as_numpy("probabilities").shape == (1, 10)
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_http_request_compression(kiln, fashion_mnist, algorithm):
+    images, labels = fashion_mnist
+    c = httpclient.InferenceServerClient(kiln["http"])
+    result = c.infer("lenet-fashion", [pixel_input(httpclient, images[:8])], request_compression_algorithm=algorithm)
+    assert result.as_numpy("probabilities").shape == (8, 10)

@@ -18,6 +18,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tower_http::decompression::RequestDecompressionLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -80,6 +81,9 @@ pub fn app(state: AppState) -> Router {
             get(move || async move { ([(CONTENT_TYPE, "application/json")], document) }),
         )
         .fallback(not_found)
+        // Bodies sent with `Content-Encoding: gzip` or `deflate` (tritonclient's request
+        // compression); the size limit applies to the decompressed body.
+        .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)
 }
