@@ -38,18 +38,7 @@ async fn counts_match_the_server_and_reports_are_written() {
     let images = load_images(&root.join("examples/images")).unwrap();
     assert_eq!(images.len(), 5);
     let client = reqwest::Client::new();
-    let metrics = || async {
-        Scrape::parse(
-            &client
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        )
-    };
+    let metrics = || async { Scrape::parse(&metrics_text(&client, &base).await) };
     let before = metrics().await;
     let mut results = Vec::new();
     for (i, &level) in plan.levels.iter().enumerate() {

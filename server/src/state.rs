@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ErrorKind, KilnError};
 use crate::metrics::Metrics;
@@ -49,6 +49,27 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Admit one inference request, whatever its protocol: refused while draining (503) or
+    /// beyond the global concurrency limit (429), at once rather than after a slow timeout.
+    /// The request is in flight until the permit is dropped.
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, KilnError> {
+        if self.is_draining() {
+            return Err(KilnError::new(
+                ErrorKind::NotReady,
+                "the server is shutting down",
+            ));
+        }
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            KilnError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "the server is at its limit of {} requests in flight; retry later",
+                    self.settings.max_concurrent_requests
+                ),
+            )
+        })
     }
 
     /// Inference requests in flight across all models.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{add_model, pixel_rows, png, start, test_set};
+use common::{add_model, pixel_rows, png, post_png, start, test_set};
 use futures_util::StreamExt;
 use kiln_proto::inference as oip;
 use kiln_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -66,10 +66,8 @@ async fn every_task_rpc_answers_like_its_http_route() {
         .unwrap()
         .into_inner();
     assert_eq!(by_pixels.predictions.len(), 5);
-    let http: serde_json::Value = reqwest::Client::new()
-        .post(format!("{base}/v1/models/lenet-fashion/classify?top_k=3"))
-        .header("content-type", "image/png")
-        .body(png(&data, 0))
+    let http: serde_json::Value = post_png(&reqwest::Client::new(), &base, png(&data, 0))
+        .query(&[("top_k", 3)])
         .send()
         .await
         .unwrap()

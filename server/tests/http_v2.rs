@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{add_model, png, start, test_set};
+use common::{add_model, png, post_png, start, test_set};
 use kiln_server::ServeSettings;
 use kiln_zoo::image_input::ImageSpec;
 use serde_json::{Value, json};
@@ -73,10 +73,7 @@ async fn infer_on_pixels_files_and_preprocessed_tensors_agrees_with_classify() {
     let probabilities = floats(&output["data"]);
 
     // The task route gives the same probability for image 0's top class.
-    let classify: Value = client
-        .post(format!("{base}/v1/models/lenet-fashion/classify"))
-        .header("content-type", "image/png")
-        .body(png(&data, 0))
+    let classify: Value = post_png(&client, &base, png(&data, 0))
         .send()
         .await
         .unwrap()

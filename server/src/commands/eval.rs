@@ -24,14 +24,7 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
 }
 
 fn eval_classifier(args: &EvalArgs, dir: &Path, config: &ClassifierConfig) -> Result<(), String> {
-    let device = args.backend.device().map_err(|e| e.to_string())?;
-    let classifier = ImageClassifier::load(
-        &config.architecture,
-        &dir.join(&config.weights),
-        config.input.shape(),
-        &device,
-    )
-    .map_err(|e| e.to_string())?;
+    let classifier = load_classifier(dir, config, args.backend)?;
     let test = FashionMnist::load(&args.data_dir, ImageSplit::Test).map_err(|e| e.to_string())?;
     let accuracy = evaluate_fashion_mnist(&classifier, &test, &config.input, 500)
         .map_err(|e| e.to_string())?;
@@ -43,6 +36,22 @@ fn eval_classifier(args: &EvalArgs, dir: &Path, config: &ClassifierConfig) -> Re
         accuracy.top5 * 100.0
     );
     Ok(())
+}
+
+/// A classifier of the repository, loaded as its `model.toml` says, on `backend`.
+pub(super) fn load_classifier(
+    dir: &Path,
+    config: &ClassifierConfig,
+    backend: kiln_zoo::BackendKind,
+) -> Result<ImageClassifier, String> {
+    let device = backend.device().map_err(|e| e.to_string())?;
+    ImageClassifier::load(
+        &config.architecture,
+        &dir.join(&config.weights),
+        config.input.shape(),
+        &device,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn eval_language_model(

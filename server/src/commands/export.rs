@@ -1,8 +1,8 @@
 //! `kiln export`: a classifier's weights as safetensors, so the same network can be rebuilt
 //! elsewhere (the peer servers of the benchmarks run it through ONNX).
 
+use super::eval::load_classifier;
 use kiln_zoo::BackendKind;
-use kiln_zoo::classifier::ImageClassifier;
 
 use crate::cli::ExportArgs;
 use crate::repository::ModelConfig;
@@ -12,14 +12,7 @@ pub fn run(args: &ExportArgs) -> Result<(), String> {
     let ModelConfig::Classify(config) = ModelConfig::read(&dir)? else {
         return Err(format!("{} is not a classifier", args.model));
     };
-    let device = BackendKind::default().device().map_err(|e| e.to_string())?;
-    let classifier = ImageClassifier::load(
-        &config.architecture,
-        &dir.join(&config.weights),
-        config.input.shape(),
-        &device,
-    )
-    .map_err(|e| e.to_string())?;
+    let classifier = load_classifier(&dir, &config, BackendKind::default())?;
     classifier
         .save_safetensors(&args.safetensors)
         .map_err(|e| e.to_string())?;

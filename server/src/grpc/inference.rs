@@ -84,7 +84,7 @@ impl GrpcInferenceService for InferenceService {
         let (inputs, outputs) = describe::tensors(&handle);
         let tensor = |t: describe::TensorMetadata| pb::model_metadata_response::TensorMetadata {
             name: t.name.into(),
-            datatype: t.datatype.into(),
+            datatype: t.datatype.name().into(),
             shape: t.shape,
         };
         Ok(Response::new(pb::ModelMetadataResponse {
@@ -154,9 +154,7 @@ impl GrpcInferenceService for InferenceService {
         let r = request.into_inner();
         let handle = self.state.ready_model_version(&r.name, &r.version)?;
         let config = describe::config(&handle);
-        let data_type = |t: &describe::TensorMetadata| {
-            DataType::parse(t.datatype).map_or(pb::DataType::TypeInvalid, proto_data_type) as i32
-        };
+        let data_type = |t: &describe::TensorMetadata| proto_data_type(t.datatype) as i32;
         Ok(Response::new(pb::ModelConfigResponse {
             config: Some(pb::ModelConfig {
                 name: config.name,

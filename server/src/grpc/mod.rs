@@ -88,18 +88,9 @@ fn authorize(state: &AppState, request: tonic::Request<()>) -> Result<tonic::Req
     Ok(request)
 }
 
-/// Refuse inference while draining or beyond the global limit on requests in flight; the
-/// permit is held until the answer is complete.
+/// Admit an inference request ([`AppState::admit`]) until the permit is dropped.
 fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, Status> {
-    if state.is_draining() {
-        return Err(Status::unavailable("the server is shutting down"));
-    }
-    state.in_flight.clone().try_acquire_owned().map_err(|_| {
-        Status::resource_exhausted(format!(
-            "the server is at its limit of {} requests in flight; retry later",
-            state.settings.max_concurrent_requests
-        ))
-    })
+    Ok(state.admit()?)
 }
 
 /// The caller's deadline (`grpc-timeout`), else `default`.

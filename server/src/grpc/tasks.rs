@@ -14,12 +14,13 @@ use tonic::{Request, Response, Status};
 
 use super::{admit, request_timeout};
 use crate::deadline::{deadline_error, failure_reason, within_deadline};
-use crate::error::{ErrorKind, KilnError};
+use crate::error::KilnError;
 use crate::generation::GenerationEvent;
 use crate::metrics::{FailureReason, RequestRecord};
 use crate::registry::ModelHandle;
 use crate::state::AppState;
 use crate::tasks;
+use crate::tasks::decode_off_thread_if_large;
 use crate::tasks::text_input::{GenerateRequest, StopStrings, next_word_count, plan_generation};
 
 pub struct TaskService {
@@ -57,9 +58,8 @@ impl Tasks for TaskService {
                 let spec = classifier.input_spec().clone();
                 let input = match r.input {
                     Some(pb::classify_request::Input::Image(bytes)) => {
-                        tokio::task::spawn_blocking(move || spec.decode(&bytes))
-                            .await
-                            .map_err(|_| KilnError::new(ErrorKind::Internal, "decoding failed"))??
+                        decode_off_thread_if_large(bytes.len(), move || Ok(spec.decode(&bytes)?))
+                            .await?
                     }
                     Some(pb::classify_request::Input::Pixels(p)) => pixels_input(&spec, &p)?,
                     None => {

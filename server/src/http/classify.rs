@@ -17,10 +17,7 @@ use super::openapi::{ErrorBody, FileBytes};
 use crate::deadline::within_deadline;
 use crate::error::{ErrorKind, KilnError};
 use crate::registry::Prediction;
-use crate::tasks::class_count;
-
-/// Decoding big images takes long enough that it belongs off the async workers.
-const INLINE_DECODE_LIMIT: usize = 256 * 1024;
+use crate::tasks::{class_count, decode_off_thread_if_large};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,18 +161,12 @@ fn image_only(spec: &ImageSpec, bytes: &[u8]) -> Result<DecodedInput, KilnError>
     Ok((input::decode_image_bytes(spec, bytes)?, None))
 }
 
-/// Run a body decoder inline for small bodies and on the blocking pool for large ones,
-/// whose decoding takes long enough to stall an async worker.
+/// Run a body decoder, off the async workers when the body is large.
 async fn off_thread_if_large(
     spec: &ImageSpec,
     body: Bytes,
     decode: fn(&ImageSpec, &[u8]) -> Result<DecodedInput, KilnError>,
 ) -> Result<DecodedInput, KilnError> {
-    if body.len() <= INLINE_DECODE_LIMIT {
-        return decode(spec, &body);
-    }
     let spec = spec.clone();
-    tokio::task::spawn_blocking(move || decode(&spec, &body))
-        .await
-        .map_err(|_| KilnError::new(ErrorKind::Internal, "decoding the request failed"))?
+    decode_off_thread_if_large(body.len(), move || decode(&spec, &body)).await
 }

@@ -10,23 +10,12 @@ use futures_util::StreamExt;
 
 use super::AppState;
 use crate::auth::check_api_key;
-use crate::error::{ErrorKind, KilnError};
 
-/// Refuse inference while draining (503) or beyond the global concurrency limit (429),
-/// at once rather than after a slow timeout.
+/// Admit an inference request ([`AppState::admit`]) for as long as its answer runs.
 pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.is_draining() {
-        return KilnError::new(ErrorKind::NotReady, "the server is shutting down").into_response();
-    }
-    let Ok(permit) = state.in_flight.clone().try_acquire_owned() else {
-        return KilnError::new(
-            ErrorKind::Overloaded,
-            format!(
-                "the server is at its limit of {} requests in flight; retry later",
-                state.settings.max_concurrent_requests
-            ),
-        )
-        .into_response();
+    let permit = match state.admit() {
+        Ok(permit) => permit,
+        Err(e) => return e.into_response(),
     };
     let response = next.run(request).await;
     if !is_event_stream(&response) {

@@ -26,7 +26,6 @@ use crate::metrics::{CountAndDuration, StatsSnapshot};
 use crate::registry::ModelHandle;
 use crate::v2::describe::{self, TensorMetadata};
 use crate::v2::repository::{self, IndexEntry};
-use crate::v2::tensor::DataType;
 
 const TAG: &str = "Open Inference Protocol (KServe V2)";
 
@@ -171,7 +170,7 @@ pub async fn model_config(
     let config = describe::config(&handle);
     let tensor = |t: &TensorMetadata, labels: Option<String>| ConfigTensor {
         name: t.name,
-        data_type: DataType::parse(t.datatype).map_or("TYPE_INVALID", DataType::config_name),
+        data_type: t.datatype.config_name(),
         dims: t.shape[1..].to_vec(),
         label_filename: labels,
     };

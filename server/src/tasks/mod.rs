@@ -12,6 +12,23 @@ use crate::error::{ErrorKind, KilnError};
 use crate::generation::{GenerationEvent, GenerationJob};
 use crate::registry::{LanguageModelRunner, WordProbability};
 
+/// Decoding inputs this large takes long enough to stall an async worker.
+const INLINE_DECODE_LIMIT: usize = 256 * 1024;
+
+/// Decode `input_bytes` worth of input with `decode`: inline when small, on the blocking
+/// pool when large. Every protocol's image decoding goes through here.
+pub async fn decode_off_thread_if_large<T: Send + 'static>(
+    input_bytes: usize,
+    decode: impl FnOnce() -> Result<T, KilnError> + Send + 'static,
+) -> Result<T, KilnError> {
+    if input_bytes <= INLINE_DECODE_LIMIT {
+        return decode();
+    }
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|_| KilnError::new(ErrorKind::Internal, "decoding the request failed"))?
+}
+
 /// Classes returned when the caller does not say.
 pub const DEFAULT_CLASSES: usize = 5;
 

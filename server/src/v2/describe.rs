@@ -19,7 +19,9 @@ pub const LM_LOG_PROBS_OUTPUT: &str = "log_probabilities";
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct TensorMetadata {
     pub name: &'static str,
-    pub datatype: &'static str,
+    #[serde(serialize_with = "datatype_name")]
+    #[schema(value_type = String, example = "FP32")]
+    pub datatype: DataType,
     pub shape: Vec<i64>,
 }
 
@@ -27,10 +29,14 @@ impl TensorMetadata {
     fn new(name: &'static str, datatype: DataType, shape: Vec<i64>) -> Self {
         Self {
             name,
-            datatype: datatype.name(),
+            datatype,
             shape,
         }
     }
+}
+
+fn datatype_name<S: serde::Serializer>(datatype: &DataType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(datatype.name())
 }
 
 /// The tensors a model takes and gives. The batch dimension comes first, as `-1`.

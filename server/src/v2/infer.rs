@@ -16,6 +16,7 @@ use super::tensor::{InputTensor, OutputTensor, TensorData};
 use crate::deadline::deadline_error;
 use crate::error::KilnError;
 use crate::registry::{ClassifierRunner, LanguageModelRunner, ModelHandle, TaskRunner};
+use crate::tasks::decode_off_thread_if_large;
 use crate::tasks::text_input::check_prompt_length;
 
 /// Most classes a classification output may ask for.
@@ -160,10 +161,10 @@ async fn classify_rows(
 ) -> Result<Vec<Vec<f32>>, KilnError> {
     let input = single_input(inputs, &[CLASSIFIER_INPUT])?;
     let spec = classifier.input_spec().clone();
-    // Decoding many or large images takes long enough to stall an async worker.
-    let images = tokio::task::spawn_blocking(move || preprocess_images(&spec, input))
-        .await
-        .map_err(|_| KilnError::new(crate::ErrorKind::Internal, "decoding the input failed"))??;
+    let images = decode_off_thread_if_large(input.data.byte_len(), move || {
+        preprocess_images(&spec, input)
+    })
+    .await?;
     try_join_all(
         images
             .into_iter()

@@ -88,6 +88,17 @@ impl TensorData {
         }
     }
 
+    /// Bytes the elements take (BYTES: their contents).
+    pub fn byte_len(&self) -> usize {
+        match self {
+            TensorData::Uint8(v) => v.len(),
+            TensorData::Int32(v) => v.len() * 4,
+            TensorData::Int64(v) => v.len() * 8,
+            TensorData::Fp32(v) => v.len() * 4,
+            TensorData::Bytes(v) => v.iter().map(Vec::len).sum(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
