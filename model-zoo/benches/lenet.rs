@@ -16,8 +16,8 @@ fn lenet_forward(c: &mut Criterion) {
     let image: Vec<f32> = (0..784).map(|i| (i % 255) as f32 / 255.0).collect();
     for backend in BackendKind::compiled() {
         let device = backend.device().expect("compiled backend");
-        let classifier =
-            ImageClassifier::load(&arch, &weights, [1, 28, 28], &device).expect("weights load");
+        let classifier = ImageClassifier::load(&arch, &weights, &[], [1, 28, 28], &device)
+            .expect("weights load");
         let mut group = c.benchmark_group(format!("lenet5/{backend}"));
         for batch in [1usize, 8, 32, 64] {
             let inputs: Vec<&[f32]> = vec![image.as_slice(); batch];

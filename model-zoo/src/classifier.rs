@@ -3,12 +3,18 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::store::{BurnpackStore, ModuleSnapshot, SafetensorsStore};
-use burn::tensor::activation::softmax;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ZooError};
+use crate::models::alexnet::{self, AlexNet, AlexNetConfig};
+use crate::models::efficientnet_lite::{self, EfficientNetLite0, EfficientNetLite0Config};
+use crate::models::googlenet::{self, GoogLeNet, GoogLeNetConfig};
+use crate::models::inception_v3::{self, InceptionV3, InceptionV3Config};
 use crate::models::lenet::{LeNet5, LeNet5Config};
+use crate::models::resnet::{self, ResNet, ResNetConfig};
+use crate::models::vgg::{self, Vgg11, Vgg11Config};
+use crate::weights::{KeyRemap, load_weights, remaps};
 
 /// The network a classifier model folder asks for, with its hyper-parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,6 +22,18 @@ use crate::models::lenet::{LeNet5, LeNet5Config};
 pub enum ClassifierArchitecture {
     #[serde(rename = "lenet5")]
     LeNet5(LeNet5Config),
+    #[serde(rename = "alexnet")]
+    AlexNet(ClassCount),
+    #[serde(rename = "vgg11")]
+    Vgg11(ClassCount),
+    #[serde(rename = "googlenet")]
+    GoogLeNet(InceptionSpec),
+    #[serde(rename = "resnet")]
+    ResNet(ResNetSpec),
+    #[serde(rename = "inception-v3")]
+    InceptionV3(InceptionSpec),
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientNetLite0(ClassCount),
     /// LeNet-5 that fails on purpose when an image's first pixel is white: it panics, and
     /// returns an error when the pixel is mid-grey. For testing fault isolation only.
     #[cfg(feature = "fault-injection")]
@@ -23,10 +41,61 @@ pub enum ClassifierArchitecture {
     FaultyLeNet5(LeNet5Config),
 }
 
+/// How many classes a network tells apart: 1000 (ImageNet) unless said otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassCount {
+    #[serde(default = "imagenet_classes")]
+    pub num_classes: usize,
+}
+
+/// GoogLeNet and Inception v3: the class count, and whether to re-normalise
+/// ImageNet-normalised input as torchvision's pretrained weights expect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InceptionSpec {
+    #[serde(default = "imagenet_classes")]
+    pub num_classes: usize,
+    #[serde(default)]
+    pub transform_input: bool,
+}
+
+/// A ResNet named by its depth: 18, 34, 50, 101 or 152.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResNetSpec {
+    pub depth: usize,
+    #[serde(default = "imagenet_classes")]
+    pub num_classes: usize,
+}
+
+fn imagenet_classes() -> usize {
+    1000
+}
+
+impl ResNetSpec {
+    fn config(&self) -> Result<ResNetConfig> {
+        ResNetConfig::of_depth(self.depth)
+            .map(|c| c.with_num_classes(self.num_classes))
+            .ok_or_else(|| {
+                ZooError::InvalidInput(format!(
+                    "ResNet depth must be 18, 34, 50, 101 or 152, not {}",
+                    self.depth
+                ))
+            })
+    }
+}
+
 impl ClassifierArchitecture {
     pub fn name(&self) -> &'static str {
         match self {
             ClassifierArchitecture::LeNet5(_) => "lenet5",
+            ClassifierArchitecture::AlexNet(_) => "alexnet",
+            ClassifierArchitecture::Vgg11(_) => "vgg11",
+            ClassifierArchitecture::GoogLeNet(_) => "googlenet",
+            ClassifierArchitecture::ResNet(_) => "resnet",
+            ClassifierArchitecture::InceptionV3(_) => "inception-v3",
+            ClassifierArchitecture::EfficientNetLite0(_) => "efficientnet-lite0",
             #[cfg(feature = "fault-injection")]
             ClassifierArchitecture::FaultyLeNet5(_) => "faulty-lenet5",
         }
@@ -35,6 +104,12 @@ impl ClassifierArchitecture {
     pub fn num_classes(&self) -> usize {
         match self {
             ClassifierArchitecture::LeNet5(c) => c.num_classes,
+            ClassifierArchitecture::AlexNet(c) => c.num_classes,
+            ClassifierArchitecture::Vgg11(c) => c.num_classes,
+            ClassifierArchitecture::GoogLeNet(c) => c.num_classes,
+            ClassifierArchitecture::ResNet(c) => c.num_classes,
+            ClassifierArchitecture::InceptionV3(c) => c.num_classes,
+            ClassifierArchitecture::EfficientNetLite0(c) => c.num_classes,
             #[cfg(feature = "fault-injection")]
             ClassifierArchitecture::FaultyLeNet5(c) => c.num_classes,
         }
@@ -46,6 +121,7 @@ impl ClassifierArchitecture {
             ClassifierArchitecture::LeNet5(c) => c.in_channels,
             #[cfg(feature = "fault-injection")]
             ClassifierArchitecture::FaultyLeNet5(c) => c.in_channels,
+            _ => 3,
         }
     }
 
@@ -57,6 +133,43 @@ impl ClassifierArchitecture {
             ClassifierArchitecture::FaultyLeNet5(_) => {
                 Some((LeNet5::INPUT_SIZE, LeNet5::INPUT_SIZE))
             }
+            _ => None,
+        }
+    }
+
+    /// Smallest input height and width the network's pooling and strides accept.
+    pub fn min_input_size(&self) -> usize {
+        match self {
+            ClassifierArchitecture::AlexNet(_) => 63,
+            ClassifierArchitecture::InceptionV3(_) => 75,
+            ClassifierArchitecture::LeNet5(_) => LeNet5::INPUT_SIZE,
+            #[cfg(feature = "fault-injection")]
+            ClassifierArchitecture::FaultyLeNet5(_) => LeNet5::INPUT_SIZE,
+            _ => 32,
+        }
+    }
+
+    /// Check what serde cannot: hyper-parameters with a fixed set of values.
+    pub fn validate(&self) -> Result<()> {
+        if let ClassifierArchitecture::ResNet(spec) = self {
+            spec.config()?;
+        }
+        Ok(())
+    }
+
+    /// How keys in the checkpoints this architecture is published with map to its
+    /// parameters: torchvision's layout, or `efficientnet_pytorch`'s for EfficientNet-Lite.
+    pub fn checkpoint_keys(&self) -> Vec<KeyRemap> {
+        match self {
+            ClassifierArchitecture::AlexNet(_) => remaps(alexnet::TORCHVISION_KEYS),
+            ClassifierArchitecture::Vgg11(_) => vgg::torchvision_keys(),
+            ClassifierArchitecture::GoogLeNet(_) => remaps(googlenet::TORCHVISION_KEYS),
+            ClassifierArchitecture::ResNet(_) => remaps(resnet::TORCHVISION_KEYS),
+            ClassifierArchitecture::InceptionV3(_) => remaps(inception_v3::TORCHVISION_KEYS),
+            ClassifierArchitecture::EfficientNetLite0(_) => {
+                remaps(efficientnet_lite::EFFICIENTNET_PYTORCH_KEYS)
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -70,12 +183,42 @@ impl ClassifierArchitecture {
     }
 
     /// Build the network with fresh weights.
-    pub fn init(&self, device: &Device) -> ClassifierNet {
-        match self {
+    pub fn init(&self, device: &Device) -> Result<ClassifierNet> {
+        Ok(match self {
             ClassifierArchitecture::LeNet5(c) => ClassifierNet::LeNet5(c.init(device)),
+            ClassifierArchitecture::AlexNet(c) => ClassifierNet::AlexNet(
+                AlexNetConfig::new()
+                    .with_num_classes(c.num_classes)
+                    .init(device),
+            ),
+            ClassifierArchitecture::Vgg11(c) => ClassifierNet::Vgg11(
+                Vgg11Config::new()
+                    .with_num_classes(c.num_classes)
+                    .init(device),
+            ),
+            ClassifierArchitecture::GoogLeNet(c) => ClassifierNet::GoogLeNet(
+                GoogLeNetConfig::new()
+                    .with_num_classes(c.num_classes)
+                    .with_transform_input(c.transform_input)
+                    .init(device),
+            ),
+            ClassifierArchitecture::ResNet(spec) => {
+                ClassifierNet::ResNet(spec.config()?.init(device))
+            }
+            ClassifierArchitecture::InceptionV3(c) => ClassifierNet::InceptionV3(
+                InceptionV3Config::new()
+                    .with_num_classes(c.num_classes)
+                    .with_transform_input(c.transform_input)
+                    .init(device),
+            ),
+            ClassifierArchitecture::EfficientNetLite0(c) => ClassifierNet::EfficientNetLite0(
+                EfficientNetLite0Config::new()
+                    .with_num_classes(c.num_classes)
+                    .init(device),
+            ),
             #[cfg(feature = "fault-injection")]
             ClassifierArchitecture::FaultyLeNet5(c) => ClassifierNet::LeNet5(c.init(device)),
-        }
+        })
     }
 }
 
@@ -83,6 +226,12 @@ impl ClassifierArchitecture {
 #[derive(Module, Debug)]
 pub enum ClassifierNet {
     LeNet5(LeNet5),
+    AlexNet(AlexNet),
+    Vgg11(Vgg11),
+    GoogLeNet(GoogLeNet),
+    ResNet(ResNet),
+    InceptionV3(InceptionV3),
+    EfficientNetLite0(EfficientNetLite0),
 }
 
 impl ClassifierNet {
@@ -92,43 +241,14 @@ impl ClassifierNet {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match self {
             ClassifierNet::LeNet5(m) => m.forward(images),
+            ClassifierNet::AlexNet(m) => m.forward(images),
+            ClassifierNet::Vgg11(m) => m.forward(images),
+            ClassifierNet::GoogLeNet(m) => m.forward(images),
+            ClassifierNet::ResNet(m) => m.forward(images),
+            ClassifierNet::InceptionV3(m) => m.forward(images),
+            ClassifierNet::EfficientNetLite0(m) => m.forward(images),
         }
     }
-}
-
-/// Load weights saved in Burn's burnpack format into `module`. Missing or mis-shaped tensors
-/// are an error that names them.
-pub fn load_burnpack<M: ModuleSnapshot>(module: &mut M, path: &Path) -> Result<()> {
-    let fail = |reason: String| ZooError::Weights {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if !path.is_file() {
-        return Err(fail("file not found".into()));
-    }
-    let mut store = BurnpackStore::from_file(path).auto_extension(false);
-    let result = module
-        .load_from(&mut store)
-        .map_err(|e| fail(e.to_string()))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
-        let missing: Vec<_> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
-        let errors: Vec<_> = result.errors.iter().map(|e| e.to_string()).collect();
-        return Err(fail(format!(
-            "missing tensors {missing:?}; errors {errors:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// Save a module's weights in burnpack format, replacing any existing file.
-pub fn save_burnpack<M: ModuleSnapshot>(module: &M, path: &Path) -> Result<()> {
-    let mut store = BurnpackStore::from_file(path)
-        .auto_extension(false)
-        .overwrite(true);
-    module.save_into(&mut store).map_err(|e| ZooError::Weights {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
 }
 
 /// A classifier with loaded weights, bound to a device.
@@ -142,15 +262,26 @@ pub struct ImageClassifier {
 }
 
 impl ImageClassifier {
-    /// Build `architecture`, load `weights` into it, and place it on `device`.
+    /// Build `architecture`, load `weights` into it, and place it on `device`. Checkpoint
+    /// keys are renamed by `key_remaps` first, then by the architecture's own table.
     pub fn load(
         architecture: &ClassifierArchitecture,
         weights: &Path,
+        key_remaps: &[KeyRemap],
         input_shape: [usize; 3],
         device: &Device,
     ) -> Result<Self> {
-        let mut net = architecture.init(device);
-        load_burnpack(&mut net, weights)?;
+        let [_, height, width] = input_shape;
+        let min = architecture.min_input_size();
+        if height < min || width < min {
+            return Err(ZooError::InvalidInput(format!(
+                "{} needs input of at least {min}×{min}, not {height}×{width}",
+                architecture.name()
+            )));
+        }
+        let mut net = architecture.init(device)?;
+        let keys = [key_remaps, &architecture.checkpoint_keys()].concat();
+        load_weights(&mut net, weights, &keys)?;
         let mut classifier = Self::from_net(net, input_shape, device);
         classifier.faulty = architecture.fails_on_purpose();
         Ok(classifier)
@@ -178,6 +309,11 @@ impl ImageClassifier {
             })
     }
 
+    /// Write the network's weights in Burn's burnpack format.
+    pub fn save_burnpack(&self, path: &Path) -> Result<()> {
+        crate::weights::save_burnpack(&self.net, path)
+    }
+
     /// Number of f32 values in one input image.
     pub fn input_len(&self) -> usize {
         self.input_shape.iter().product()
@@ -185,6 +321,13 @@ impl ImageClassifier {
 
     /// Class probabilities for each image of a batch; each image is `[c, h, w]` flattened.
     pub fn classify_batch(&self, images: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
+        let mut rows = self.logits_batch(images)?;
+        rows.iter_mut().for_each(|row| softmax_in_place(row));
+        Ok(rows)
+    }
+
+    /// Raw class scores (logits) for each image of a batch.
+    pub fn logits_batch(&self, images: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
         let n = images.len();
         if n == 0 {
             return Ok(Vec::new());
@@ -205,14 +348,25 @@ impl ImageClassifier {
         }
         let [c, h, w] = self.input_shape;
         let input = Tensor::<4>::from_data(TensorData::new(flat, [n, c, h, w]), &self.device);
-        let probabilities = softmax(self.net.forward(input), 1); // [n, classes]
-        let classes = probabilities.dims()[1];
-        let values: Vec<f32> = probabilities
+        let logits = self.net.forward(input); // [n, classes]
+        let classes = logits.dims()[1];
+        let values: Vec<f32> = logits
             .into_data()
             .try_into_vec()
             .map_err(|e| ZooError::InvalidInput(format!("backend returned bad data: {e:?}")))?;
         Ok(values.chunks_exact(classes).map(<[f32]>::to_vec).collect())
     }
+}
+
+/// Turn logits into probabilities, subtracting the largest first so no exponent overflows.
+pub fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    row.iter_mut().for_each(|v| *v /= sum);
 }
 
 /// The failures of the test-only faulty architecture, keyed by the first input value: a
@@ -249,6 +403,7 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::save_burnpack;
 
     #[test]
     fn top_k_orders_by_probability() {
@@ -260,13 +415,13 @@ mod tests {
     fn weights_round_trip_through_burnpack() {
         let device = Device::flex();
         let arch = ClassifierArchitecture::LeNet5(LeNet5Config::new());
-        let net = arch.init(&device);
+        let net = arch.init(&device).unwrap();
         let dir = std::env::temp_dir().join(format!("kiln-zoo-rt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("w.bpk");
         save_burnpack(&net, &path).unwrap();
         let original = ImageClassifier::from_net(net, [1, 28, 28], &device);
-        let loaded = ImageClassifier::load(&arch, &path, [1, 28, 28], &device).unwrap();
+        let loaded = ImageClassifier::load(&arch, &path, &[], [1, 28, 28], &device).unwrap();
         let image = vec![0.3f32; 784];
         let a = original.classify_batch(&[&image]).unwrap();
         let b = loaded.classify_batch(&[&image]).unwrap();
@@ -282,6 +437,7 @@ mod tests {
         let err = ImageClassifier::load(
             &arch,
             Path::new("/nope/w.bpk"),
+            &[],
             [1, 28, 28],
             &Device::flex(),
         )

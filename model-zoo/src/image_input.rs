@@ -1,11 +1,12 @@
-//! Turning user images into model input: decode PNG/JPEG, convert colour, resize and
-//! normalise, as a model's input spec says. Output is `[channels, height, width]` f32 in
-//! row-major order.
+//! Turning user images into model input: decode PNG/JPEG/WebP, turn upright as the EXIF
+//! orientation says, convert colour, resize (and centre-crop) and normalise, as a model's
+//! input spec says. Output is `[channels, height, width]` f32 in row-major order.
 
 use std::io::Cursor;
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageReader, Limits};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ZooError};
@@ -30,6 +31,11 @@ pub struct ImageSpec {
     /// Largest image (width × height) accepted before decoding.
     #[serde(default = "default_max_pixels")]
     pub max_pixels: u64,
+    /// Resize so the shorter side has this many pixels, keeping the aspect ratio, then crop
+    /// the centre `height`×`width` (torchvision's `Resize` + `CenterCrop`). Without it the
+    /// image is stretched to `height`×`width`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_shorter: Option<usize>,
 }
 
 fn default_max_pixels() -> u64 {
@@ -67,6 +73,14 @@ impl ImageSpec {
         if self.std.contains(&0.0) {
             return fail("std must not contain zero".into());
         }
+        if let Some(shorter) = self.resize_shorter
+            && shorter < self.height.max(self.width)
+        {
+            return fail(format!(
+                "resize_shorter {shorter} is smaller than the {}×{} crop",
+                self.height, self.width
+            ));
+        }
         Ok(())
     }
 
@@ -79,7 +93,8 @@ impl ImageSpec {
         (value_0_255 / 255.0 - pick(&self.mean, 0.0)) / pick(&self.std, 1.0)
     }
 
-    /// Decode an encoded image (PNG or JPEG, format sniffed from the bytes) into model input.
+    /// Decode an encoded image (PNG, JPEG or WebP, format sniffed from the bytes) into model
+    /// input.
     pub fn decode(&self, bytes: &[u8]) -> Result<Vec<f32>> {
         if bytes.is_empty() {
             return Err(ZooError::InvalidImage("the image is empty".into()));
@@ -89,7 +104,7 @@ impl ImageSpec {
             .map_err(|e| ZooError::InvalidImage(e.to_string()))?;
         if reader.format().is_none() {
             return Err(ZooError::InvalidImage(
-                "unrecognised image format (expected PNG or JPEG)".into(),
+                "unrecognised image format (expected PNG, JPEG or WebP)".into(),
             ));
         }
         // Read the header first so a decompression bomb is refused before any pixel is decoded.
@@ -110,19 +125,22 @@ impl ImageSpec {
         limits.max_image_width = Some(width);
         limits.max_image_height = Some(height);
         reader.limits(limits);
-        let image = reader
-            .decode()
-            .map_err(|e| ZooError::InvalidImage(e.to_string()))?;
+        let invalid = |e: image::ImageError| ZooError::InvalidImage(e.to_string());
+        let mut decoder = reader.into_decoder().map_err(invalid)?;
+        // A photo taken with the camera turned is stored sideways, with a tag saying so.
+        let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        let mut image = DynamicImage::from_decoder(decoder).map_err(invalid)?;
+        image.apply_orientation(orientation);
         Ok(self.preprocess(image))
     }
 
-    /// Resize and normalise a decoded image.
+    /// Resize (and crop) to the model's size, and normalise, a decoded image.
     pub fn preprocess(&self, image: DynamicImage) -> Vec<f32> {
         let (w, h) = (self.width as u32, self.height as u32);
-        let image = if image.width() != w || image.height() != h {
-            image.resize_exact(w, h, FilterType::Triangle)
-        } else {
-            image
+        let image = match self.resize_shorter {
+            _ if image.width() == w && image.height() == h => image,
+            Some(shorter) => resize_and_centre_crop(image, shorter as u32, w, h),
+            None => image.resize_exact(w, h, FilterType::Triangle),
         };
         let plane = self.height * self.width;
         let mut out = vec![0.0; self.input_len()];
@@ -175,6 +193,25 @@ impl ImageSpec {
     }
 }
 
+/// What scaling the shorter side to `shorter` pixels and cropping the centre
+/// `width`×`height` gives, up to sub-pixel offsets. The crop comes first, so only the part
+/// that is kept gets resized and a very elongated image cannot blow up in memory.
+fn resize_and_centre_crop(
+    image: DynamicImage,
+    shorter: u32,
+    width: u32,
+    height: u32,
+) -> DynamicImage {
+    let scale = f64::from(shorter) / f64::from(image.width().min(image.height()));
+    let region = |side: u32, limit: u32| ((f64::from(side) / scale).round() as u32).clamp(1, limit);
+    let (crop_w, crop_h) = (region(width, image.width()), region(height, image.height()));
+    let left = (image.width() - crop_w) / 2;
+    let top = (image.height() - crop_h) / 2;
+    image
+        .crop_imm(left, top, crop_w, crop_h)
+        .resize_exact(width, height, FilterType::Triangle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +224,7 @@ mod tests {
             mean: vec![0.5],
             std: vec![0.5],
             max_pixels: 10_000,
+            resize_shorter: None,
         }
     }
 
@@ -209,6 +247,86 @@ mod tests {
     fn resizes_to_the_model_size() {
         let input = gray_spec().decode(&png(9, 7, 0)).unwrap();
         assert_eq!(input, vec![-1.0; 16]);
+    }
+
+    #[test]
+    fn resize_shorter_keeps_the_centre() {
+        // A 12×4 image, black with a white 4×4 middle: resizing the shorter side to 4 and
+        // cropping 4×4 keeps only the white part.
+        let mut img = image::GrayImage::from_pixel(12, 4, image::Luma([0]));
+        for x in 4..8 {
+            for y in 0..4 {
+                img.put_pixel(x, y, image::Luma([255]));
+            }
+        }
+        let spec = ImageSpec {
+            resize_shorter: Some(4),
+            ..gray_spec()
+        };
+        let input = spec.preprocess(DynamicImage::ImageLuma8(img));
+        assert_eq!(input, vec![1.0; 16]);
+        let stretched = gray_spec().decode(&png(12, 4, 0)).unwrap();
+        assert_eq!(stretched.len(), 16);
+    }
+
+    #[test]
+    fn resize_shorter_must_cover_the_crop() {
+        let spec = ImageSpec {
+            resize_shorter: Some(3),
+            ..gray_spec()
+        };
+        assert!(spec.validate().is_err());
+    }
+
+    #[test]
+    fn decodes_webp() {
+        let img = image::RgbImage::from_pixel(4, 4, image::Rgb([255, 255, 255]));
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::WebP)
+            .unwrap();
+        assert_eq!(gray_spec().decode(&bytes).unwrap(), vec![1.0; 16]);
+    }
+
+    /// A JPEG with an EXIF APP1 segment holding only the orientation tag.
+    fn jpeg_with_orientation(image: DynamicImage, orientation: u16) -> Vec<u8> {
+        let mut jpeg = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        let mut tiff = b"II*\0\x08\0\0\0".to_vec(); // little-endian, first IFD at 8
+        tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
+        tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+        tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&u32::from(orientation).to_le_bytes());
+        tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+        let payload = [b"Exif\0\0".as_slice(), &tiff].concat();
+        let mut app1 = vec![0xFF, 0xE1];
+        app1.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        app1.extend_from_slice(&payload);
+        [&jpeg[..2], &app1, &jpeg[2..]].concat()
+    }
+
+    #[test]
+    fn turns_photos_upright_by_their_exif_orientation() {
+        // 4 wide, 2 tall, the left column white; orientation 6 means "rotate 90° clockwise
+        // to view", which makes that column the top row of a 2×4 image.
+        let mut img = image::GrayImage::from_pixel(4, 2, image::Luma([0]));
+        img.put_pixel(0, 0, image::Luma([255]));
+        img.put_pixel(0, 1, image::Luma([255]));
+        let jpeg = jpeg_with_orientation(DynamicImage::ImageLuma8(img), 6);
+        let spec = ImageSpec {
+            height: 4,
+            width: 2,
+            ..gray_spec()
+        };
+        let input = spec.decode(&jpeg).unwrap();
+        let white: Vec<bool> = input.iter().map(|&v| v > 0.5).collect();
+        assert_eq!(
+            white,
+            [true, true, false, false, false, false, false, false]
+        );
     }
 
     #[test]

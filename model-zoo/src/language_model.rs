@@ -12,13 +12,13 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{load_burnpack, save_burnpack};
 use crate::error::{Result, ZooError};
 use crate::eval::LanguageModelScore;
 use crate::models::elman::ElmanActivation;
 use crate::models::recurrent_lm::{CellKind, LayerState, RecurrentLm, RecurrentLmConfig};
 use crate::models::transformer_lm::{KeyValue, TransformerLm, TransformerLmConfig};
 use crate::text::tokenizer::EOS_ID;
+use crate::weights::{load_weights, save_burnpack};
 
 /// Size of a recurrent language model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,7 +193,7 @@ impl LanguageModel {
     ) -> Result<Self> {
         architecture.validate().map_err(ZooError::InvalidInput)?;
         let mut net = architecture.init(device);
-        load_burnpack(&mut net, weights)?;
+        load_weights(&mut net, weights, &[])?;
         Ok(Self::from_net(net, architecture, device))
     }
 

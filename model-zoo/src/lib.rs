@@ -3,8 +3,9 @@
 //!
 //! Data enters as encoded images or raw pixels ([`image_input`]) and dataset files
 //! ([`data`]); it leaves as class probabilities from an [`classifier::ImageClassifier`].
-//! Networks live in [`models`], weights load from Burn's burnpack files, and the backend
-//! (device) is chosen at run time through [`backend::BackendKind`]. Training code sits behind
+//! Networks live in [`models`]; weights load from Burn's burnpack files, PyTorch checkpoints
+//! or safetensors ([`weights`]); the backend (device) is chosen at run time through
+//! [`backend::BackendKind`]. Training code sits behind
 //! the `train` feature so inference builds carry no autodiff.
 
 pub mod backend;
@@ -18,6 +19,7 @@ pub mod models;
 pub mod text;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod weights;
 
 pub use backend::BackendKind;
 pub use burn::prelude::Device;

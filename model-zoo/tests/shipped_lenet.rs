@@ -18,7 +18,7 @@ fn shipped_weights_reach_89_percent_on_the_test_set() {
     let arch = ClassifierArchitecture::LeNet5(LeNet5Config::new());
     let spec = fashion_mnist::image_spec();
     let classifier =
-        ImageClassifier::load(&arch, &weights(), spec.shape(), &Device::flex()).unwrap();
+        ImageClassifier::load(&arch, &weights(), &[], spec.shape(), &Device::flex()).unwrap();
     let test = FashionMnist::load(Path::new(fashion_mnist::DEFAULT_DIR), Split::Test).unwrap();
     let accuracy = evaluate_fashion_mnist(&classifier, &test, &spec, 1000).unwrap();
     assert_eq!(accuracy.samples, 10_000);
@@ -28,7 +28,8 @@ fn shipped_weights_reach_89_percent_on_the_test_set() {
 #[test]
 fn weights_for_another_shape_are_refused_with_the_tensor_name() {
     let arch = ClassifierArchitecture::LeNet5(LeNet5Config::new().with_num_classes(7));
-    let err = ImageClassifier::load(&arch, &weights(), [1, 28, 28], &Device::flex()).unwrap_err();
+    let err =
+        ImageClassifier::load(&arch, &weights(), &[], [1, 28, 28], &Device::flex()).unwrap_err();
     assert!(err.to_string().contains("fc3"), "{err}");
 }
 
@@ -37,7 +38,7 @@ fn batched_outputs_equal_single_outputs() {
     let arch = ClassifierArchitecture::LeNet5(LeNet5Config::new());
     let spec = fashion_mnist::image_spec();
     let classifier =
-        ImageClassifier::load(&arch, &weights(), spec.shape(), &Device::flex()).unwrap();
+        ImageClassifier::load(&arch, &weights(), &[], spec.shape(), &Device::flex()).unwrap();
     let test = FashionMnist::load(Path::new(fashion_mnist::DEFAULT_DIR), Split::Test).unwrap();
     let inputs: Vec<Vec<f32>> = (0..16)
         .map(|i| kiln_zoo::eval::fashion_mnist_input(&test, i, &spec).unwrap())

@@ -32,9 +32,13 @@ pub struct ExportArgs {
     pub model: String,
     #[arg(long, env = "KILN_MODEL_REPOSITORY", default_value = "models")]
     pub model_repository: PathBuf,
-    /// File to write.
-    #[arg(long)]
-    pub safetensors: PathBuf,
+    /// Write safetensors under Burn's parameter names and layouts, for tools outside Kiln.
+    #[arg(long, required_unless_present = "burnpack")]
+    pub safetensors: Option<PathBuf>,
+    /// Write Burn's burnpack format, which Kiln loads fastest: converts an imported
+    /// PyTorch or safetensors checkpoint once.
+    #[arg(long, conflicts_with = "safetensors")]
+    pub burnpack: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

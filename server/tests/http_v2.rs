@@ -92,6 +92,7 @@ async fn infer_on_pixels_files_and_preprocessed_tensors_agrees_with_classify() {
         mean: vec![0.286],
         std: vec![0.353],
         max_pixels: 40_000_000,
+        resize_shorter: None,
     };
     let preprocessed: Vec<f32> = [0, 1]
         .iter()
@@ -111,6 +112,28 @@ async fn infer_on_pixels_files_and_preprocessed_tensors_agrees_with_classify() {
     for (a, b) in probabilities.iter().zip(&again) {
         assert!((a - b).abs() < 1e-5);
     }
+
+    // The raw logits on request, beside the probabilities; softmax turns one into the other.
+    let (status, answer) = post_json(
+        &client,
+        url.clone(),
+        json!({
+            "inputs": [{ "name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32", "data": preprocessed }],
+            "outputs": [{ "name": "logits" }, { "name": "probabilities" }],
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outputs"][0]["name"], "logits");
+    let mut logits = floats(&answer["outputs"][0]["data"]);
+    assert_eq!(logits.len(), 20);
+    logits
+        .chunks_mut(10)
+        .for_each(kiln_zoo::classifier::softmax_in_place);
+    for (a, b) in probabilities.iter().zip(&logits) {
+        assert!((a - b).abs() < 1e-5);
+    }
+    assert_eq!(floats(&answer["outputs"][1]["data"]), again);
 
     // PNG files as binary BYTES, answered with the classification extension in binary.
     let files = kiln_server::v2::tensor::TensorData::Bytes(vec![png(&data, 0), png(&data, 1)]);

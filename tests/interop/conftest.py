@@ -3,60 +3,27 @@ language model from the bundled repository, on free loopback ports."""
 
 import gzip
 import os
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.request
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from kiln_process import running_kiln  # noqa: E402
+
 MODELS = ["lenet-fashion", "gru-web-en"]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def kiln():
-    binary = Path(os.environ.get("KILN_BIN", ROOT / "target" / "debug" / "kiln"))
-    repository = tempfile.mkdtemp(prefix="kiln-interop-")
+def kiln(tmp_path_factory):
+    repository = tmp_path_factory.mktemp("repository")
     for model in MODELS:
-        os.symlink(ROOT / "models" / model, Path(repository) / model)
-    http_port, grpc_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "serve",
-            "--model-repository", repository,
-            "--http-addr", f"127.0.0.1:{http_port}",
-            "--grpc-addr", f"127.0.0.1:{grpc_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    ready = f"http://127.0.0.1:{http_port}/v2/health/ready"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(ready, timeout=1).status == 200:
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            raise RuntimeError("kiln did not become ready: " + process.stderr.read().decode())
-        time.sleep(0.2)
-    yield {"http": f"127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}"}
-    process.terminate()
-    process.wait(timeout=60)
+        os.symlink(ROOT / "models" / model, repository / model)
+    with running_kiln(repository, repository.parent / "kiln.log") as addresses:
+        yield addresses
 
 
 @pytest.fixture(scope="session")

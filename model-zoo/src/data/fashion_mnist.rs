@@ -119,6 +119,7 @@ pub fn image_spec() -> crate::image_input::ImageSpec {
         mean: vec![0.2860],
         std: vec![0.3530],
         max_pixels: crate::image_input::DEFAULT_MAX_PIXELS,
+        resize_shorter: None,
     }
 }
 

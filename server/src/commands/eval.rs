@@ -48,6 +48,7 @@ pub(super) fn load_classifier(
     ImageClassifier::load(
         &config.architecture,
         &dir.join(&config.weights),
+        &config.key_remap,
         config.input.shape(),
         &device,
     )

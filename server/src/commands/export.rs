@@ -1,5 +1,6 @@
 //! `kiln export`: a classifier's weights as safetensors, so the same network can be rebuilt
-//! elsewhere (the peer servers of the benchmarks run it through ONNX).
+//! elsewhere (the peer servers of the benchmarks run it through ONNX), or as burnpack, so an
+//! imported checkpoint is converted once instead of at every start.
 
 use super::eval::load_classifier;
 use kiln_zoo::BackendKind;
@@ -13,9 +14,19 @@ pub fn run(args: &ExportArgs) -> Result<(), String> {
         return Err(format!("{} is not a classifier", args.model));
     };
     let classifier = load_classifier(&dir, &config, BackendKind::default())?;
-    classifier
-        .save_safetensors(&args.safetensors)
-        .map_err(|e| e.to_string())?;
-    println!("wrote {}", args.safetensors.display());
+    let path = match (&args.safetensors, &args.burnpack) {
+        (Some(path), _) => {
+            classifier
+                .save_safetensors(path)
+                .map_err(|e| e.to_string())?;
+            path
+        }
+        (None, Some(path)) => {
+            classifier.save_burnpack(path).map_err(|e| e.to_string())?;
+            path
+        }
+        (None, None) => return Err("say where to write: --safetensors or --burnpack".into()),
+    };
+    println!("wrote {}", path.display());
     Ok(())
 }

@@ -4,10 +4,11 @@ use crate::cli::TrainArgs;
 
 #[cfg(feature = "train")]
 pub fn run(args: &TrainArgs) -> Result<(), String> {
-    use kiln_zoo::classifier::{ClassifierArchitecture, save_burnpack};
+    use kiln_zoo::classifier::ClassifierArchitecture;
     use kiln_zoo::data::fashion_mnist::{CLASS_NAMES, FashionMnist, Split};
     use kiln_zoo::models::lenet::LeNet5Config;
     use kiln_zoo::train::lenet::LeNetTraining;
+    use kiln_zoo::weights::save_burnpack;
 
     use crate::repository::{BatchingConfig, ClassifierConfig, ModelConfig};
 

@@ -4,6 +4,7 @@ use kiln_zoo::{BackendKind, Device};
 use std::path::PathBuf;
 
 use kiln_zoo::classifier::{ClassifierArchitecture, ImageClassifier};
+use kiln_zoo::weights::KeyRemap;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ struct ClassifierExecutor {
 struct ClassifierSource {
     architecture: ClassifierArchitecture,
     weights: PathBuf,
+    key_remap: Vec<KeyRemap>,
     input_shape: [usize; 3],
     device: Device,
 }
@@ -39,6 +41,7 @@ impl ClassifierSource {
         ImageClassifier::load(
             &self.architecture,
             &self.weights,
+            &self.key_remap,
             self.input_shape,
             &self.device,
         )
@@ -50,7 +53,7 @@ impl BatchExecutor<Vec<f32>, Vec<f32>> for ClassifierExecutor {
     fn execute(&mut self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, ExecutorError> {
         let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
         self.classifier
-            .classify_batch(&refs)
+            .logits_batch(&refs)
             .map_err(|e| ExecutorError(e.to_string()))
     }
 
@@ -192,6 +195,7 @@ fn load_classifier(
     let source = ClassifierSource {
         architecture: config.architecture.clone(),
         weights: entry.dir.join(&config.weights),
+        key_remap: config.key_remap.clone(),
         input_shape: config.input.shape(),
         device,
     };
@@ -228,7 +232,7 @@ fn warm_up(classifier: &ImageClassifier, max_batch_size: usize) -> Result<(), St
     for size in [1, max_batch_size] {
         let batch: Vec<&[f32]> = vec![image.as_slice(); size];
         let out = classifier
-            .classify_batch(&batch)
+            .logits_batch(&batch)
             .map_err(|e| format!("warm-up failed: {e}"))?;
         if out.iter().flatten().any(|p| !p.is_finite()) {
             return Err("warm-up produced non-finite outputs".into());

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use kiln_zoo::BackendKind;
-use kiln_zoo::classifier::top_k;
+use kiln_zoo::classifier::{softmax_in_place, top_k};
 use kiln_zoo::image_input::ImageSpec;
 use tokio::time::Instant;
 
@@ -104,14 +104,25 @@ impl ClassifierRunner {
         &self.config.input
     }
 
-    /// Class probabilities for one preprocessed image, through the batcher. A request still
+    /// Raw class scores for one preprocessed image, through the batcher. A request still
     /// queued at `deadline` is dropped before compute.
-    pub async fn probabilities(
+    pub async fn logits(
         &self,
         input: Vec<f32>,
         deadline: Option<Instant>,
     ) -> Result<Vec<f32>, InferError> {
         self.batcher.infer_by(input, deadline).await
+    }
+
+    /// Class probabilities for one preprocessed image.
+    pub async fn probabilities(
+        &self,
+        input: Vec<f32>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<f32>, InferError> {
+        let mut scores = self.logits(input, deadline).await?;
+        softmax_in_place(&mut scores);
+        Ok(scores)
     }
 
     /// The `k` most likely classes for one preprocessed image.

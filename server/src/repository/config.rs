@@ -7,6 +7,7 @@ use kiln_zoo::BackendKind;
 use kiln_zoo::classifier::ClassifierArchitecture;
 use kiln_zoo::image_input::ImageSpec;
 use kiln_zoo::language_model::LanguageModelArchitecture;
+use kiln_zoo::weights::KeyRemap;
 use serde::{Deserialize, Serialize};
 
 /// Name of the config file inside each model folder.
@@ -46,8 +47,13 @@ pub struct ClassifierConfig {
     /// Version reported by the API.
     #[serde(default = "default_version")]
     pub version: String,
-    /// Weights file, relative to the model folder (Burn burnpack format).
+    /// Weights file, relative to the model folder: Burn burnpack (`.bpk`), a PyTorch
+    /// checkpoint (`.pt`, `.pth`, `.bin`) or safetensors (`.safetensors`).
     pub weights: PathBuf,
+    /// Renamings of checkpoint keys, `[regex, replacement]`, applied before the
+    /// architecture's own (e.g. `["^module\\.", ""]` for a DataParallel checkpoint).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_remap: Vec<KeyRemap>,
     /// Class names, one per line, relative to the model folder.
     pub labels: PathBuf,
     /// Executor threads, each with its own copy of the model.
@@ -231,6 +237,7 @@ impl LanguageModelConfig {
 impl ClassifierConfig {
     fn validate(&self) -> Result<(), String> {
         self.input.validate().map_err(|e| e.to_string())?;
+        self.architecture.validate().map_err(|e| e.to_string())?;
         if self.input.channels != self.architecture.in_channels() {
             return Err(format!(
                 "input has {} channels but {} takes {}",

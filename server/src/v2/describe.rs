@@ -8,6 +8,8 @@ use crate::registry::{ModelHandle, TaskRunner};
 pub const CLASSIFIER_INPUT: &str = "input";
 /// A classifier's output: class probabilities `[N, classes]`.
 pub const CLASSIFIER_OUTPUT: &str = "probabilities";
+/// A classifier's other output: the network's raw scores `[N, classes]`, before softmax.
+pub const CLASSIFIER_LOGITS_OUTPUT: &str = "logits";
 /// A language model's text input: BYTES `[N]`.
 pub const LM_TEXT_INPUT: &str = "text";
 /// A language model's alternative input: token ids `[N, L]`.
@@ -51,11 +53,11 @@ pub fn tensors(handle: &ModelHandle) -> (Vec<TensorMetadata>, Vec<TensorMetadata
                     DataType::Fp32,
                     [&[-1][..], &chw].concat(),
                 )],
-                vec![TensorMetadata::new(
-                    CLASSIFIER_OUTPUT,
-                    DataType::Fp32,
-                    vec![-1, c.labels.len() as i64],
-                )],
+                [CLASSIFIER_OUTPUT, CLASSIFIER_LOGITS_OUTPUT]
+                    .map(|name| {
+                        TensorMetadata::new(name, DataType::Fp32, vec![-1, c.labels.len() as i64])
+                    })
+                    .to_vec(),
             )
         }
         TaskRunner::LanguageModel(lm) => (

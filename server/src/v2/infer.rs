@@ -6,11 +6,13 @@
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
+use kiln_zoo::classifier::softmax_in_place;
 use kiln_zoo::text::tokenizer::BOS_ID;
 use tokio::time::Instant;
 
 use super::describe::{
-    CLASSIFIER_INPUT, CLASSIFIER_OUTPUT, LM_LOG_PROBS_OUTPUT, LM_TEXT_INPUT, LM_TOKEN_IDS_INPUT,
+    CLASSIFIER_INPUT, CLASSIFIER_LOGITS_OUTPUT, CLASSIFIER_OUTPUT, LM_LOG_PROBS_OUTPUT,
+    LM_TEXT_INPUT, LM_TOKEN_IDS_INPUT,
 };
 use super::tensor::{InputTensor, OutputTensor, TensorData};
 use crate::deadline::deadline_error;
@@ -64,21 +66,36 @@ async fn run(
     requested: Vec<RequestedOutput>,
     deadline: Instant,
 ) -> Result<Vec<OutputTensor>, KilnError> {
-    let (output_name, rows, labels) = match &handle.runner {
+    // Every output the model can give, the default one first.
+    let (outputs, labels): (Vec<(&str, Vec<Vec<f32>>)>, _) = match &handle.runner {
         TaskRunner::Classifier(c) => {
-            check_outputs(&requested, CLASSIFIER_OUTPUT)?;
-            let rows = classify_rows(c, inputs, deadline).await?;
-            (CLASSIFIER_OUTPUT, rows, Labels::Classes(&c.labels))
+            check_outputs(&requested, &[CLASSIFIER_OUTPUT, CLASSIFIER_LOGITS_OUTPUT])?;
+            let logits = classify_rows(c, inputs, deadline).await?;
+            let probabilities = logits
+                .iter()
+                .map(|row| {
+                    let mut row = row.clone();
+                    softmax_in_place(&mut row);
+                    row
+                })
+                .collect();
+            (
+                vec![
+                    (CLASSIFIER_OUTPUT, probabilities),
+                    (CLASSIFIER_LOGITS_OUTPUT, logits),
+                ],
+                Labels::Classes(&c.labels),
+            )
         }
         TaskRunner::LanguageModel(lm) => {
-            check_outputs(&requested, LM_LOG_PROBS_OUTPUT)?;
+            check_outputs(&requested, &[LM_LOG_PROBS_OUTPUT])?;
             let rows = next_token_rows(lm, inputs, deadline).await?;
-            (LM_LOG_PROBS_OUTPUT, rows, Labels::Words(lm))
+            (vec![(LM_LOG_PROBS_OUTPUT, rows)], Labels::Words(lm))
         }
     };
     let requested = if requested.is_empty() {
         vec![RequestedOutput {
-            name: output_name.to_string(),
+            name: outputs[0].0.to_string(),
             classification: None,
         }]
     } else {
@@ -86,9 +103,15 @@ async fn run(
     };
     Ok(requested
         .into_iter()
-        .map(|output| match output.classification {
-            Some(k) => classification(output.name, &rows, k, &labels),
-            None => scores(output.name, &rows),
+        .map(|output| {
+            let rows = outputs
+                .iter()
+                .find(|(name, _)| *name == output.name)
+                .map_or(&[][..], |(_, rows)| rows.as_slice());
+            match output.classification {
+                Some(k) => classification(output.name, rows, k, &labels),
+                None => scores(output.name, rows),
+            }
         })
         .collect())
 }
@@ -108,12 +131,13 @@ impl Labels<'_> {
     }
 }
 
-fn check_outputs(requested: &[RequestedOutput], available: &str) -> Result<(), KilnError> {
+fn check_outputs(requested: &[RequestedOutput], available: &[&str]) -> Result<(), KilnError> {
     for output in requested {
-        if output.name != available {
+        if !available.contains(&output.name.as_str()) {
             return Err(KilnError::bad_input(format!(
-                "unknown output '{}'; this model has '{available}'",
-                output.name
+                "unknown output '{}'; this model has '{}'",
+                output.name,
+                available.join("', '")
             )));
         }
         if output.classification == Some(0) || output.classification > Some(MAX_CLASSIFICATION) {
@@ -153,7 +177,8 @@ fn string_rows(input: &InputTensor) -> Result<usize, KilnError> {
     }
 }
 
-/// Preprocess each image, then run them through the classifier's batcher together.
+/// Preprocess each image, then run them through the classifier's batcher together; the
+/// network's logits for each.
 async fn classify_rows(
     classifier: &ClassifierRunner,
     inputs: Vec<InputTensor>,
@@ -168,7 +193,7 @@ async fn classify_rows(
     try_join_all(
         images
             .into_iter()
-            .map(|image| classifier.probabilities(image, Some(deadline))),
+            .map(|image| classifier.logits(image, Some(deadline))),
     )
     .await
     .map_err(KilnError::from)
