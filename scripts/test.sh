@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs Kiln's test suite on a fresh machine: installs what the tests need first
-# (Debian's Fashion-MNIST, SWORD Bible texts and Prometheus packages, cargo-nextest, and
-# Triton's Python clients in a virtual environment), then runs every test: the Rust suite,
-# then the interop suite that drives the kiln binary with tritonclient over HTTP and gRPC.
+# (Debian's Fashion-MNIST, SWORD Bible texts and Prometheus packages, cargo-nextest;
+# Triton's Python clients, and PyTorch with torchvision, in virtual environments; the
+# EfficientNet-Lite0 weights), then runs every test: the Rust suite, the interop suite that
+# drives the kiln binary with tritonclient over HTTP and gRPC, and the parity suite that
+# checks the CNN zoo against PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +27,4 @@ fi
 
 cargo nextest run --workspace --features kiln-zoo/train,kiln-zoo/fault-injection "$@"
 scripts/interop.sh
+scripts/parity.sh

@@ -223,6 +223,9 @@ impl ClassifierArchitecture {
 }
 
 /// One of the classification networks in the zoo.
+// One value per model instance, built once at load: the size of the largest variant costs
+// nothing on the request path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ClassifierNet {
     LeNet5(LeNet5),

@@ -267,7 +267,7 @@ async fn bad_requests_get_clear_client_errors() {
         (
             lenet.clone(),
             json!({ "inputs": [{ "name": "input", "shape": [1, 28, 28, 1], "datatype": "UINT8", "data": vec![0; 784] }],
-                    "outputs": [{ "name": "logits" }] }),
+                    "outputs": [{ "name": "scores" }] }),
             400,
         ),
         (
@@ -522,7 +522,7 @@ async fn compressed_request_bodies_are_decoded_within_the_size_limit() {
     let (server, base) = start(ServeSettings::for_tests(repo.path())).await;
     let client = reqwest::Client::new();
     let gzip = |bytes: &[u8]| {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(bytes).unwrap();
         encoder.finish().unwrap()
     };

@@ -39,10 +39,12 @@ impl ResNetConfig {
 
     pub fn init(&self, device: &Device) -> ResNet {
         let mut in_channels = 64;
-        let mut stage = |index: usize| {
+        // Each stage doubles the width; its first block halves the resolution (except the
+        // first stage's, after the max-pool).
+        let mut stage = |index: usize| -> Vec<Residual> {
             let width = 64 << index;
             let out_channels = width * self.expansion();
-            let blocks = (0..self.blocks[index])
+            (0..self.blocks[index])
                 .map(|i| {
                     let stride = if i == 0 && index > 0 { 2 } else { 1 };
                     let block =
@@ -50,8 +52,7 @@ impl ResNetConfig {
                     in_channels = out_channels;
                     block
                 })
-                .collect();
-            blocks
+                .collect()
         };
         let (layer1, layer2, layer3, layer4) = (stage(0), stage(1), stage(2), stage(3));
         ResNet {

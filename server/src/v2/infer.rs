@@ -67,7 +67,7 @@ async fn run(
     deadline: Instant,
 ) -> Result<Vec<OutputTensor>, KilnError> {
     // Every output the model can give, the default one first.
-    let (outputs, labels): (Vec<(&str, Vec<Vec<f32>>)>, _) = match &handle.runner {
+    let (outputs, labels): (Vec<NamedRows>, _) = match &handle.runner {
         TaskRunner::Classifier(c) => {
             check_outputs(&requested, &[CLASSIFIER_OUTPUT, CLASSIFIER_LOGITS_OUTPUT])?;
             let logits = classify_rows(c, inputs, deadline).await?;
@@ -115,6 +115,9 @@ async fn run(
         })
         .collect())
 }
+
+/// An output's name and its rows of scores.
+type NamedRows = (&'static str, Vec<Vec<f32>>);
 
 /// What the classification extension names each index after.
 enum Labels<'a> {
