@@ -11,11 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/torch-venv
-if [ ! -x "$venv/bin/pytest" ] || ! "$venv/bin/python" -c 'import torchvision, skimage, safetensors' 2>/dev/null; then
+if [ ! -x "$venv/bin/pytest" ] || ! "$venv/bin/python" -c 'import torchvision, skimage, safetensors, onnx' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
         'torch==2.15.*' 'torchvision==0.29.*' 'safetensors==0.8.*' 'scikit-image==0.26.*' \
-        'pytest==9.*' numpy
+        'pytest==9.*' numpy onnx
 fi
 # The same features as the test suite, so the binary it built is reused.
 cargo build --quiet --workspace --bins --features kiln-zoo/train,kiln-zoo/fault-injection
