@@ -34,6 +34,10 @@ pub enum ClassifierArchitecture {
     InceptionV3(InceptionSpec),
     #[serde(rename = "efficientnet-lite0")]
     EfficientNetLite0(ClassCount),
+    /// PaddleOCR's text-direction classifier, generated from its ONNX file at build time.
+    #[cfg(feature = "onnx")]
+    #[serde(rename = "ppocr-text-direction")]
+    PpOcrTextDirection,
     /// LeNet-5 that fails on purpose when an image's first pixel is white: it panics, and
     /// returns an error when the pixel is mid-grey. For testing fault isolation only.
     #[cfg(feature = "fault-injection")]
@@ -96,6 +100,8 @@ impl ClassifierArchitecture {
             ClassifierArchitecture::ResNet(_) => "resnet",
             ClassifierArchitecture::InceptionV3(_) => "inception-v3",
             ClassifierArchitecture::EfficientNetLite0(_) => "efficientnet-lite0",
+            #[cfg(feature = "onnx")]
+            ClassifierArchitecture::PpOcrTextDirection => "ppocr-text-direction",
             #[cfg(feature = "fault-injection")]
             ClassifierArchitecture::FaultyLeNet5(_) => "faulty-lenet5",
         }
@@ -110,6 +116,8 @@ impl ClassifierArchitecture {
             ClassifierArchitecture::ResNet(c) => c.num_classes,
             ClassifierArchitecture::InceptionV3(c) => c.num_classes,
             ClassifierArchitecture::EfficientNetLite0(c) => c.num_classes,
+            #[cfg(feature = "onnx")]
+            ClassifierArchitecture::PpOcrTextDirection => 2,
             #[cfg(feature = "fault-injection")]
             ClassifierArchitecture::FaultyLeNet5(c) => c.num_classes,
         }
@@ -173,6 +181,16 @@ impl ClassifierArchitecture {
         }
     }
 
+    /// For a network generated from an ONNX file, that file: its weights are compiled in,
+    /// and the model folder's weights must be the same file.
+    pub fn compiled_source(&self) -> Option<&'static [u8]> {
+        match self {
+            #[cfg(feature = "onnx")]
+            ClassifierArchitecture::PpOcrTextDirection => Some(kiln_onnx::text_direction::SOURCE),
+            _ => None,
+        }
+    }
+
     /// Whether this is a test-only architecture that fails on purpose.
     pub fn fails_on_purpose(&self) -> bool {
         match self {
@@ -216,6 +234,10 @@ impl ClassifierArchitecture {
                     .with_num_classes(c.num_classes)
                     .init(device),
             ),
+            #[cfg(feature = "onnx")]
+            ClassifierArchitecture::PpOcrTextDirection => ClassifierNet::PpOcrTextDirection(
+                kiln_onnx::text_direction::Model::from_embedded(device),
+            ),
             #[cfg(feature = "fault-injection")]
             ClassifierArchitecture::FaultyLeNet5(c) => ClassifierNet::LeNet5(c.init(device)),
         })
@@ -235,6 +257,8 @@ pub enum ClassifierNet {
     ResNet(ResNet),
     InceptionV3(InceptionV3),
     EfficientNetLite0(EfficientNetLite0),
+    #[cfg(feature = "onnx")]
+    PpOcrTextDirection(kiln_onnx::text_direction::Model),
 }
 
 impl ClassifierNet {
@@ -250,6 +274,12 @@ impl ClassifierNet {
             ClassifierNet::ResNet(m) => m.forward(images),
             ClassifierNet::InceptionV3(m) => m.forward(images),
             ClassifierNet::EfficientNetLite0(m) => m.forward(images),
+            // The network ends in a softmax; its log-probabilities are logits whose softmax
+            // gives those probabilities back.
+            #[cfg(feature = "onnx")]
+            ClassifierNet::PpOcrTextDirection(m) => {
+                m.forward(images).clamp_min(f32::MIN_POSITIVE).log()
+            }
         }
     }
 }
@@ -283,8 +313,13 @@ impl ImageClassifier {
             )));
         }
         let mut net = architecture.init(device)?;
-        let keys = [key_remaps, &architecture.checkpoint_keys()].concat();
-        load_weights(&mut net, weights, &keys)?;
+        match architecture.compiled_source() {
+            Some(source) => check_compiled_source(source, weights)?,
+            None => {
+                let keys = [key_remaps, &architecture.checkpoint_keys()].concat();
+                load_weights(&mut net, weights, &keys)?;
+            }
+        }
         let mut classifier = Self::from_net(net, input_shape, device);
         classifier.faulty = architecture.fails_on_purpose();
         Ok(classifier)
@@ -359,6 +394,21 @@ impl ImageClassifier {
             .map_err(|e| ZooError::InvalidInput(format!("backend returned bad data: {e:?}")))?;
         Ok(values.chunks_exact(classes).map(<[f32]>::to_vec).collect())
     }
+}
+
+/// A network generated at build time carries its weights; its folder's weights file must be
+/// the ONNX file it was generated from, so what the folder says is what is served.
+fn check_compiled_source(source: &[u8], weights: &Path) -> Result<()> {
+    let bytes = std::fs::read(weights).map_err(|e| ZooError::io(weights, e))?;
+    if bytes != source {
+        return Err(ZooError::Weights {
+            path: weights.to_path_buf(),
+            reason: "this network is compiled from another ONNX file; serving a different one \
+                     needs a rebuild with it"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Turn logits into probabilities, subtracting the largest first so no exponent overflows.
