@@ -19,6 +19,18 @@ def free_port():
 
 
 @contextmanager
+def serving_folders(folders, workdir):
+    """A kiln serving the given model folders, linked by name into a fresh repository in
+    `workdir` (a new, empty directory)."""
+    repository = Path(workdir) / "repository"
+    repository.mkdir()
+    for folder in folders:
+        os.symlink(folder, repository / Path(folder).name)
+    with running_kiln(repository, Path(workdir) / "kiln.log") as addresses:
+        yield addresses
+
+
+@contextmanager
 def running_kiln(repository, log_path, ready_timeout=120, extra_args=()):
     """Yield {"http": host:port, "grpc": host:port} of a kiln serving `repository`; its log
     goes to `log_path` and is shown if it never becomes ready."""

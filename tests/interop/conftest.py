@@ -2,7 +2,6 @@
 language model from the bundled repository, on free loopback ports."""
 
 import gzip
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-from kiln_process import running_kiln  # noqa: E402
+from kiln_process import serving_folders  # noqa: E402
 
 MODELS = ["lenet-fashion", "gru-web-en"]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -19,10 +18,8 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.fixture(scope="session")
 def kiln(tmp_path_factory):
-    repository = tmp_path_factory.mktemp("repository")
-    for model in MODELS:
-        os.symlink(ROOT / "models" / model, repository / model)
-    with running_kiln(repository, repository.parent / "kiln.log") as addresses:
+    folders = [ROOT / "models" / model for model in MODELS]
+    with serving_folders(folders, tmp_path_factory.mktemp("interop")) as addresses:
         yield addresses
 
 

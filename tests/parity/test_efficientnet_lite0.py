@@ -17,7 +17,7 @@ from conftest import infer_logits
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench" / "peers"))
-from kiln_process import running_kiln  # noqa: E402
+from kiln_process import serving_folders  # noqa: E402
 from torch_efficientnet_lite0 import EfficientNetLite0  # noqa: E402
 
 MODEL = ROOT / "models" / "efficientnet-lite0"
@@ -41,9 +41,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def kiln(tmp_path_factory):
-    repository = tmp_path_factory.mktemp("efficientnet-repository")
-    os.symlink(MODEL, repository / "efficientnet-lite0")
-    with running_kiln(repository, repository.parent / "efficientnet-kiln.log") as addresses:
+    with serving_folders([MODEL], tmp_path_factory.mktemp("efficientnet")) as addresses:
         yield addresses
 
 

@@ -1,7 +1,6 @@
 """The text-direction classifier Kiln serves through burn-onnx's generated code computes
 what onnxruntime computes from the same ONNX file, on real text and on noise."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,16 +14,14 @@ from conftest import infer_logits
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-from kiln_process import running_kiln  # noqa: E402
+from kiln_process import serving_folders  # noqa: E402
 
 MODEL = ROOT / "models" / "text-direction"
 
 
 @pytest.fixture(scope="module")
 def kiln(tmp_path_factory):
-    repository = tmp_path_factory.mktemp("onnx-repository")
-    os.symlink(MODEL, repository / "text-direction")
-    with running_kiln(repository, repository.parent / "onnx-kiln.log") as addresses:
+    with serving_folders([MODEL], tmp_path_factory.mktemp("onnx")) as addresses:
         yield addresses
 
 
