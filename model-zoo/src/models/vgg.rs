@@ -8,22 +8,8 @@ use burn::tensor::activation::relu;
 
 use super::blocks::{ConvShape, conv};
 
-/// Output channels of VGG-11's convolutions, `None` where a 2×2 max-pool sits.
-const VGG11_LAYOUT: [Option<usize>; 13] = [
-    Some(64),
-    None,
-    Some(128),
-    None,
-    Some(256),
-    Some(256),
-    None,
-    Some(512),
-    Some(512),
-    None,
-    Some(512),
-    Some(512),
-    None,
-];
+/// Output channels of VGG-11's convolutions, in stages that each end in a 2×2 max-pool.
+const VGG11_STAGES: [&[usize]; 5] = [&[64], &[128], &[256, 256], &[512, 512], &[512, 512]];
 
 #[derive(Config, Debug)]
 pub struct Vgg11Config {
@@ -33,7 +19,7 @@ pub struct Vgg11Config {
 
 #[derive(Module, Debug)]
 pub struct Vgg11 {
-    convs: Vec<Conv2d>,
+    stages: Vec<Vec<Conv2d>>,
     pool: MaxPool2d,
     avgpool: AdaptiveAvgPool2d,
     fc1: Linear,
@@ -41,23 +27,21 @@ pub struct Vgg11 {
     fc3: Linear,
 }
 
-/// torchvision's `features` Sequential interleaves each convolution with a ReLU (and some
-/// with a pool): its n-th convolution sits at the position this remapping names.
+/// torchvision keeps every layer in one `features` Sequential, each convolution followed by
+/// a ReLU and each stage by a pool: its n-th convolution sits at the position this
+/// remapping names.
 pub fn torchvision_keys() -> Vec<(String, String)> {
     let mut keys = Vec::new();
     let mut position = 0;
-    let mut conv_index = 0;
-    for layer in VGG11_LAYOUT {
-        if layer.is_some() {
+    for (stage, convs) in VGG11_STAGES.iter().enumerate() {
+        for conv in 0..convs.len() {
             keys.push((
                 format!(r"^features\.{position}\."),
-                format!("convs.{conv_index}."),
+                format!("stages.{stage}.{conv}."),
             ));
-            conv_index += 1;
             position += 2; // the convolution and its ReLU
-        } else {
-            position += 1;
         }
+        position += 1; // the pool
     }
     for (position, name) in [(0, "fc1"), (3, "fc2"), (6, "fc3")] {
         keys.push((format!(r"^classifier\.{position}\."), format!("{name}.")));
@@ -67,19 +51,22 @@ pub fn torchvision_keys() -> Vec<(String, String)> {
 
 impl Vgg11Config {
     pub fn init(&self, device: &Device) -> Vgg11 {
-        let mut convs = Vec::new();
         let mut channels = 3;
-        for out in VGG11_LAYOUT.into_iter().flatten() {
-            convs.push(conv(
-                [channels, out],
-                ConvShape::square(3).pad(1),
-                true,
-                device,
-            ));
-            channels = out;
-        }
+        let stages = VGG11_STAGES
+            .iter()
+            .map(|outs| {
+                outs.iter()
+                    .map(|&out| {
+                        let layer =
+                            conv([channels, out], ConvShape::square(3).pad(1), true, device);
+                        channels = out;
+                        layer
+                    })
+                    .collect()
+            })
+            .collect();
         Vgg11 {
-            convs,
+            stages,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             avgpool: AdaptiveAvgPool2dConfig::new([7, 7]).init(),
             fc1: LinearConfig::new(512 * 7 * 7, 4096).init(device),
@@ -94,14 +81,10 @@ impl Vgg11 {
     /// - input: `[batch, 3, height, width]`, height and width at least 32
     /// - output: `[batch, num_classes]` logits
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut convs = self.convs.iter();
-        let mut x = images;
-        for layer in VGG11_LAYOUT {
-            x = match layer {
-                Some(_) => relu(convs.next().expect("one conv per layout entry").forward(x)),
-                None => self.pool.forward(x),
-            };
-        }
+        let x = self.stages.iter().fold(images, |x, convs| {
+            let x = convs.iter().fold(x, |x, conv| relu(conv.forward(x)));
+            self.pool.forward(x)
+        });
         let x: Tensor<2> = self.avgpool.forward(x).flatten(1, 3); // [B, 25088]
         let x = relu(self.fc1.forward(x));
         let x = relu(self.fc2.forward(x));
