@@ -30,10 +30,10 @@ fn tells_upright_text_from_upside_down() {
     )
     .unwrap();
     let upright = spec
-        .decode(&std::fs::read(repo("examples/images/text-line.png")).unwrap())
+        .decode(&std::fs::read(repo("examples/text-lines/upright.png")).unwrap())
         .unwrap();
     let turned = spec
-        .decode(&std::fs::read(repo("examples/images/text-line-upside-down.png")).unwrap())
+        .decode(&std::fs::read(repo("examples/text-lines/upside-down.png")).unwrap())
         .unwrap();
     let probabilities = classifier.classify_batch(&[&upright, &turned]).unwrap();
     assert!(probabilities[0][0] > 0.9, "{probabilities:?}");

@@ -1,4 +1,4 @@
-//! `POST /v1/models/{model}/classify`: an image in (raw PNG/JPEG body, multipart upload,
+//! `POST /v1/models/{model}/classify`: an image in (raw PNG/JPEG/WebP body, multipart upload,
 //! or JSON with base64 bytes or raw pixels), the top-k classes out.
 
 use axum::Json;
@@ -43,9 +43,10 @@ pub struct ImageUpload {
     params(("model" = String, Path, description = "model name"),
            ("top_k" = Option<usize>, Query, description = "classes to return (default 5)"),
            ("kiln-timeout-ms" = Option<u64>, Header, description = "deadline in milliseconds")),
-    request_body(description = "a PNG or JPEG image: raw bytes, a multipart upload, or JSON", content(
+    request_body(description = "a PNG, JPEG or WebP image: raw bytes, a multipart upload, or JSON", content(
         (FileBytes = "image/png"),
         (FileBytes = "image/jpeg"),
+        (FileBytes = "image/webp"),
         (ImageUpload = "multipart/form-data"),
         (ClassifyJson = "application/json"))),
     responses(
@@ -116,7 +117,7 @@ async fn read_input(spec: &ImageSpec, request: Request) -> Result<DecodedInput, 
         other => Err(KilnError::new(
             ErrorKind::UnsupportedMediaType,
             format!(
-                "content type '{other}' is not supported; send image/png, image/jpeg, multipart/form-data or application/json"
+                "content type '{other}' is not supported; send image/png, image/jpeg, image/webp, multipart/form-data or application/json"
             ),
         )),
     }

@@ -27,7 +27,7 @@ pub fn decode_json_input(spec: &ImageSpec, body: &[u8]) -> Result<DecodedInput, 
     Ok((input, json.top_k))
 }
 
-/// Model input from encoded image bytes (PNG or JPEG).
+/// Model input from encoded image bytes (PNG, JPEG or WebP).
 pub fn decode_image_bytes(spec: &ImageSpec, bytes: &[u8]) -> Result<Vec<f32>, KilnError> {
     spec.decode(bytes).map_err(KilnError::from)
 }
@@ -36,7 +36,7 @@ pub fn decode_image_bytes(spec: &ImageSpec, bytes: &[u8]) -> Result<Vec<f32>, Ki
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyJson {
-    /// Base64 PNG/JPEG bytes, optionally as a `data:` URL.
+    /// Base64 PNG/JPEG/WebP bytes, optionally as a `data:` URL.
     image: Option<String>,
     /// Pixel values 0–255: rows of grey values, or rows of `[r, g, b]`.
     pixels: Option<Pixels>,

@@ -203,7 +203,7 @@ async fn classify_rows(
 }
 
 /// Model inputs from FP32 `[N, C, H, W]` (already normalised), UINT8 `[N, H, W, C]` (pixels
-/// 0–255), or BYTES `[N]` (PNG/JPEG files).
+/// 0–255), or BYTES `[N]` (PNG/JPEG/WebP files).
 fn preprocess_images(
     spec: &kiln_zoo::image_input::ImageSpec,
     input: InputTensor,
