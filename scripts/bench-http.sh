@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Served LeNet throughput and latency through HTTP at several concurrency levels.
+# Served classifier throughput and latency through HTTP at several concurrency levels.
 #
-#   scripts/bench-http.sh [REQUESTS_PER_LEVEL] [CONCURRENCY...]
+#   [MODEL=lenet-fashion] [IMAGE=examples/images/shirt.png] \
+#       scripts/bench-http.sh [REQUESTS_PER_LEVEL] [CONCURRENCY...]
 #
-# Builds the release binary, starts `kiln serve` on a free loopback port with the bundled
-# models, and drives POST /v1/models/lenet-fashion/classify with a real PNG using `hey`
+# Builds the release binary, starts `kiln serve` on a free loopback port with the models
+# of models/, and drives POST /v1/models/$MODEL/classify with a real PNG using `hey`
 # (Debian package `hey`, installed if missing). Prints one line per level.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,12 +16,14 @@ if [ $# -gt 0 ]; then levels=("$@"); else levels=(1 16 64); fi
 
 # shellcheck source=scripts/start-kiln.sh
 source scripts/start-kiln.sh
-url="$base/v1/models/lenet-fashion/classify"
+model=${MODEL:-lenet-fashion}
+image=${IMAGE:-examples/images/shirt.png}
+url="$base/v1/models/$model/classify"
 
 printf '%-12s %10s %10s %10s %8s\n' concurrency "req/s" "p50 ms" "p99 ms" errors
 for c in "${levels[@]}"; do
-    hey -n "$requests" -c "$c" -m POST -T image/png -D examples/images/shirt.png "$url" >/dev/null  # warm-up
-    out=$(hey -n "$requests" -c "$c" -m POST -T image/png -D examples/images/shirt.png "$url")
+    hey -n "$requests" -c "$c" -m POST -T image/png -D "$image" "$url" >/dev/null  # warm-up
+    out=$(hey -n "$requests" -c "$c" -m POST -T image/png -D "$image" "$url")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '/ 50% in/ {print $3 * 1000}' <<<"$out")
     p99=$(awk '/ 99% in/ {print $3 * 1000}' <<<"$out")
