@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use burn::store::{
-    ApplyResult, BurnpackStore, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
+    ApplyResult, BurnpackStore, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
     SafetensorsStore,
 };
 
@@ -66,54 +66,47 @@ pub fn load_weights<M: ModuleSnapshot>(
     if !path.is_file() {
         return Err(fail("file not found".into()));
     }
-    let result = match WeightsFormat::of(path)? {
+    let format = WeightsFormat::of(path)?;
+    let remapper = key_remapper(key_remaps).map_err(&fail)?;
+    let result = match format {
         WeightsFormat::Burnpack => {
             let mut store = BurnpackStore::from_file(path)
                 .auto_extension(false)
                 .allow_partial(true)
                 .validate(false);
-            module
-                .load_from(&mut store)
-                .map_err(|e| fail(e.to_string()))?
+            module.load_from(&mut store).map_err(|e| e.to_string())
         }
         WeightsFormat::PyTorch => {
             let mut store = PytorchStore::from_file(path)
+                .remap(remapper)
                 .map_indices_contiguous(false)
                 .allow_partial(true)
                 .validate(false);
-            for (from, to) in key_remaps {
-                check_regex(from).map_err(&fail)?;
-                store = store.with_key_remapping(from, to.as_str());
-            }
-            module
-                .load_from(&mut store)
-                .map_err(|e| fail(e.to_string()))?
+            module.load_from(&mut store).map_err(|e| e.to_string())
         }
         WeightsFormat::Safetensors => {
             let mut store = SafetensorsStore::from_file(path)
                 .with_from_adapter(PyTorchToBurnAdapter)
+                .remap(remapper)
                 .skip_enum_variants(true)
                 .map_indices_contiguous(false)
                 .allow_partial(true)
                 .validate(false);
-            for (from, to) in key_remaps {
-                check_regex(from).map_err(&fail)?;
-                store = store.with_key_remapping(from, to.as_str());
-            }
-            module
-                .load_from(&mut store)
-                .map_err(|e| fail(e.to_string()))?
+            module.load_from(&mut store).map_err(|e| e.to_string())
         }
     };
-    check_complete(&result).map_err(fail)
+    check_complete(&result.map_err(&fail)?).map_err(fail)
 }
 
-/// The stores panic on an invalid pattern; check it first.
-fn check_regex(pattern: &str) -> Result<(), String> {
-    burn::store::KeyRemapper::new()
-        .add_pattern(pattern, "")
-        .map(|_| ())
-        .map_err(|e| format!("invalid key remapping pattern '{pattern}': {e}"))
+/// The remappings compiled once, an invalid pattern named (the stores would panic on it).
+fn key_remapper(key_remaps: &[KeyRemap]) -> Result<KeyRemapper, String> {
+    key_remaps
+        .iter()
+        .try_fold(KeyRemapper::new(), |remapper, (from, to)| {
+            remapper
+                .add_pattern(from, to.as_str())
+                .map_err(|e| format!("invalid key remapping pattern '{from}': {e}"))
+        })
 }
 
 fn check_complete(result: &ApplyResult) -> Result<(), String> {

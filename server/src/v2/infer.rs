@@ -71,21 +71,17 @@ async fn run(
         TaskRunner::Classifier(c) => {
             check_outputs(&requested, &[CLASSIFIER_OUTPUT, CLASSIFIER_LOGITS_OUTPUT])?;
             let logits = classify_rows(c, inputs, deadline).await?;
-            let probabilities = logits
-                .iter()
-                .map(|row| {
-                    let mut row = row.clone();
-                    softmax_in_place(&mut row);
-                    row
-                })
-                .collect();
-            (
-                vec![
-                    (CLASSIFIER_OUTPUT, probabilities),
-                    (CLASSIFIER_LOGITS_OUTPUT, logits),
-                ],
-                Labels::Classes(&c.labels),
-            )
+            // Logits are copied only when asked for; the probabilities reuse their rows.
+            let wants_logits = requested.iter().any(|o| o.name == CLASSIFIER_LOGITS_OUTPUT);
+            let (mut probabilities, logits) = if wants_logits {
+                (logits.clone(), Some(logits))
+            } else {
+                (logits, None)
+            };
+            probabilities.iter_mut().for_each(|row| softmax_in_place(row));
+            let mut outputs = vec![(CLASSIFIER_OUTPUT, probabilities)];
+            outputs.extend(logits.map(|logits| (CLASSIFIER_LOGITS_OUTPUT, logits)));
+            (outputs, Labels::Classes(&c.labels))
         }
         TaskRunner::LanguageModel(lm) => {
             check_outputs(&requested, &[LM_LOG_PROBS_OUTPUT])?;
