@@ -78,7 +78,9 @@ async fn run(
             } else {
                 (logits, None)
             };
-            probabilities.iter_mut().for_each(|row| softmax_in_place(row));
+            for row in &mut probabilities {
+                softmax_in_place(row);
+            }
             let mut outputs = vec![(CLASSIFIER_OUTPUT, probabilities)];
             outputs.extend(logits.map(|logits| (CLASSIFIER_LOGITS_OUTPUT, logits)));
             (outputs, Labels::Classes(&c.labels))
