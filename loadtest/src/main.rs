@@ -29,6 +29,10 @@ struct Args {
     inputs: PathBuf,
     #[arg(long, value_enum, default_value = "http-binary")]
     form: RequestForm,
+    /// A path replacing the form's route, `{model}` standing for the model name (another
+    /// server's image route, e.g. TorchServe's `/predictions/{model}`).
+    #[arg(long)]
+    path: Option<String>,
     /// Prompts file, one per line (next-word and generate forms, and V2 forms for text
     /// models).
     #[arg(long, default_value = "examples/prompts-en.txt")]
@@ -82,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         url: args.url.clone(),
         model: args.model.clone(),
         form: args.form,
+        path: args.path.clone(),
         levels,
         warmup: Duration::from_secs_f64(args.warmup_secs),
         window: Duration::from_secs_f64(args.window_secs),

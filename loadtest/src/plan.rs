@@ -133,6 +133,9 @@ pub struct LoadPlan {
     pub url: String,
     pub model: String,
     pub form: RequestForm,
+    /// A path replacing the form's route, `{model}` standing for the model name: another
+    /// server's image route, e.g. TorchServe's `/predictions/{model}`.
+    pub path: Option<String>,
     pub levels: Vec<Level>,
     pub warmup: Duration,
     pub window: Duration,
@@ -148,6 +151,13 @@ pub struct LoadPlan {
 impl LoadPlan {
     /// The route the plan's request form goes to.
     pub fn request_url(&self) -> String {
+        if let Some(path) = &self.path {
+            return format!(
+                "{}/{}",
+                self.url.trim_end_matches('/'),
+                path.replace("{model}", &self.model).trim_start_matches('/')
+            );
+        }
         let version = if self.form.is_v2() { "v2" } else { "v1" };
         format!(
             "{}/{version}/models/{}/{}",
@@ -197,5 +207,31 @@ mod tests {
         assert!("8:4".parse::<Sweep>().is_err());
         assert!("1:8:x1".parse::<Sweep>().is_err());
         assert!("a:b".parse::<Sweep>().is_err());
+    }
+
+    #[test]
+    fn a_path_replaces_the_route() {
+        let mut plan = LoadPlan {
+            url: "http://127.0.0.1:9000/".into(),
+            model: "efficientnet-lite0".into(),
+            form: RequestForm::HttpBinary,
+            path: None,
+            levels: vec![Level::Concurrency(1)],
+            warmup: Duration::ZERO,
+            window: Duration::from_secs(1),
+            max_windows: 1,
+            stability: 0.1,
+            max_requests: 1,
+            api_key: None,
+        };
+        assert_eq!(
+            plan.request_url(),
+            "http://127.0.0.1:9000/v1/models/efficientnet-lite0/classify"
+        );
+        plan.path = Some("/predictions/{model}".into());
+        assert_eq!(
+            plan.request_url(),
+            "http://127.0.0.1:9000/predictions/efficientnet-lite0"
+        );
     }
 }

@@ -23,6 +23,7 @@ async fn counts_match_the_server_and_reports_are_written() {
         url: base.clone(),
         model: "lenet-fashion".into(),
         form: RequestForm::HttpBinary,
+        path: None,
         levels: vec![
             Level::Concurrency(1),
             Level::Concurrency(8),
@@ -138,6 +139,7 @@ async fn open_inference_protocol_forms_are_answered_and_counted() {
                 url: base.clone(),
                 model: model.into(),
                 form,
+                path: None,
                 levels: vec![Level::Concurrency(4)],
                 warmup: Duration::from_millis(100),
                 window: Duration::from_millis(200),

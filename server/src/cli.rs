@@ -1,5 +1,6 @@
 //! Command-line interface of the `kiln` binary.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,23 @@ pub enum Command {
     Eval(EvalArgs),
     /// Write a classifier's weights as safetensors, for other frameworks and peer servers.
     Export(ExportArgs),
+    /// Exit 0 if the server answers ready (`GET /v2/health/ready`), 1 otherwise: a health
+    /// check for containers, which need no HTTP client for it.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// The server's HTTP address, as given to `kiln serve`; a wildcard address is asked on
+    /// loopback. Plain HTTP: a server with TLS needs a client that speaks it.
+    #[arg(long, env = "KILN_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub http_addr: SocketAddr,
+    /// Seconds to wait for the connection and for the answer.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout_secs: f64,
+    /// Sent as a bearer token, for a server started with `--auth-health`.
+    #[arg(long, env = "KILN_HEALTH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

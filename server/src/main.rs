@@ -20,6 +20,9 @@ fn main() -> anyhow::Result<()> {
         Command::Export(args) => {
             kiln_server::commands::export::run(&args).map_err(anyhow::Error::msg)
         }
+        Command::Health(args) => {
+            kiln_server::commands::health::run(&args).map_err(anyhow::Error::msg)
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod eval;
 pub mod export;
+pub mod health;
 pub mod language_presets;
 pub mod train;
 #[cfg(feature = "train")]
