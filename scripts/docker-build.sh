@@ -53,5 +53,7 @@ fi
 echo "vendoring crates into vendor/"
 cargo vendor --locked --quiet --no-delete vendor >/dev/null
 
-DOCKER_BUILDKIT=1 docker build --tag "$tag" "$@" .
+# The classic builder: the Dockerfile needs nothing newer, and it works with every Docker
+# CLI, with or without the buildx plugin.
+DOCKER_BUILDKIT=0 docker build --tag "$tag" "$@" .
 docker image ls "$tag"

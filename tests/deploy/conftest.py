@@ -43,13 +43,14 @@ def wait_healthy(container, timeout=180):
 
 
 @contextmanager
-def kiln_container(*run_args):
-    """A started, healthy Kiln container; yields its name and its published HTTP address."""
-    container = docker("run", "--detach", "--publish", "127.0.0.1::8000", "--publish",
-                       "127.0.0.1::8001", "--health-interval", "1s", *run_args, IMAGE)
+def kiln_container(*run_args, args=(), http_port=8000):
+    """A started, healthy Kiln container (`docker run` options, then `kiln serve` arguments);
+    yields its name and the loopback address its HTTP port is published on."""
+    container = docker("run", "--detach", "--publish", f"127.0.0.1::{http_port}",
+                       "--health-interval", "1s", *run_args, IMAGE, *args)
     try:
         wait_healthy(container)
-        yield container, published(container, 8000)
+        yield container, published(container, http_port)
     finally:
         docker("rm", "--force", container, check=False)
 
