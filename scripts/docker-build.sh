@@ -21,7 +21,9 @@ have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # debian_rootfs DIR [PACKAGES]: minimal Debian bookworm in DIR, slimmed.
 debian_rootfs() {
-    command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap
+    if ! command -v debootstrap >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
+    fi
     local include=()
     [ -n "${2:-}" ] && include=(--include="$2")
     debootstrap --variant=minbase "${include[@]}" bookworm "$1" "$mirror" >/dev/null

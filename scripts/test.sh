@@ -4,7 +4,8 @@
 # Triton's Python clients, and PyTorch with torchvision, in virtual environments; the
 # EfficientNet-Lite0 weights), then runs every test: the Rust suite, the interop suite that
 # drives the kiln binary with tritonclient over HTTP and gRPC, and the parity suite that
-# checks the CNN zoo against PyTorch.
+# checks the CNN zoo against PyTorch, and the deployment suite that builds the Docker image
+# offline and runs it with docker run, compose (Prometheus, nginx) and the Kubernetes manifests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,3 +29,4 @@ fi
 cargo nextest run --workspace --features kiln-zoo/train,kiln-zoo/fault-injection "$@"
 scripts/interop.sh
 scripts/parity.sh
+scripts/deploy-test.sh
