@@ -9,6 +9,7 @@
 //! the `train` feature so inference builds carry no autodiff.
 
 pub mod backend;
+pub mod captioning;
 pub mod classifier;
 pub mod data;
 pub mod error;

@@ -2,6 +2,7 @@
 (three replicas behind nginx), brought up with docker-compose as the README says."""
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -33,7 +34,7 @@ def stack(compose_file, *services, **env):
     """The compose file's services up under a project name of their own; always taken
     down (containers, networks) afterwards. Yields a function that runs docker-compose."""
     project = f"kilntest{uuid.uuid4().hex[:8]}"
-    environment = {**subprocess.os.environ, **{k: str(v) for k, v in env.items()}}
+    environment = {**os.environ, **{k: str(v) for k, v in env.items()}}
 
     def compose(*args, timeout=900):
         return subprocess.run(["docker-compose", "--file", str(compose_file), "--project-name",

@@ -44,6 +44,7 @@ impl Split {
 /// Images (28×28 grayscale bytes, white object on black) with their class labels.
 #[derive(Debug, Clone)]
 pub struct FashionMnist {
+    split: Split,
     images: Vec<u8>,
     labels: Vec<u8>,
 }
@@ -85,9 +86,15 @@ impl FashionMnist {
             });
         }
         Ok(Self {
+            split,
             images: images.data,
             labels: labels.data,
         })
+    }
+
+    /// Which published split this is.
+    pub fn split(&self) -> Split {
+        self.split
     }
 
     pub fn len(&self) -> usize {

@@ -2,3 +2,4 @@
 
 pub mod fashion_mnist;
 pub mod idx;
+pub mod scenes;

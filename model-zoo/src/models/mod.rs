@@ -2,6 +2,7 @@
 
 pub mod alexnet;
 pub mod blocks;
+pub mod captioner;
 pub mod efficientnet_lite;
 pub mod elman;
 pub mod googlenet;

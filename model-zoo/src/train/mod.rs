@@ -1,5 +1,6 @@
 //! Training code. Compiled only with the `train` feature, which brings in autodiff and
 //! optimisers; the serving path never needs them.
 
+pub mod captioner;
 pub mod lenet;
 pub mod lm;

@@ -1,0 +1,393 @@
+//! Image captioners for 64×64 RGB scenes: a small CNN encoder, then
+//! - an LSTM decoder that takes the image embedding as its first input and then the
+//!   caption's words (Show and Tell, Vinyals et al., 2015), or
+//! - a Transformer decoder (pre-norm blocks of causal self-attention, cross-attention over
+//!   the encoder's 8×8 grid of region features, feed-forward).
+//!
+//! Both project onto the vocabulary through the tied word embedding. Shapes: images
+//! `[batch, 3, 64, 64]`, tokens `[batch, time]` (starting with `<bos>`) → logits
+//! `[batch, time, vocab]`, the logits at position t predicting token t + 1.
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::lstm::{Lstm, LstmConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
+    Relu,
+};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, softmax};
+
+/// Side of the square input image.
+pub const IMAGE_SIDE: usize = 64;
+/// Side of the encoder's grid of region features.
+pub const GRID_SIDE: usize = 8;
+
+#[derive(Config, Debug)]
+pub struct CaptionerConfig {
+    pub vocab_size: usize,
+    /// Width of word embeddings and decoder states.
+    #[config(default = 128)]
+    pub d_model: usize,
+    /// Channels of the encoder's feature grid.
+    #[config(default = 64)]
+    pub channels: usize,
+    /// Transformer decoder blocks.
+    #[config(default = 2)]
+    pub layers: usize,
+    #[config(default = 4)]
+    pub heads: usize,
+    #[config(default = 256)]
+    pub d_ff: usize,
+    /// Longest token sequence (with `<bos>`) the Transformer decoder takes.
+    #[config(default = 32)]
+    pub max_tokens: usize,
+}
+
+/// Three 3×3 convolution + ReLU + 2×2 max-pool stages: 64×64 → 8×8.
+#[derive(Module, Debug)]
+pub struct SceneEncoder {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Conv2d,
+    pool: MaxPool2d,
+    activation: Relu,
+}
+
+impl SceneEncoder {
+    fn new(channels: usize, device: &Device) -> Self {
+        let conv = |input, output| {
+            Conv2dConfig::new([input, output], [3, 3])
+                .with_padding(PaddingConfig2d::Same)
+                .init(device)
+        };
+        Self {
+            conv1: conv(3, 32),
+            conv2: conv(32, channels),
+            conv3: conv(channels, channels),
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            activation: Relu::new(),
+        }
+    }
+
+    /// `[batch, 3, 64, 64]` → `[batch, channels, 8, 8]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
+        let stage = |conv: &Conv2d, x| self.pool.forward(self.activation.forward(conv.forward(x)));
+        let x = stage(&self.conv1, images);
+        let x = stage(&self.conv2, x);
+        stage(&self.conv3, x)
+    }
+}
+
+fn tied_embedding(config: &CaptionerConfig, device: &Device) -> Embedding {
+    EmbeddingConfig::new(config.vocab_size, config.d_model)
+        .with_initializer(burn::nn::Initializer::Normal {
+            mean: 0.0,
+            std: 0.1,
+        })
+        .init(device)
+}
+
+/// Vocabulary logits `[n, vocab]` for states `[n, d_model]` through the tied embedding.
+fn project(embedding: &Embedding, bias: &Param<Tensor<1>>, hidden: Tensor<2>) -> Tensor<2> {
+    hidden.matmul(embedding.weight.val().transpose()) + bias.val().unsqueeze()
+}
+
+/// Show and Tell: the image embedding is the LSTM's first input.
+#[derive(Module, Debug)]
+pub struct LstmCaptioner {
+    encoder: SceneEncoder,
+    pool: AvgPool2d,
+    image_projection: Linear,
+    embedding: Embedding,
+    lstm: Lstm,
+    output_bias: Param<Tensor<1>>,
+}
+
+impl CaptionerConfig {
+    pub fn init_lstm(&self, device: &Device) -> LstmCaptioner {
+        let grid = GRID_SIDE / 2;
+        LstmCaptioner {
+            encoder: SceneEncoder::new(self.channels, device),
+            pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            image_projection: LinearConfig::new(self.channels * grid * grid, self.d_model)
+                .init(device),
+            embedding: tied_embedding(self, device),
+            lstm: LstmConfig::new(self.d_model, self.d_model, true).init(device),
+            output_bias: Param::from_tensor(Tensor::zeros([self.vocab_size], device)),
+        }
+    }
+
+    pub fn init_transformer(&self, device: &Device) -> TransformerCaptioner {
+        let d = self.d_model;
+        let attention = || Attention {
+            query: LinearConfig::new(d, d).init(device),
+            key_value: LinearConfig::new(d, 2 * d).init(device),
+            output: LinearConfig::new(d, d).init(device),
+            heads: self.heads,
+        };
+        let blocks = (0..self.layers)
+            .map(|_| CaptionBlock {
+                self_norm: LayerNormConfig::new(d).init(device),
+                self_attention: attention(),
+                cross_norm: LayerNormConfig::new(d).init(device),
+                cross_attention: attention(),
+                feed_forward_norm: LayerNormConfig::new(d).init(device),
+                feed_forward_in: LinearConfig::new(d, self.d_ff).init(device),
+                feed_forward_out: LinearConfig::new(self.d_ff, d).init(device),
+            })
+            .collect();
+        let positions = |count| {
+            EmbeddingConfig::new(count, d)
+                .with_initializer(burn::nn::Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.02,
+                })
+                .init(device)
+        };
+        TransformerCaptioner {
+            encoder: SceneEncoder::new(self.channels, device),
+            region_projection: LinearConfig::new(self.channels, d).init(device),
+            region_position: positions(GRID_SIDE * GRID_SIDE),
+            token_embedding: tied_embedding(self, device),
+            token_position: positions(self.max_tokens),
+            blocks,
+            final_norm: LayerNormConfig::new(d).init(device),
+            output_bias: Param::from_tensor(Tensor::zeros([self.vocab_size], device)),
+        }
+    }
+}
+
+impl LstmCaptioner {
+    /// What the decoder remembers of each image: its embedding, `[batch, 1, d_model]`.
+    pub fn encode(&self, images: Tensor<4>) -> Tensor<3> {
+        let features: Tensor<2> = self
+            .pool
+            .forward(self.encoder.forward(images))
+            .flatten(1, 3);
+        self.image_projection.forward(features).unsqueeze_dim(1)
+    }
+
+    /// Logits for every position of `tokens [batch, time]` after `memory [batch, 1, d]`.
+    pub fn decode(&self, memory: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, time] = tokens.dims();
+        let inputs = Tensor::cat(vec![memory, self.embedding.forward(tokens)], 1);
+        let (hidden, _) = self.lstm.forward(inputs, None);
+        let d = hidden.dims()[2];
+        let hidden = hidden
+            .slice(s![.., 1..time + 1, ..])
+            .reshape([batch * time, d]);
+        let vocab = self.output_bias.dims()[0];
+        project(&self.embedding, &self.output_bias, hidden).reshape([batch, time, vocab])
+    }
+}
+
+/// Multi-head attention of queries over a context (itself, or the image regions).
+#[derive(Module, Debug)]
+pub struct Attention {
+    query: Linear,
+    key_value: Linear,
+    output: Linear,
+    heads: usize,
+}
+
+/// Value added to the scores of masked positions; finite so no row becomes NaN.
+const MASKED_SCORE: f32 = -1.0e9;
+
+impl Attention {
+    /// `x [batch, n, d]` attending over `context [batch, m, d]`; `mask [batch, 1, n, m]`
+    /// (true = hidden) when some keys must not be seen.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        context: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+    ) -> Tensor<3> {
+        let [batch, n, d] = x.dims();
+        let m = context.dims()[1];
+        let d_k = d / self.heads;
+        let heads = |t: Tensor<3>, len| t.reshape([batch, len, self.heads, d_k]).swap_dims(1, 2);
+        let query = heads(self.query.forward(x), n);
+        let key_value = self.key_value.forward(context);
+        let keys = heads(key_value.clone().slice(s![.., .., 0..d]), m);
+        let values = heads(key_value.slice(s![.., .., d..2 * d]), m);
+        let mut scores = query.matmul(keys.swap_dims(2, 3)) / (d_k as f64).sqrt();
+        if let Some(mask) = mask {
+            scores = scores.mask_fill(mask.expand([batch, self.heads, n, m]), MASKED_SCORE);
+        }
+        let context = softmax(scores, 3)
+            .matmul(values)
+            .swap_dims(1, 2)
+            .reshape([batch, n, d]);
+        self.output.forward(context)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct CaptionBlock {
+    self_norm: LayerNorm,
+    self_attention: Attention,
+    cross_norm: LayerNorm,
+    cross_attention: Attention,
+    feed_forward_norm: LayerNorm,
+    feed_forward_in: Linear,
+    feed_forward_out: Linear,
+}
+
+impl CaptionBlock {
+    fn forward(&self, x: Tensor<3>, memory: Tensor<3>, causal: Tensor<4, Bool>) -> Tensor<3> {
+        let normed = self.self_norm.forward(x.clone());
+        let x = x + self
+            .self_attention
+            .forward(normed.clone(), normed, Some(causal));
+        let x = x.clone()
+            + self
+                .cross_attention
+                .forward(self.cross_norm.forward(x), memory, None);
+        let hidden = gelu(
+            self.feed_forward_in
+                .forward(self.feed_forward_norm.forward(x.clone())),
+        );
+        x + self.feed_forward_out.forward(hidden)
+    }
+}
+
+/// Transformer decoder with cross-attention over the image's region features.
+#[derive(Module, Debug)]
+pub struct TransformerCaptioner {
+    encoder: SceneEncoder,
+    region_projection: Linear,
+    region_position: Embedding,
+    token_embedding: Embedding,
+    token_position: Embedding,
+    blocks: Vec<CaptionBlock>,
+    final_norm: LayerNorm,
+    output_bias: Param<Tensor<1>>,
+}
+
+fn positions(batch: usize, count: usize, device: &Device) -> Tensor<2, Int> {
+    Tensor::<1, Int>::arange(0..count as i64, device)
+        .unsqueeze::<2>()
+        .expand([batch, count])
+}
+
+impl TransformerCaptioner {
+    /// Longest token sequence the decoder takes.
+    pub fn max_tokens(&self) -> usize {
+        self.token_position.weight.dims()[0]
+    }
+
+    /// Region features with their positions, `[batch, 64, d_model]`.
+    pub fn encode(&self, images: Tensor<4>) -> Tensor<3> {
+        let features = self.encoder.forward(images);
+        let [batch, channels, _, _] = features.dims();
+        let regions = GRID_SIDE * GRID_SIDE;
+        let grid = features.reshape([batch, channels, regions]).swap_dims(1, 2);
+        let device = grid.device();
+        self.region_projection.forward(grid)
+            + self
+                .region_position
+                .forward(positions(batch, regions, &device))
+    }
+
+    /// Logits for every position of `tokens [batch, time]` (time ≤ `max_tokens`).
+    pub fn decode(&self, memory: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, time] = tokens.dims();
+        let device = tokens.device();
+        let mut x = self.token_embedding.forward(tokens)
+            + self.token_position.forward(positions(batch, time, &device));
+        let causal = Tensor::<2, Bool>::tril_mask([time, time], 0, &device)
+            .unsqueeze::<4>()
+            .expand([batch, 1, time, time]);
+        for block in &self.blocks {
+            x = block.forward(x, memory.clone(), causal.clone());
+        }
+        let d = x.dims()[2];
+        let hidden = self.final_norm.forward(x).reshape([batch * time, d]);
+        let vocab = self.output_bias.dims()[0];
+        project(&self.token_embedding, &self.output_bias, hidden).reshape([batch, time, vocab])
+    }
+}
+
+/// Either captioner, behind one interface.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one per model
+pub enum CaptionNet {
+    Lstm(LstmCaptioner),
+    Transformer(TransformerCaptioner),
+}
+
+impl CaptionNet {
+    /// Per-image memory the decoder reads: `[batch, 1, d]` (LSTM) or `[batch, 64, d]`.
+    pub fn encode(&self, images: Tensor<4>) -> Tensor<3> {
+        match self {
+            CaptionNet::Lstm(net) => net.encode(images),
+            CaptionNet::Transformer(net) => net.encode(images),
+        }
+    }
+
+    pub fn decode(&self, memory: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<3> {
+        match self {
+            CaptionNet::Lstm(net) => net.decode(memory, tokens),
+            CaptionNet::Transformer(net) => net.decode(memory, tokens),
+        }
+    }
+
+    /// Longest token sequence the decoder takes, if it is limited.
+    pub fn max_tokens(&self) -> Option<usize> {
+        match self {
+            CaptionNet::Lstm(_) => None,
+            CaptionNet::Transformer(net) => Some(net.max_tokens()),
+        }
+    }
+
+    pub fn forward(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.decode(self.encode(images), tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_captioners_give_logits_for_every_position() {
+        let device = Device::flex();
+        let config = CaptionerConfig::new(20).with_d_model(32).with_channels(8);
+        let images = Tensor::<4>::zeros([2, 3, IMAGE_SIDE, IMAGE_SIDE], &device);
+        let tokens = Tensor::<2, Int>::zeros([2, 5], &device);
+        for net in [
+            CaptionNet::Lstm(config.init_lstm(&device)),
+            CaptionNet::Transformer(config.init_transformer(&device)),
+        ] {
+            assert_eq!(
+                net.forward(images.clone(), tokens.clone()).dims(),
+                [2, 5, 20]
+            );
+        }
+    }
+
+    #[test]
+    fn transformer_logits_do_not_see_later_tokens() {
+        let device = Device::flex();
+        let net = CaptionerConfig::new(20)
+            .with_d_model(32)
+            .with_channels(8)
+            .init_transformer(&device);
+        let images = Tensor::<4>::random(
+            [1, 3, IMAGE_SIDE, IMAGE_SIDE],
+            burn::tensor::Distribution::Uniform(0.0, 1.0),
+            &device,
+        );
+        let memory = net.encode(images);
+        let short = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, 7], [1, 3]), &device);
+        let long =
+            Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, 7, 9, 3], [1, 5]), &device);
+        let first = net.decode(memory.clone(), short).slice(s![.., 0..3, ..]);
+        let second = net.decode(memory, long).slice(s![.., 0..3, ..]);
+        first
+            .into_data()
+            .assert_approx_eq::<f32>(&second.into_data(), Default::default());
+    }
+}

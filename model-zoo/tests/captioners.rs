@@ -1,0 +1,75 @@
+//! Both captioners learn from composed scenes, and a trained one saves, loads and captions
+//! the same way again.
+
+#![cfg(feature = "train")]
+
+use std::path::Path;
+
+use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner, CaptionerArchitecture};
+use kiln_zoo::captioning::vocabulary::CaptionVocabulary;
+use kiln_zoo::data::fashion_mnist::{self, FashionMnist, Split};
+use kiln_zoo::data::scenes::{Scene, SceneGenerator, SceneSplit};
+use kiln_zoo::models::captioner::CaptionerConfig;
+use kiln_zoo::train::captioner::CaptionerTraining;
+
+fn small(config: CaptionerConfig) -> CaptionerConfig {
+    config
+        .with_d_model(48)
+        .with_channels(16)
+        .with_layers(1)
+        .with_d_ff(96)
+}
+
+fn short_run(architecture: &CaptionerArchitecture) -> (Vec<f64>, Captioner, Vec<Scene>) {
+    let train = FashionMnist::load(Path::new(fashion_mnist::DEFAULT_DIR), Split::Train).unwrap();
+    let validation = SceneGenerator::new(&train, SceneSplit::Validation)
+        .unwrap()
+        .scenes(32);
+    let training = CaptionerTraining {
+        epochs: 3,
+        scenes_per_epoch: 384,
+        batch_size: 32,
+        ..CaptionerTraining::default()
+    };
+    let mut losses = Vec::new();
+    let mut generator = SceneGenerator::new(&train, SceneSplit::Train).unwrap();
+    let captioner = training
+        .run(architecture, &mut generator, &validation, |report| {
+            assert_eq!(report.validation.samples, 32);
+            losses.push(report.mean_loss);
+        })
+        .unwrap();
+    (losses, captioner, validation)
+}
+
+#[test]
+fn both_captioners_learn_and_reload() {
+    let vocabulary = CaptionVocabulary.len();
+    for architecture in [
+        CaptionerArchitecture::Lstm(small(CaptionerConfig::new(vocabulary))),
+        CaptionerArchitecture::Transformer(small(CaptionerConfig::new(vocabulary))),
+    ] {
+        let (losses, captioner, validation) = short_run(&architecture);
+        assert!(losses[2] < losses[0], "{}: {losses:?}", architecture.name());
+
+        let dir = std::env::temp_dir().join(format!(
+            "kiln-{}-{}",
+            architecture.name(),
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let weights = dir.join("weights.bpk");
+        captioner.save(&weights).unwrap();
+        let reloaded = Captioner::load(&architecture, &weights, &kiln_zoo::Device::flex()).unwrap();
+        let images: Vec<Vec<f32>> = validation.iter().take(4).map(Scene::input).collect();
+        let options = CaptionOptions {
+            beam_size: 3,
+            max_tokens: 20,
+        };
+        assert_eq!(
+            captioner.caption(&images, &options).unwrap(),
+            reloaded.caption(&images, &options).unwrap()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
