@@ -56,8 +56,7 @@ def main():
         reference = model(torch.from_numpy(x)).numpy()
     diff = float(np.abs(ours - reference).max())
     assert diff <= 1e-4 * float(np.abs(reference).max()), f"onnxruntime differs from PyTorch by {diff}"
-    probabilities = np.exp(ours - ours.max(axis=1, keepdims=True))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    probabilities = photo_input.softmax(ours)
     worst, same_top1 = 0.0, 0
     for photo, row in zip(args.photos, probabilities):
         kiln = kiln_top5(args.check, photo)

@@ -18,7 +18,7 @@ import yaml
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as v2
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from conftest import ROOT, docker, post
+from conftest import ROOT, docker, post, published
 
 SNEAKER = (ROOT / "examples/images/sneaker.png").read_bytes()
 
@@ -156,8 +156,7 @@ def test_compose_grafana_is_provisioned_with_the_stack_prometheus_and_the_dashbo
 
 def replica_answers(compose, service):
     """Requests the replica `service` has answered, from its own /metrics."""
-    container = compose("ps", "--quiet", service)
-    address = "127.0.0.1:" + docker("port", container, "8000/tcp").splitlines()[0].rsplit(":", 1)[1]
+    address = published(compose("ps", "--quiet", service), 8000)
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
         metrics = response.read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::captioning::vocabulary::words;
+
 /// Scores of a set of captions, each against its one reference.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CaptionScore {
@@ -22,14 +24,6 @@ fn ngrams(words: &[&str], n: usize) -> HashMap<Vec<String>, usize> {
             .or_insert(0) += 1;
     }
     counts
-}
-
-/// Words and commas, as the captions are tokenised.
-fn words(text: &str) -> Vec<String> {
-    text.replace(',', " , ")
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
 }
 
 /// Score `(candidate, reference)` pairs.

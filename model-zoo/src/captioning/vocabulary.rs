@@ -66,6 +66,15 @@ const WORDS: [&str; 56] = [
     "boots",
 ];
 
+/// The words of a caption as the vocabulary counts them: commas stand alone.
+pub fn words(caption: &str) -> Vec<String> {
+    caption
+        .replace(',', " , ")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Word ↔ id for captions.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CaptionVocabulary;
@@ -90,8 +99,8 @@ impl CaptionVocabulary {
     /// `<bos>`, the caption's words, `<eos>`. Unknown words are an error.
     pub fn encode(&self, caption: &str) -> Result<Vec<u32>> {
         let mut ids = vec![BOS];
-        for word in caption.replace(',', " , ").split_whitespace() {
-            ids.push(self.id(word).ok_or_else(|| {
+        for word in words(caption) {
+            ids.push(self.id(&word).ok_or_else(|| {
                 ZooError::InvalidInput(format!("{word:?} is not in the caption vocabulary"))
             })?);
         }
