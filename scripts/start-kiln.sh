@@ -13,7 +13,7 @@ kiln_log=$(mktemp)
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$kiln_log"' EXIT
 addr=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do
     addr=$(sed -n 's/.*kiln listening.*http=\([0-9.:]*\).*/\1/p' "$kiln_log" | head -1)
     [ -n "$addr" ] && curl -sf "http://$addr/v2/health/ready" >/dev/null && break
     sleep 0.1

@@ -80,12 +80,12 @@ impl Payloads {
         Self { items }
     }
 
-    /// One classify body per image: its raw bytes, or base64 in JSON.
+    /// One classify or caption body per image: its raw bytes, or base64 in JSON.
     pub fn new(inputs: &[ImageInput], form: RequestForm) -> Self {
         let items = inputs
             .iter()
             .map(|input| match form {
-                RequestForm::HttpBinary => Payload::Http {
+                RequestForm::HttpBinary | RequestForm::Caption => Payload::Http {
                     body: bytes::Bytes::from(input.bytes.clone()),
                     content_type: input.content_type,
                     header_length: None,

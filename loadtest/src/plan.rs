@@ -10,6 +10,8 @@ pub enum RequestForm {
     HttpBinary,
     /// `POST /v1/models/{m}/classify` with `{"image": "<base64>"}`.
     HttpJson,
+    /// `POST /v1/models/{m}/caption` with the raw image bytes and their content type.
+    Caption,
     /// `POST /v1/models/{m}/next-word` with `{"text": "<prompt>"}`.
     NextWord,
     /// `POST /v1/models/{m}/generate` with `{"text", "max_tokens", "ignore_eos": true}`:
@@ -44,6 +46,7 @@ impl RequestForm {
     fn route(self) -> &'static str {
         match self {
             RequestForm::HttpBinary | RequestForm::HttpJson => "classify",
+            RequestForm::Caption => "caption",
             RequestForm::NextWord => "next-word",
             RequestForm::Generate => "generate",
             RequestForm::V2Json | RequestForm::V2Binary | RequestForm::Grpc => "infer",

@@ -1,7 +1,10 @@
-//! Test-set evaluation of classifiers.
+//! Held-out evaluation of classifiers and captioners.
 
+use crate::captioning::captioner::{CaptionOptions, Captioner};
+use crate::captioning::metrics::{CaptionScore, score_captions};
 use crate::classifier::{ImageClassifier, top_k};
 use crate::data::fashion_mnist::FashionMnist;
+use crate::data::scenes::Scene;
 use crate::error::Result;
 use crate::image_input::ImageSpec;
 
@@ -86,4 +89,22 @@ impl LanguageModelScore {
         self.top5 = self.top5_hits as f64 / n;
         self
     }
+}
+
+/// Captions of `scenes` scored against every phrasing of their true captions.
+pub fn evaluate_captioner(
+    captioner: &Captioner,
+    scenes: &[Scene],
+    batch_size: usize,
+    options: &CaptionOptions,
+) -> Result<CaptionScore> {
+    let mut predicted = Vec::with_capacity(scenes.len());
+    for chunk in scenes.chunks(batch_size.max(1)) {
+        let images: Vec<Vec<f32>> = chunk.iter().map(Scene::input).collect();
+        predicted.extend(captioner.caption(&images, options)?);
+    }
+    let references: Vec<Vec<String>> = scenes.iter().map(Scene::references).collect();
+    Ok(score_captions(predicted.iter().zip(&references).map(
+        |(caption, references)| (caption.text.as_str(), references.iter().map(String::as_str)),
+    )))
 }

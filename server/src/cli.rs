@@ -61,8 +61,9 @@ pub struct ExportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// What to train: `lenet` (LeNet-5 on Fashion-MNIST) or a language model
-    /// (lstm-web-en, gru-web-en, rnn-web-en, transformer-web-en, lstm-rv-es).
+    /// What to train: `lenet` (LeNet-5 on Fashion-MNIST), a language model
+    /// (lstm-web-en, gru-web-en, rnn-web-en, transformer-web-en, lstm-rv-es) or a
+    /// captioner of composed Fashion-MNIST scenes (captioner-lstm, captioner-transformer).
     pub model: String,
     /// Folder holding the Fashion-MNIST `*-ubyte.gz` files.
     #[arg(long, default_value = kiln_zoo::data::fashion_mnist::DEFAULT_DIR)]
@@ -88,6 +89,9 @@ pub struct TrainArgs {
     /// Train on the first N shuffled images only (lenet).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Scenes drawn per epoch (captioners; default 20,000).
+    #[arg(long)]
+    pub scenes: Option<usize>,
     /// Stop after this many optimiser steps (language models).
     #[arg(long)]
     pub max_steps: Option<usize>,

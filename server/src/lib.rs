@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod batching;
+pub mod captioning;
 pub mod cli;
 pub mod commands;
 pub mod deadline;

@@ -481,6 +481,7 @@ async fn the_openapi_document_lists_every_route_the_server_serves() {
     let paths = document["paths"].as_object().unwrap();
     for expected in [
         "/v1/models/{model}/classify",
+        "/v1/models/{model}/caption",
         "/v1/models/{model}/next-word",
         "/v1/models/{model}/generate",
         "/v2/models/{model}/infer",

@@ -1,5 +1,6 @@
-"""A real Kiln server for the interop tests: the kiln binary serving LeNet and a GRU
-language model from the bundled repository, on free loopback ports."""
+"""A real Kiln server for the interop tests: the kiln binary serving LeNet, a GRU
+language model and the Transformer captioner from the bundled repository, on free
+loopback ports."""
 
 import gzip
 import sys
@@ -12,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from kiln_process import serving_folders  # noqa: E402
 
-MODELS = ["lenet-fashion", "gru-web-en"]
+MODELS = ["lenet-fashion", "gru-web-en", "captioner-transformer"]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -1,9 +1,12 @@
 """Triton's own Python clients (tritonclient, HTTP and gRPC) against Kiln: health,
-metadata, configuration, inference on LeNet and a language model in JSON, binary and gRPC
-forms, the classification extension, streaming, statistics, the model repository, and
-errors."""
+metadata, configuration, inference on LeNet, a language model and a captioner in JSON,
+binary and gRPC forms, the classification extension, streaming, statistics, the model
+repository, and errors."""
 
+import json
 import queue
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,6 +124,34 @@ def test_language_model_next_words(kiln, protocol):
     assert "israel" in words, words
 
 
+SCENES = Path(__file__).resolve().parents[2] / "examples" / "scenes"
+
+
+# Held-out test scenes as their PNG files, one BYTES element each.
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_captioner_answers_like_the_caption_route(kiln, protocol):
+    module, c = client(kiln, protocol)
+    files = sorted(SCENES.glob("*.png"))
+    data = np.array([f.read_bytes() for f in files], dtype=np.object_)
+    images = module.InferInput("input", [len(files)], "BYTES")
+    images.set_data_from_numpy(data)
+    outputs = [module.InferRequestedOutput("caption"), module.InferRequestedOutput("score")]
+    result = c.infer("captioner-transformer", [images], outputs=outputs)
+    captions = [e.decode() if isinstance(e, bytes) else e for e in result.as_numpy("caption")]
+    scores = result.as_numpy("score")
+    assert len(captions) == len(files) and scores.shape == (len(files),)
+    for file, caption, score in zip(files, captions, scores):
+        request = urllib.request.Request(
+            f"http://{kiln['http']}/v1/models/captioner-transformer/caption",
+            data=file.read_bytes(),
+            headers={"content-type": "image/png"},
+        )
+        with urllib.request.urlopen(request) as response:
+            answer = json.load(response)
+        assert caption == answer["caption"]
+        assert abs(float(score) - answer["score"]) < 1e-4
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_errors_are_clear(kiln, fashion_mnist, protocol):
     module, c = client(kiln, protocol)
@@ -186,7 +217,7 @@ def test_repository_unload_and_load(kiln, fashion_mnist, protocol):
     images, _ = fashion_mnist
     index = c.get_model_repository_index(as_json=True) if protocol == "grpc" else c.get_model_repository_index()
     index = index if isinstance(index, list) else index["models"]
-    assert {m["name"] for m in index} == {"lenet-fashion", "gru-web-en"}
+    assert {m["name"] for m in index} == {"lenet-fashion", "gru-web-en", "captioner-transformer"}
     c.unload_model("lenet-fashion")
     assert not c.is_model_ready("lenet-fashion")
     with pytest.raises(InferenceServerException):

@@ -1,24 +1,27 @@
 //! A loaded captioner: images in, captions out, by greedy or beam search.
 //!
-//! All images of a call are searched together: every step runs one batched decoder pass
-//! over the live hypotheses of every image (each image keeps up to `beam_size`), so a batch
-//! of requests shares its forward passes as its images share the encoder's.
+//! All images of a call are encoded together, then searched together: every step runs one
+//! batched decoder pass over the live hypotheses of every image (each image keeps up to
+//! `beam_size`), each hypothesis carrying its decoder state from step to step.
 
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
 
-use crate::captioning::vocabulary::{BOS, CaptionVocabulary, EOS};
+use super::decoding::{self, DecoderState};
+use super::search::CaptionSearch;
+use crate::captioning::vocabulary::CaptionVocabulary;
 use crate::error::{Result, ZooError};
-use crate::models::captioner::{CaptionNet, CaptionerConfig, IMAGE_SIDE};
+use crate::models::captioner::{CaptionNet, CaptionerConfig};
 use crate::weights::{load_weights, save_burnpack};
 
 /// Largest beam a request may ask for.
 pub const MAX_BEAM_SIZE: usize = 16;
 
-/// Which decoder, with its sizes.
-#[derive(Debug, Clone)]
+/// Which decoder, with its sizes; in `model.toml`, `kind = "lstm"` or `"transformer"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum CaptionerArchitecture {
     Lstm(CaptionerConfig),
     Transformer(CaptionerConfig),
@@ -55,7 +58,8 @@ impl Default for CaptionOptions {
     fn default() -> Self {
         Self {
             beam_size: 1,
-            max_tokens: 24,
+            // The longest scene caption has 27 words (four pairs of trousers, listed).
+            max_tokens: 30,
         }
     }
 }
@@ -74,14 +78,6 @@ pub struct Captioner {
     net: CaptionNet,
     device: Device,
     vocabulary: CaptionVocabulary,
-}
-
-/// A partial caption of one image.
-#[derive(Debug, Clone)]
-struct Hypothesis {
-    image: usize,
-    tokens: Vec<u32>,
-    score: f32,
 }
 
 impl Captioner {
@@ -134,156 +130,143 @@ impl Captioner {
         Ok(())
     }
 
+    /// Encode images given as `[3, 64, 64]` floats each (pixels scaled to 0..1), in one
+    /// batch, into the decoder state each caption starts from.
+    pub fn start(&self, images: &[Vec<f32>]) -> Result<Vec<DecoderState>> {
+        decoding::start(&self.net, images, &self.device)
+    }
+
+    /// One decoding step for many hypotheses at once (see [`decoding::step`]).
+    pub fn step(
+        &self,
+        tokens: &[u32],
+        states: Vec<DecoderState>,
+    ) -> Result<(Vec<Vec<f32>>, Vec<DecoderState>)> {
+        decoding::step(&self.net, tokens, states, &self.device)
+    }
+
     /// Captions for images given as `[3, 64, 64]` floats each (pixels scaled to 0..1).
     pub fn caption(&self, images: &[Vec<f32>], options: &CaptionOptions) -> Result<Vec<Caption>> {
         self.check_options(options)?;
-        let side = IMAGE_SIDE;
-        if let Some(bad) = images.iter().find(|image| image.len() != 3 * side * side) {
-            return Err(ZooError::InvalidInput(format!(
-                "an image needs {} values (3×{side}×{side}), not {}",
-                3 * side * side,
-                bad.len()
-            )));
-        }
-        if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pixels: Vec<f32> = images.iter().flatten().copied().collect();
-        let batch = Tensor::<4>::from_data(
-            TensorData::new(pixels, [images.len(), 3, side, side]),
-            &self.device,
-        );
-        let memory = self.net.encode(batch);
-        let beam = options.beam_size;
-
-        let mut live: Vec<Hypothesis> = (0..images.len())
-            .map(|image| Hypothesis {
-                image,
-                tokens: vec![BOS],
-                score: 0.0,
-            })
-            .collect();
-        let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); images.len()];
-        for step in 0..=options.max_tokens {
-            if live.is_empty() {
-                break;
-            }
-            let log_probs = self.next_log_probs(&memory, &live)?;
-            if step == options.max_tokens {
-                // Out of words: every caption still open ends here.
-                for (row, mut hypothesis) in live.drain(..).enumerate() {
-                    hypothesis.score += log_probs[row][EOS as usize];
-                    hypothesis.tokens.push(EOS);
-                    finished[hypothesis.image].push(hypothesis);
-                }
-                break;
-            }
-            let mut next = Vec::new();
-            for (image, done) in finished.iter_mut().enumerate() {
-                let mut candidates: Vec<(f32, usize, u32)> = Vec::new();
-                for (row, hypothesis) in live.iter().enumerate().filter(|(_, h)| h.image == image) {
-                    for (token, log_prob) in best(&log_probs[row], beam) {
-                        candidates.push((hypothesis.score + log_prob, row, token));
-                    }
-                }
-                candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-                for (score, row, token) in candidates.into_iter().take(beam) {
-                    let mut tokens = live[row].tokens.clone();
-                    tokens.push(token);
-                    let hypothesis = Hypothesis {
-                        image,
-                        tokens,
-                        score,
-                    };
-                    if token == EOS {
-                        done.push(hypothesis);
-                    } else {
-                        next.push(hypothesis);
-                    }
-                }
-                if done.len() >= beam {
-                    next.retain(|h| h.image != image);
-                }
-            }
-            live = next;
-        }
-
-        Ok(finished
+        let mut searches: Vec<CaptionSearch> = self
+            .start(images)?
             .into_iter()
-            .map(|candidates| {
-                let chosen = candidates
-                    .into_iter()
-                    .max_by(|a, b| normalised(a).total_cmp(&normalised(b)))
-                    .expect("every image finishes at least one hypothesis");
-                let tokens: Vec<u32> = chosen.tokens[1..]
-                    .iter()
-                    .copied()
-                    .take_while(|&t| t != EOS)
-                    .collect();
-                Caption {
-                    text: self.vocabulary.decode(&tokens),
-                    tokens,
-                    score: chosen.score,
+            .map(|state| CaptionSearch::new(state, *options))
+            .collect();
+        loop {
+            let mut counts = Vec::with_capacity(searches.len());
+            let (mut tokens, mut states) = (Vec::new(), Vec::new());
+            for search in &mut searches {
+                let inputs = search.take_inputs();
+                counts.push(inputs.len());
+                for (token, state) in inputs {
+                    tokens.push(token);
+                    states.push(state);
                 }
-            })
+            }
+            if tokens.is_empty() {
+                break;
+            }
+            let (log_probs, states) = self.step(&tokens, states)?;
+            let mut outputs = log_probs.into_iter().zip(states);
+            for (search, count) in searches.iter_mut().zip(counts) {
+                if count > 0 {
+                    search.advance(outputs.by_ref().take(count).collect());
+                }
+            }
+        }
+        Ok(searches
+            .into_iter()
+            .map(|search| search.caption(&self.vocabulary))
             .collect())
     }
-
-    /// Log-probabilities of the next token for every hypothesis (all the same length).
-    fn next_log_probs(&self, memory: &Tensor<3>, live: &[Hypothesis]) -> Result<Vec<Vec<f32>>> {
-        let rows = live.len();
-        let time = live[0].tokens.len();
-        let images: Vec<i64> = live.iter().map(|h| h.image as i64).collect();
-        let images = Tensor::<1, Int>::from_data(TensorData::new(images, [rows]), &self.device);
-        let ids: Vec<i64> = live
-            .iter()
-            .flat_map(|h| h.tokens.iter().map(|&t| i64::from(t)))
-            .collect();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, time]), &self.device);
-        let logits = self.net.decode(memory.clone().select(0, images), tokens);
-        let vocab = logits.dims()[2];
-        let last = logits
-            .slice(s![.., time - 1..time, ..])
-            .reshape([rows, vocab]);
-        let values: Vec<f32> = log_softmax(last, 1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
-        Ok(values.chunks(vocab).map(<[f32]>::to_vec).collect())
-    }
-}
-
-/// The `count` most likely tokens of one distribution, best first.
-fn best(log_probs: &[f32], count: usize) -> Vec<(u32, f32)> {
-    let mut ranked: Vec<(u32, f32)> = log_probs
-        .iter()
-        .enumerate()
-        .map(|(token, &p)| (token as u32, p))
-        .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    ranked.truncate(count);
-    ranked
-}
-
-/// Score per predicted token, so longer captions are not penalised for their length.
-fn normalised(hypothesis: &Hypothesis) -> f32 {
-    hypothesis.score / (hypothesis.tokens.len() - 1) as f32
 }
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::activation::log_softmax;
+
     use super::*;
+    use crate::captioning::search::best;
+    use crate::captioning::vocabulary::{BOS, EOS};
+    use crate::models::captioner::IMAGE_SIDE;
+
+    fn config() -> CaptionerConfig {
+        CaptionerConfig::new(CaptionVocabulary.len())
+            .with_d_model(16)
+            .with_channels(4)
+            .with_max_tokens(12)
+    }
 
     fn captioner() -> Captioner {
         let device = Device::flex();
-        let config = CaptionerConfig::new(CaptionVocabulary.len())
-            .with_d_model(16)
-            .with_channels(4)
-            .with_max_tokens(12);
         Captioner::from_net(
-            CaptionNet::Transformer(config.init_transformer(&device)),
+            CaptionNet::Transformer(config().init_transformer(&device)),
             &device,
         )
+    }
+
+    fn both_captioners() -> [Captioner; 2] {
+        let device = Device::flex();
+        [
+            Captioner::from_net(CaptionNet::Lstm(config().init_lstm(&device)), &device),
+            captioner(),
+        ]
+    }
+
+    fn noise(seed: u32) -> Vec<f32> {
+        (0..3 * IMAGE_SIDE * IMAGE_SIDE)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32)
+            .collect()
+    }
+
+    #[test]
+    fn hypotheses_of_different_lengths_step_together_as_they_would_alone() {
+        for captioner in both_captioners() {
+            let mut states = captioner.start(&[noise(1), noise(2)]).unwrap().into_iter();
+            let (mut long, short) = (states.next().unwrap(), states.next().unwrap());
+            for token in [BOS, 7] {
+                long = captioner.step(&[token], vec![long]).unwrap().1.remove(0);
+            }
+            let (alone_long, _) = captioner.step(&[9], vec![long.clone()]).unwrap();
+            let (alone_short, _) = captioner.step(&[BOS], vec![short.clone()]).unwrap();
+            let (together, states) = captioner.step(&[9, BOS], vec![long, short]).unwrap();
+            for (a, b) in [&alone_long[0], &alone_short[0]].into_iter().zip(&together) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+                }
+            }
+            assert_eq!(states.len(), 2);
+            if let CaptionNet::Transformer(_) = captioner.net {
+                assert_eq!(states[0].tokens_read(), Some(3));
+                assert_eq!(states[1].tokens_read(), Some(1));
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_length_fits_the_longest_scene_caption() {
+        use crate::captioning::vocabulary::words;
+        use crate::data::scenes::{SceneObject, caption};
+        let trousers = |colour, cell| SceneObject {
+            source: 0,
+            label: 1,
+            colour,
+            cell,
+            origin: (0, 0),
+        };
+        let objects = [
+            trousers(0, (0, 0)),
+            trousers(1, (0, 1)),
+            trousers(2, (1, 0)),
+            trousers(3, (1, 1)),
+        ];
+        let longest = (0..3)
+            .map(|template| words(&caption(&objects, template)).len())
+            .max()
+            .unwrap();
+        assert_eq!(longest, 27);
+        assert!(CaptionOptions::default().max_tokens >= longest);
     }
 
     #[test]
@@ -306,7 +289,13 @@ mod tests {
 
     #[test]
     fn a_beam_of_one_follows_the_most_likely_token_each_step() {
-        let captioner = captioner();
+        for captioner in both_captioners() {
+            greedy_matches_whole_sequence_decoding(&captioner);
+        }
+    }
+
+    /// Step-by-step greedy search against the whole-sequence decoder used in training.
+    fn greedy_matches_whole_sequence_decoding(captioner: &Captioner) {
         let pixels = vec![0.25; 3 * IMAGE_SIDE * IMAGE_SIDE];
         let options = CaptionOptions {
             beam_size: 1,

@@ -1,18 +1,19 @@
-//! Caption quality against the ground truth: corpus BLEU-4 (Papineni et al., 2002: clipped
-//! 1- to 4-gram precisions, geometric mean, brevity penalty; one reference per caption)
-//! and exact match.
+//! Caption quality against the ground truth: corpus BLEU-4 (Papineni et al., 2002: n-gram
+//! counts clipped by the most any reference holds, 1- to 4-gram precisions, geometric
+//! mean, brevity penalty against the reference closest in length) and exact match with
+//! any reference. A scene's references are its caption's every phrasing.
 
 use std::collections::HashMap;
 
 use crate::captioning::vocabulary::words;
 
-/// Scores of a set of captions, each against its one reference.
+/// Scores of a set of captions, each against its references.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CaptionScore {
     pub samples: usize,
     /// Corpus BLEU-4, 0..1.
     pub bleu4: f64,
-    /// Fraction of captions equal to their reference word for word.
+    /// Fraction of captions equal to one of their references word for word.
     pub exact_match: f64,
 }
 
@@ -26,24 +27,41 @@ fn ngrams(words: &[&str], n: usize) -> HashMap<Vec<String>, usize> {
     counts
 }
 
-/// Score `(candidate, reference)` pairs.
-pub fn score_captions<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> CaptionScore {
+/// Score `(candidate, references)` pairs; every candidate needs at least one reference.
+pub fn score_captions<'a, R>(pairs: impl IntoIterator<Item = (&'a str, R)>) -> CaptionScore
+where
+    R: IntoIterator<Item = &'a str>,
+{
     let (mut matched, mut total) = ([0usize; 4], [0usize; 4]);
     let (mut candidate_length, mut reference_length) = (0usize, 0usize);
     let (mut samples, mut exact) = (0usize, 0usize);
-    for (candidate, reference) in pairs {
+    for (candidate, references) in pairs {
         let candidate = words(candidate);
-        let reference = words(reference);
         let candidate: Vec<&str> = candidate.iter().map(String::as_str).collect();
-        let reference: Vec<&str> = reference.iter().map(String::as_str).collect();
+        let references: Vec<Vec<String>> = references.into_iter().map(words).collect();
+        let references: Vec<Vec<&str>> = references
+            .iter()
+            .map(|r| r.iter().map(String::as_str).collect())
+            .collect();
         samples += 1;
-        exact += usize::from(candidate == reference);
+        exact += usize::from(references.contains(&candidate));
         candidate_length += candidate.len();
-        reference_length += reference.len();
+        // The reference closest in length, the shorter on a tie.
+        reference_length += references
+            .iter()
+            .map(Vec::len)
+            .min_by_key(|&len| (len.abs_diff(candidate.len()), len))
+            .unwrap_or(0);
         for n in 1..=4 {
-            let in_reference = ngrams(&reference, n);
+            let mut most: HashMap<Vec<String>, usize> = HashMap::new();
+            for reference in &references {
+                for (gram, count) in ngrams(reference, n) {
+                    let entry = most.entry(gram).or_insert(0);
+                    *entry = (*entry).max(count);
+                }
+            }
             for (gram, count) in ngrams(&candidate, n) {
-                matched[n - 1] += count.min(in_reference.get(&gram).copied().unwrap_or(0));
+                matched[n - 1] += count.min(most.get(&gram).copied().unwrap_or(0));
                 total[n - 1] += count;
             }
         }
@@ -82,11 +100,11 @@ mod tests {
         let score = score_captions([
             (
                 "a red sneaker to the left of a blue bag",
-                "a red sneaker to the left of a blue bag",
+                ["a red sneaker to the left of a blue bag"],
             ),
             (
                 "two white coats side by side",
-                "two white coats side by side",
+                ["two white coats side by side"],
             ),
         ]);
         assert_eq!(score.samples, 2);
@@ -100,7 +118,7 @@ mod tests {
         // and the brevity penalty exp(1 - 9/7).
         let score = score_captions([(
             "a red sneaker to the right bag",
-            "a red sneaker to the left of a bag",
+            ["a red sneaker to the left of a bag"],
         )]);
         let precisions: f64 = (6.0 / 7.0) * (4.0 / 6.0) * (3.0 / 5.0) * (2.0 / 4.0);
         let expected = (1.0f64 - 9.0 / 7.0).exp() * precisions.powf(0.25);
@@ -110,7 +128,21 @@ mod tests {
 
     #[test]
     fn no_shared_four_gram_scores_zero() {
-        let score = score_captions([("a red bag", "a blue coat above a red bag")]);
+        let score = score_captions([("a red bag", ["a blue coat above a red bag"])]);
         assert_eq!(score.bleu4, 0.0);
+    }
+
+    #[test]
+    fn any_reference_counts() {
+        let references = ["a red bag on a black background", "a picture of a red bag"];
+        let score = score_captions([("a picture of a red bag", references)]);
+        assert_eq!(score.exact_match, 1.0);
+        assert!((score.bleu4 - 1.0).abs() < 1e-12);
+        // Counts clipped by the most any one reference holds ("a" twice, "red bag" once);
+        // 9 words against the closer length 7: no brevity penalty.
+        let score = score_captions([("a picture of a red bag a red bag", references)]);
+        let precisions: f64 = (6.0 / 9.0) * (5.0 / 8.0) * (4.0 / 7.0) * (3.0 / 6.0);
+        assert!((score.bleu4 - precisions.powf(0.25)).abs() < 1e-12);
+        assert_eq!(score.exact_match, 0.0);
     }
 }

@@ -113,6 +113,19 @@ pub struct Scene {
 impl Scene {
     /// The model input: `[3, 64, 64]` floats, pixels scaled to 0..1, as [`image_spec`]
     /// makes of the scene saved as an image file.
+    /// Every phrasing of the scene's caption, the drawn one first: the references a
+    /// predicted caption is scored against.
+    pub fn references(&self) -> Vec<String> {
+        let mut all = vec![self.caption.clone()];
+        for template in 0..TEMPLATES {
+            let phrasing = caption(&self.objects, template);
+            if !all.contains(&phrasing) {
+                all.push(phrasing);
+            }
+        }
+        all
+    }
+
     pub fn input(&self) -> Vec<f32> {
         let plane = CANVAS_SIDE * CANVAS_SIDE;
         let mut values = vec![0.0; 3 * plane];

@@ -1,16 +1,21 @@
 //! Image captioners for 64×64 RGB scenes: a small CNN encoder, then
 //! - an LSTM decoder that takes the image embedding as its first input and then the
-//!   caption's words (Show and Tell, Vinyals et al., 2015), or
+//!   caption's words (Show and Tell, Vinyals et al., 2015), with the embedding also beside
+//!   every word, or
 //! - a Transformer decoder (pre-norm blocks of causal self-attention, cross-attention over
 //!   the encoder's 8×8 grid of region features, feed-forward).
 //!
 //! Both project onto the vocabulary through the tied word embedding. Shapes: images
 //! `[batch, 3, 64, 64]`, tokens `[batch, time]` (starting with `<bos>`) → logits
 //! `[batch, time, vocab]`, the logits at position t predicting token t + 1.
+//!
+//! Besides the whole-sequence `decode` used in training, each decoder has a `step` that
+//! reads one new token per row and carries its state (the LSTM's hidden and cell, the
+//! Transformer's keys and values) from step to step, so serving never recomputes a prefix.
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::lstm::{Lstm, LstmConfig};
+use burn::nn::lstm::{Lstm, LstmConfig, LstmState};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
     Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
@@ -18,6 +23,8 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
+
+pub use crate::models::transformer_lm::KeyValue;
 
 /// Side of the square input image.
 pub const IMAGE_SIDE: usize = 64;
@@ -94,12 +101,16 @@ fn project(embedding: &Embedding, bias: &Param<Tensor<1>>, hidden: Tensor<2>) ->
     hidden.matmul(embedding.weight.val().transpose()) + bias.val().unsqueeze()
 }
 
-/// Show and Tell: the image embedding is the LSTM's first input.
+/// Show and Tell: the image embedding is the LSTM's first input. It also stands beside every
+/// word of the input (the LSTM reads `[word; image]`), so later words need not recall it
+/// through the whole sequence: a network trained from scratch learns far faster so. The
+/// embedding is normalised, as the words' are small.
 #[derive(Module, Debug)]
 pub struct LstmCaptioner {
     encoder: SceneEncoder,
     pool: AvgPool2d,
     image_projection: Linear,
+    image_norm: LayerNorm,
     embedding: Embedding,
     lstm: Lstm,
     output_bias: Param<Tensor<1>>,
@@ -113,8 +124,9 @@ impl CaptionerConfig {
             pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             image_projection: LinearConfig::new(self.channels * grid * grid, self.d_model)
                 .init(device),
+            image_norm: LayerNormConfig::new(self.d_model).init(device),
             embedding: tied_embedding(self, device),
-            lstm: LstmConfig::new(self.d_model, self.d_model, true).init(device),
+            lstm: LstmConfig::new(2 * self.d_model, self.d_model, true).init(device),
             output_bias: Param::from_tensor(Tensor::zeros([self.vocab_size], device)),
         }
     }
@@ -166,20 +178,50 @@ impl LstmCaptioner {
             .pool
             .forward(self.encoder.forward(images))
             .flatten(1, 3);
-        self.image_projection.forward(features).unsqueeze_dim(1)
+        self.image_norm
+            .forward(self.image_projection.forward(features))
+            .unsqueeze_dim(1)
     }
 
     /// Logits for every position of `tokens [batch, time]` after `memory [batch, 1, d]`.
     pub fn decode(&self, memory: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<3> {
         let [batch, time] = tokens.dims();
-        let inputs = Tensor::cat(vec![memory, self.embedding.forward(tokens)], 1);
+        let d = memory.dims()[2];
+        let sequence = Tensor::cat(vec![memory.clone(), self.embedding.forward(tokens)], 1);
+        let inputs = Tensor::cat(vec![sequence, memory.expand([batch, time + 1, d])], 2);
         let (hidden, _) = self.lstm.forward(inputs, None);
-        let d = hidden.dims()[2];
         let hidden = hidden
             .slice(s![.., 1..time + 1, ..])
             .reshape([batch * time, d]);
         let vocab = self.output_bias.dims()[0];
         project(&self.embedding, &self.output_bias, hidden).reshape([batch, time, vocab])
+    }
+
+    /// The state after reading the image embeddings `memory [batch, 1, d]`.
+    pub fn start(&self, memory: Tensor<3>) -> LstmState<2> {
+        self.lstm
+            .forward(Tensor::cat(vec![memory.clone(), memory], 2), None)
+            .1
+    }
+
+    /// Logits `[batch, vocab]` after reading `tokens [batch]` beside `images [batch, d]`
+    /// (the rows' embeddings) in `state`, and the new state.
+    pub fn step(
+        &self,
+        tokens: Tensor<1, Int>,
+        images: Tensor<2>,
+        state: LstmState<2>,
+    ) -> (Tensor<2>, LstmState<2>) {
+        let words = self.embedding.forward(tokens.unsqueeze_dim(1));
+        let inputs = Tensor::cat(vec![words, images.unsqueeze_dim(1)], 2);
+        let (hidden, state) = self.lstm.forward(inputs, Some(state));
+        let [batch, _, d] = hidden.dims();
+        let logits = project(
+            &self.embedding,
+            &self.output_bias,
+            hidden.reshape([batch, d]),
+        );
+        (logits, state)
     }
 }
 
@@ -196,31 +238,50 @@ pub struct Attention {
 const MASKED_SCORE: f32 = -1.0e9;
 
 impl Attention {
-    /// `x [batch, n, d]` attending over `context [batch, m, d]`; `mask [batch, 1, n, m]`
+    /// `[batch, n, d]` → `[batch, heads, n, d / heads]`.
+    fn split_heads(&self, t: Tensor<3>) -> Tensor<4> {
+        let [batch, n, d] = t.dims();
+        t.reshape([batch, n, self.heads, d / self.heads])
+            .swap_dims(1, 2)
+    }
+
+    /// Keys and values of `context [batch, m, d]`.
+    fn keys_values(&self, context: Tensor<3>) -> KeyValue {
+        let d = context.dims()[2];
+        let key_value = self.key_value.forward(context);
+        KeyValue {
+            keys: self.split_heads(key_value.clone().slice(s![.., .., 0..d])),
+            values: self.split_heads(key_value.slice(s![.., .., d..2 * d])),
+        }
+    }
+
+    /// `x [batch, n, d]` attending over the given keys and values; `mask [batch, 1, n, m]`
     /// (true = hidden) when some keys must not be seen.
+    fn attend(&self, x: Tensor<3>, context: KeyValue, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
+        let [batch, n, d] = x.dims();
+        let m = context.keys.dims()[2];
+        let d_k = d / self.heads;
+        let query = self.split_heads(self.query.forward(x));
+        let mut scores = query.matmul(context.keys.swap_dims(2, 3)) / (d_k as f64).sqrt();
+        if let Some(mask) = mask {
+            scores = scores.mask_fill(mask.expand([batch, self.heads, n, m]), MASKED_SCORE);
+        }
+        let attended = softmax(scores, 3)
+            .matmul(context.values)
+            .swap_dims(1, 2)
+            .reshape([batch, n, d]);
+        self.output.forward(attended)
+    }
+
+    /// `x [batch, n, d]` attending over `context [batch, m, d]`.
     fn forward(
         &self,
         x: Tensor<3>,
         context: Tensor<3>,
         mask: Option<Tensor<4, Bool>>,
     ) -> Tensor<3> {
-        let [batch, n, d] = x.dims();
-        let m = context.dims()[1];
-        let d_k = d / self.heads;
-        let heads = |t: Tensor<3>, len| t.reshape([batch, len, self.heads, d_k]).swap_dims(1, 2);
-        let query = heads(self.query.forward(x), n);
-        let key_value = self.key_value.forward(context);
-        let keys = heads(key_value.clone().slice(s![.., .., 0..d]), m);
-        let values = heads(key_value.slice(s![.., .., d..2 * d]), m);
-        let mut scores = query.matmul(keys.swap_dims(2, 3)) / (d_k as f64).sqrt();
-        if let Some(mask) = mask {
-            scores = scores.mask_fill(mask.expand([batch, self.heads, n, m]), MASKED_SCORE);
-        }
-        let context = softmax(scores, 3)
-            .matmul(values)
-            .swap_dims(1, 2)
-            .reshape([batch, n, d]);
-        self.output.forward(context)
+        let context = self.keys_values(context);
+        self.attend(x, context, mask)
     }
 }
 
@@ -250,6 +311,38 @@ impl CaptionBlock {
                 .forward(self.feed_forward_norm.forward(x.clone())),
         );
         x + self.feed_forward_out.forward(hidden)
+    }
+
+    /// One new position per row: `x [batch, 1, d]` after `past` (keys and values of the
+    /// tokens read so far, `None` before the first), over the image's `regions`; `mask`
+    /// `[batch, 1, 1, past + 1]` hides padding. Returns the output and past plus the new
+    /// position's keys and values.
+    fn step(
+        &self,
+        x: Tensor<3>,
+        past: Option<KeyValue>,
+        regions: KeyValue,
+        mask: Tensor<4, Bool>,
+    ) -> (Tensor<3>, KeyValue) {
+        let normed = self.self_norm.forward(x.clone());
+        let new = self.self_attention.keys_values(normed.clone());
+        let seen = match past {
+            Some(past) => KeyValue {
+                keys: Tensor::cat(vec![past.keys, new.keys], 2),
+                values: Tensor::cat(vec![past.values, new.values], 2),
+            },
+            None => new,
+        };
+        let x = x + self.self_attention.attend(normed, seen.clone(), Some(mask));
+        let x = x.clone()
+            + self
+                .cross_attention
+                .attend(self.cross_norm.forward(x), regions, None);
+        let hidden = gelu(
+            self.feed_forward_in
+                .forward(self.feed_forward_norm.forward(x.clone())),
+        );
+        (x + self.feed_forward_out.forward(hidden), seen)
     }
 }
 
@@ -307,6 +400,46 @@ impl TransformerCaptioner {
         let hidden = self.final_norm.forward(x).reshape([batch * time, d]);
         let vocab = self.output_bias.dims()[0];
         project(&self.token_embedding, &self.output_bias, hidden).reshape([batch, time, vocab])
+    }
+
+    /// Per layer, the keys and values of the region features `memory [batch, 64, d]`,
+    /// computed once per image and read at every step.
+    pub fn start(&self, memory: Tensor<3>) -> Vec<KeyValue> {
+        self.blocks
+            .iter()
+            .map(|block| block.cross_attention.keys_values(memory.clone()))
+            .collect()
+    }
+
+    /// Logits `[batch, vocab]` after reading `tokens [batch]` at `positions [batch]`.
+    /// `past` holds per layer the keys and values of the tokens read so far, padded to a
+    /// common length (`None` when no row has read any); `mask [batch, 1, 1, past + 1]` hides
+    /// the padding. Returns the logits and, per layer, past plus the new position.
+    pub fn step(
+        &self,
+        tokens: Tensor<1, Int>,
+        positions: Tensor<1, Int>,
+        past: Option<Vec<KeyValue>>,
+        regions: Vec<KeyValue>,
+        mask: Tensor<4, Bool>,
+    ) -> (Tensor<2>, Vec<KeyValue>) {
+        let batch = tokens.dims()[0];
+        let mut x = self.token_embedding.forward(tokens.unsqueeze_dim(1))
+            + self.token_position.forward(positions.unsqueeze_dim(1));
+        let mut past = past.map(Vec::into_iter);
+        let mut seen = Vec::with_capacity(self.blocks.len());
+        for (block, regions) in self.blocks.iter().zip(regions) {
+            let layer_past = past.as_mut().and_then(Iterator::next);
+            let (out, kv) = block.step(x, layer_past, regions, mask.clone());
+            x = out;
+            seen.push(kv);
+        }
+        let d = x.dims()[2];
+        let hidden = self.final_norm.forward(x).reshape([batch, d]);
+        (
+            project(&self.token_embedding, &self.output_bias, hidden),
+            seen,
+        )
     }
 }
 

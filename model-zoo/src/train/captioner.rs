@@ -10,10 +10,11 @@ use burn::prelude::*;
 
 use crate::backend::BackendKind;
 use crate::captioning::captioner::{CaptionOptions, Captioner, CaptionerArchitecture};
-use crate::captioning::metrics::{CaptionScore, score_captions};
+use crate::captioning::metrics::CaptionScore;
 use crate::captioning::vocabulary::{CaptionVocabulary, PAD};
 use crate::data::scenes::{CANVAS_SIDE, Scene, SceneGenerator};
 use crate::error::Result;
+use crate::eval::evaluate_captioner;
 
 /// Settings of one training run.
 #[derive(Debug, Clone)]
@@ -83,22 +84,6 @@ pub fn teacher_forcing_batch(
     ))
 }
 
-/// Greedy captions of `scenes` scored against their true captions.
-pub fn evaluate_captioner(
-    captioner: &Captioner,
-    scenes: &[Scene],
-    batch_size: usize,
-) -> Result<CaptionScore> {
-    let mut predicted = Vec::with_capacity(scenes.len());
-    for chunk in scenes.chunks(batch_size.max(1)) {
-        let images: Vec<Vec<f32>> = chunk.iter().map(Scene::input).collect();
-        predicted.extend(captioner.caption(&images, &CaptionOptions::default())?);
-    }
-    Ok(score_captions(predicted.iter().zip(scenes).map(
-        |(caption, scene)| (caption.text.as_str(), scene.caption.as_str()),
-    )))
-}
-
 impl CaptionerTraining {
     /// Train `architecture` from scratch on scenes from `train`, scoring `validation`
     /// after each epoch; returns the trained captioner.
@@ -137,7 +122,12 @@ impl CaptionerTraining {
             on_epoch(&CaptionerEpochReport {
                 epoch,
                 mean_loss: loss_sum / batches.max(1) as f64,
-                validation: evaluate_captioner(&captioner, validation, 64)?,
+                validation: evaluate_captioner(
+                    &captioner,
+                    validation,
+                    64,
+                    &CaptionOptions::default(),
+                )?,
             });
             result = Some(captioner);
         }

@@ -6,11 +6,13 @@
 
 mod executor;
 mod queue;
+mod slots;
 
 use std::time::Duration;
 
 pub use executor::{BatchExecutor, ExecutorError};
 pub use queue::{Batcher, Submitted};
+pub use slots::QueueSlots;
 
 /// Batching limits of one model.
 #[derive(Debug, Clone, PartialEq)]

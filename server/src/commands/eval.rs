@@ -1,26 +1,73 @@
 //! `kiln eval`: a model of the repository scored on its held-out test set — accuracy for
 //! classifiers, perplexity and next-word accuracy (beside unigram and bigram baselines on
-//! the same split and vocabulary) for language models.
+//! the same split and vocabulary) for language models, BLEU-4 and exact match on the test
+//! scenes for captioners.
 
 use std::path::Path;
 
+use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
 use kiln_zoo::classifier::ImageClassifier;
 use kiln_zoo::data::fashion_mnist::{FashionMnist, Split as ImageSplit};
-use kiln_zoo::eval::{LanguageModelScore, evaluate_fashion_mnist};
+use kiln_zoo::data::scenes::{SceneGenerator, SceneSplit};
+use kiln_zoo::eval::{LanguageModelScore, evaluate_captioner, evaluate_fashion_mnist};
 use kiln_zoo::language_model::LanguageModel;
 use kiln_zoo::text::corpus::{Corpus, Split};
 use kiln_zoo::text::ngram::NgramCounts;
 use kiln_zoo::text::tokenizer::Tokenizer;
 
 use crate::cli::EvalArgs;
-use crate::repository::{ClassifierConfig, LanguageModelConfig, ModelConfig};
+use crate::repository::{CaptionerModelConfig, ClassifierConfig, LanguageModelConfig, ModelConfig};
 
 pub fn run(args: &EvalArgs) -> Result<(), String> {
     let dir = args.model_repository.join(&args.model);
     match ModelConfig::read(&dir)? {
         ModelConfig::Classify(config) => eval_classifier(args, &dir, &config),
         ModelConfig::LanguageModel(config) => eval_language_model(args, &dir, &config),
+        ModelConfig::Caption(config) => eval_captioner(args, &dir, &config),
     }
+}
+
+/// Test scenes a captioner is scored on.
+pub const CAPTION_TEST_SCENES: usize = 2_000;
+
+fn eval_captioner(
+    args: &EvalArgs,
+    dir: &Path,
+    config: &CaptionerModelConfig,
+) -> Result<(), String> {
+    let device = args.backend.device().map_err(|e| e.to_string())?;
+    let captioner = Captioner::load(&config.architecture, &dir.join(&config.weights), &device)
+        .map_err(|e| e.to_string())?;
+    let images = FashionMnist::load(&args.data_dir, ImageSplit::Test).map_err(|e| e.to_string())?;
+    let scenes = SceneGenerator::new(&images, SceneSplit::Test)
+        .map_err(|e| e.to_string())?
+        .scenes(CAPTION_TEST_SCENES);
+    println!(
+        "{}: {} test scenes (Fashion-MNIST test images), references: every phrasing",
+        args.model,
+        scenes.len()
+    );
+    println!("| search      | BLEU-4 | exact match |");
+    println!("|-------------|-------:|------------:|");
+    for beam_size in [1, 3] {
+        let options = CaptionOptions {
+            beam_size,
+            max_tokens: config.decoding.default_max_tokens,
+        };
+        let score =
+            evaluate_captioner(&captioner, &scenes, 64, &options).map_err(|e| e.to_string())?;
+        let search = if beam_size == 1 {
+            "greedy".to_string()
+        } else {
+            format!("beam {beam_size}")
+        };
+        println!(
+            "| {search:<11} | {:>6.2} | {:>10.2}% |",
+            score.bleu4 * 100.0,
+            score.exact_match * 100.0
+        );
+    }
+    Ok(())
 }
 
 fn eval_classifier(args: &EvalArgs, dir: &Path, config: &ClassifierConfig) -> Result<(), String> {

@@ -6,4 +6,6 @@ pub mod health;
 pub mod language_presets;
 pub mod train;
 #[cfg(feature = "train")]
+mod train_captioner;
+#[cfg(feature = "train")]
 mod train_language;

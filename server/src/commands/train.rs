@@ -15,9 +15,12 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
     if let Some(preset) = super::language_presets::preset(&args.model) {
         return super::train_language::run(args, &preset);
     }
+    if let Some(architecture) = super::train_captioner::architecture(&args.model) {
+        return super::train_captioner::run(args, architecture);
+    }
     if args.model != "lenet" {
         return Err(format!(
-            "unknown model '{}'; trainable: lenet, {}",
+            "unknown model '{}'; trainable: lenet, {}, captioner-lstm, captioner-transformer",
             args.model,
             super::language_presets::names().join(", ")
         ));
@@ -59,6 +62,7 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
     let config = ModelConfig::Classify(ClassifierConfig {
         version: "1".into(),
         weights: "weights.bpk".into(),
+        key_remap: Vec::new(),
         labels: "labels.txt".into(),
         instances: 1,
         backend: None,

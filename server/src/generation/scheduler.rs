@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -20,7 +19,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::sampling::{SamplingParams, sample};
 use super::{FinishReason, GenerationEvent, GenerationMetrics};
-use crate::batching::InferError;
+use crate::batching::{InferError, QueueSlots};
 
 /// Tokens never generated: `<bos>` only starts a prompt and `<unk>` is not a word.
 const BANNED: [u32; 2] = [BOS_ID, UNK_ID];
@@ -54,8 +53,7 @@ pub struct SchedulerPolicy {
 pub struct Generator {
     jobs: Sender<GenerationJob>,
     /// Jobs waiting or running.
-    in_system: Arc<AtomicUsize>,
-    max_queue_size: usize,
+    slots: QueueSlots,
 }
 
 impl Generator {
@@ -68,36 +66,28 @@ impl Generator {
         metrics: Arc<GenerationMetrics>,
     ) -> std::io::Result<Self> {
         let (jobs, receiver) = crossbeam_channel::unbounded();
-        let in_system = Arc::new(AtomicUsize::new(0));
+        let slots = QueueSlots::new(policy.max_queue_size);
         let worker = Worker {
             model,
             tokenizer,
             policy,
             metrics,
             receiver,
-            in_system: in_system.clone(),
+            slots: slots.clone(),
             waiting: VecDeque::new(),
             active: Vec::new(),
         };
         std::thread::Builder::new()
             .name(format!("kiln-generate-{name}"))
             .spawn(move || worker.run())?;
-        Ok(Self {
-            jobs,
-            in_system,
-            max_queue_size: policy.max_queue_size,
-        })
+        Ok(Self { jobs, slots })
     }
 
     /// Queue a job; refused when the queue is full or the loop has stopped.
     pub fn submit(&self, job: GenerationJob) -> Result<(), InferError> {
-        let before = self.in_system.fetch_add(1, Ordering::AcqRel);
-        if before >= self.max_queue_size {
-            self.in_system.fetch_sub(1, Ordering::AcqRel);
-            return Err(InferError::Overloaded(self.max_queue_size));
-        }
+        self.slots.take()?;
         self.jobs.send(job).map_err(|_| {
-            self.in_system.fetch_sub(1, Ordering::AcqRel);
+            self.slots.release(1);
             InferError::ShuttingDown
         })
     }
@@ -122,7 +112,7 @@ struct Worker {
     policy: SchedulerPolicy,
     metrics: Arc<GenerationMetrics>,
     receiver: Receiver<GenerationJob>,
-    in_system: Arc<AtomicUsize>,
+    slots: QueueSlots,
     waiting: VecDeque<(GenerationJob, Instant)>,
     active: Vec<Sequence>,
 }
@@ -156,7 +146,7 @@ impl Worker {
         let dropped = before - self.active.len() - self.waiting.len();
         if dropped > 0 {
             self.metrics.canceled.inc_by(dropped as u64);
-            self.in_system.fetch_sub(dropped, Ordering::AcqRel);
+            self.slots.release(dropped);
         }
     }
 
@@ -311,14 +301,14 @@ impl Worker {
             completion_tokens: sequence.generated,
             text: sequence.text,
         });
-        self.in_system.fetch_sub(1, Ordering::AcqRel);
+        self.slots.release(1);
     }
 
     fn fail_job(&self, job: GenerationJob, message: String) {
         tracing::error!("generation failed: {message}");
         self.metrics.failed.inc();
         let _ = job.events.send(GenerationEvent::Failed(message));
-        self.in_system.fetch_sub(1, Ordering::AcqRel);
+        self.slots.release(1);
     }
 
     fn fail_active(&mut self, message: String) {

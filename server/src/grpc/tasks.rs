@@ -1,5 +1,5 @@
-//! `kiln.v1.Tasks`: classification, next words and streaming generation over gRPC, through
-//! the same checks and batchers as the `/v1` HTTP routes.
+//! `kiln.v1.Tasks`: classification, captions, next words and streaming generation over
+//! gRPC, through the same checks and batchers as the `/v1` HTTP routes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -81,6 +81,54 @@ impl Tasks for TaskService {
                     probability: p.probability,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn caption(
+        &self,
+        request: Request<pb::CaptionRequest>,
+    ) -> Result<Response<pb::CaptionResponse>, Status> {
+        let _permit = admit(&self.state)?;
+        let timeout = request_timeout(request.metadata(), self.state.default_timeout());
+        let r = request.into_inner();
+        let handle = self.state.ready_model(&r.model)?;
+        let caption = within_deadline(&handle, timeout, |deadline| {
+            let handle = &handle;
+            async move {
+                let captioner = handle.captioner()?;
+                let options = captioner.options(
+                    r.beam_size.map(|n| n as usize),
+                    r.max_tokens.map(|n| n as usize),
+                )?;
+                let spec = captioner.input_spec().clone();
+                let input = match r.input {
+                    Some(pb::caption_request::Input::Image(bytes)) => {
+                        decode_off_thread_if_large(bytes.len(), move || Ok(spec.decode(&bytes)?))
+                            .await?
+                    }
+                    Some(pb::caption_request::Input::Pixels(p)) => pixels_input(&spec, &p)?,
+                    None => {
+                        return Err(KilnError::bad_input("send an image or pixels"));
+                    }
+                };
+                Ok(captioner.caption(input, options, Some(deadline)).await?)
+            }
+        })
+        .await?;
+        let words = kiln_zoo::captioning::vocabulary::CaptionVocabulary;
+        Ok(Response::new(pb::CaptionResponse {
+            model: handle.name.clone(),
+            model_version: handle.version.clone(),
+            tokens: caption
+                .tokens
+                .iter()
+                .map(|&id| pb::CaptionToken {
+                    id,
+                    text: words.word(id).unwrap_or_default().to_string(),
+                })
+                .collect(),
+            caption: caption.text,
+            score: caption.score,
         }))
     }
 

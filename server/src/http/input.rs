@@ -15,16 +15,36 @@ pub type DecodedInput = (Vec<f32>, Option<usize>);
 pub fn decode_json_input(spec: &ImageSpec, body: &[u8]) -> Result<DecodedInput, KilnError> {
     let json: ClassifyJson = serde_json::from_slice(body)
         .map_err(|e| KilnError::bad_input(format!("invalid JSON body: {e}")))?;
-    let input = match (json.image, json.pixels) {
-        (Some(b64), None) => decode_image_bytes(spec, &decode_base64(&b64)?)?,
-        (None, Some(pixels)) => pixels_to_input(spec, pixels)?,
-        _ => {
-            return Err(KilnError::bad_input(
-                "send exactly one of \"image\" (base64) and \"pixels\"",
-            ));
-        }
+    Ok((image_input(spec, json.image, json.pixels)?, json.top_k))
+}
+
+/// Model input and the search options carried in a JSON caption body.
+pub fn decode_caption_json(
+    spec: &ImageSpec,
+    body: &[u8],
+) -> Result<(Vec<f32>, CaptionBodyOptions), KilnError> {
+    let json: CaptionJson = serde_json::from_slice(body)
+        .map_err(|e| KilnError::bad_input(format!("invalid JSON body: {e}")))?;
+    let options = CaptionBodyOptions {
+        beam_size: json.beam_size,
+        max_tokens: json.max_tokens,
     };
-    Ok((input, json.top_k))
+    Ok((image_input(spec, json.image, json.pixels)?, options))
+}
+
+/// The image of a JSON body: exactly one of base64 bytes and raw pixels.
+fn image_input(
+    spec: &ImageSpec,
+    image: Option<String>,
+    pixels: Option<Pixels>,
+) -> Result<Vec<f32>, KilnError> {
+    match (image, pixels) {
+        (Some(b64), None) => decode_image_bytes(spec, &decode_base64(&b64)?),
+        (None, Some(pixels)) => pixels_to_input(spec, pixels),
+        _ => Err(KilnError::bad_input(
+            "send exactly one of \"image\" (base64) and \"pixels\"",
+        )),
+    }
 }
 
 /// Model input from encoded image bytes (PNG, JPEG or WebP).
@@ -41,6 +61,28 @@ pub struct ClassifyJson {
     /// Pixel values 0–255: rows of grey values, or rows of `[r, g, b]`.
     pixels: Option<Pixels>,
     top_k: Option<usize>,
+}
+
+/// The JSON form of a caption request: exactly one of `image` and `pixels`, and the
+/// search options.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptionJson {
+    /// Base64 PNG/JPEG/WebP bytes, optionally as a `data:` URL.
+    image: Option<String>,
+    /// Pixel values 0–255: rows of grey values, or rows of `[r, g, b]`.
+    pixels: Option<Pixels>,
+    /// Hypotheses kept while searching (1 is greedy).
+    beam_size: Option<usize>,
+    /// Most words in the caption.
+    max_tokens: Option<usize>,
+}
+
+/// Search options a caption body may carry.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CaptionBodyOptions {
+    pub beam_size: Option<usize>,
+    pub max_tokens: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -1,11 +1,13 @@
 //! The HTTP API (axum): the Open Inference Protocol (KServe V2) under `/v2`, task routes
 //! under `/v1`, and Prometheus metrics at `/metrics`.
 
+mod caption;
 mod classify;
 mod deadline;
 mod error;
 mod guard;
 mod health;
+mod image_body;
 pub mod input;
 mod language;
 mod openapi;
@@ -31,6 +33,7 @@ pub use crate::state::AppState;
 pub fn app(state: AppState) -> Router {
     let inference = OpenApiRouter::new()
         .routes(routes!(classify::classify))
+        .routes(routes!(caption::caption))
         .routes(routes!(language::next_word))
         .routes(routes!(language::generate))
         .routes(routes!(v2::infer))

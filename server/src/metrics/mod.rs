@@ -17,6 +17,7 @@ pub use stats::{BatchStats, CountAndDuration, InferenceStats, StatsSnapshot};
 pub use window::{ThroughputWindow, WindowSummary};
 
 use crate::batching::BatchObserver;
+use crate::captioning::CaptionMetrics;
 use crate::generation::GenerationMetrics;
 
 /// How far back `kiln_items_per_second` looks.
@@ -66,6 +67,7 @@ pub struct Metrics {
     gpu_utilization: GaugeVec,
     gpu_memory_used: GaugeVec,
     generation: GenerationFamilies,
+    captioning: CaptioningFamilies,
     /// Cumulative joules over time, for the energy used inside the rate window.
     energy_timeline: Mutex<EnergyTimeline>,
     models: Mutex<Vec<Arc<ModelMetrics>>>,
@@ -83,6 +85,13 @@ struct GenerationFamilies {
     canceled: IntCounterVec,
     failed: IntCounterVec,
     finished: IntCounterVec,
+}
+
+/// Metric families of captioning, per stage (`encoder`, `decoder`).
+struct CaptioningFamilies {
+    stage_duration: HistogramVec,
+    stage_batch_size: HistogramVec,
+    active_hypotheses: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -259,8 +268,45 @@ impl Metrics {
                 &["reason"],
             ),
         };
+        let stage_labels: Vec<&str> = MODEL_LABELS.iter().chain(&["stage"]).copied().collect();
+        let stage_histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets),
+                &stage_labels,
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let caption_hypotheses = IntGaugeVec::new(
+            Opts::new(
+                "kiln_caption_active_hypotheses",
+                "Caption hypotheses in the running decoder batch",
+            ),
+            &MODEL_LABELS,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(caption_hypotheses.clone()))
+            .expect("unique metric");
+        let captioning = CaptioningFamilies {
+            stage_duration: stage_histogram(
+                "kiln_caption_stage_duration_seconds",
+                "Compute time of one captioning batch, by stage (encoder, decoder step)",
+                latency_buckets(),
+            ),
+            stage_batch_size: stage_histogram(
+                "kiln_caption_stage_batch_size",
+                "Images per encoder batch, hypotheses per decoder step",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
+            active_hypotheses: caption_hypotheses,
+        };
         Self {
             generation,
+            captioning,
             items_per_second_per_watt,
             joules_per_item,
             power_watts,
@@ -347,6 +393,23 @@ impl Metrics {
             finished: g.finished.clone(),
             labels,
             model: model.clone(),
+        })
+    }
+
+    /// Captioning metrics of a model, recording into `model` as well.
+    pub fn for_captioning(&self, model: &Arc<ModelMetrics>) -> Arc<CaptionMetrics> {
+        let [m, v, b] = &model.labels;
+        let stage = |family: &HistogramVec, stage: &str| {
+            family.with_label_values(&[m.as_str(), v.as_str(), b.as_str(), stage])
+        };
+        let c = &self.captioning;
+        Arc::new(CaptionMetrics {
+            model: model.clone(),
+            active_hypotheses: c.active_hypotheses.with_label_values(&[m, v, b]),
+            encoder_duration: stage(&c.stage_duration, "encoder"),
+            encoder_batch_size: stage(&c.stage_batch_size, "encoder"),
+            decoder_duration: stage(&c.stage_duration, "decoder"),
+            decoder_batch_size: stage(&c.stage_batch_size, "decoder"),
         })
     }
 
@@ -467,6 +530,11 @@ impl ModelMetrics {
             .lock()
             .expect("window lock")
             .record(tokens, Duration::ZERO);
+    }
+
+    /// Compute time that served no new items (a decoding step), for the energy share.
+    pub fn record_compute(&self, compute: Duration) {
+        self.window.lock().expect("window lock").record(0, compute);
     }
 
     fn refresh_rate(&self) -> WindowSummary {

@@ -3,6 +3,7 @@
 use kiln_zoo::{BackendKind, Device};
 use std::path::PathBuf;
 
+use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
 use kiln_zoo::classifier::{ClassifierArchitecture, ImageClassifier};
 use kiln_zoo::weights::KeyRemap;
 
@@ -12,12 +13,14 @@ use kiln_zoo::language_model::LanguageModel;
 use kiln_zoo::text::tokenizer::{BOS_ID, EOS_ID, Tokenizer};
 
 use super::language::NextWordExecutor;
-use super::{ClassifierRunner, LanguageModelRunner, ModelHandle, TaskRunner};
+use super::{CaptionerRunner, ClassifierRunner, LanguageModelRunner, ModelHandle, TaskRunner};
 use crate::batching::{BatchExecutor, BatchPolicy, Batcher, ExecutorError};
+use crate::captioning::{CaptionPolicy, CaptionScheduler};
 use crate::generation::{Generator, SchedulerPolicy};
 use crate::metrics::Metrics;
 use crate::repository::{
-    BatchingConfig, ClassifierConfig, LanguageModelConfig, ModelConfig, ModelEntry, read_labels,
+    BatchingConfig, CaptionerModelConfig, ClassifierConfig, LanguageModelConfig, ModelConfig,
+    ModelEntry, read_labels,
 };
 
 /// Runs classification batches on one classifier instance.
@@ -76,6 +79,7 @@ pub fn load_model(
         ModelConfig::LanguageModel(config) => {
             load_language_model(entry, config, default_backend, metrics)
         }
+        ModelConfig::Caption(config) => load_captioner(entry, config, default_backend, metrics),
     }
 }
 
@@ -236,6 +240,67 @@ fn warm_up(classifier: &ImageClassifier, max_batch_size: usize) -> Result<(), St
             .map_err(|e| format!("warm-up failed: {e}"))?;
         if out.iter().flatten().any(|p| !p.is_finite()) {
             return Err("warm-up produced non-finite outputs".into());
+        }
+    }
+    Ok(())
+}
+
+fn load_captioner(
+    entry: &ModelEntry,
+    config: CaptionerModelConfig,
+    default_backend: BackendKind,
+    metrics: &Metrics,
+) -> Result<ModelHandle, String> {
+    let backend = config.backend.unwrap_or(default_backend);
+    let device = backend.device().map_err(|e| e.to_string())?;
+    let captioner = Captioner::load(
+        &config.architecture,
+        &entry.dir.join(&config.weights),
+        &device,
+    )
+    .map_err(|e| e.to_string())?;
+    let max_tokens_limit = captioner.max_tokens_limit();
+    warm_up_captioner(&captioner, &config)?;
+    let model_metrics = metrics.for_model(&entry.name, &config.version, backend.name());
+    let d = &config.decoding;
+    let scheduler = CaptionScheduler::spawn(
+        &entry.name,
+        captioner,
+        CaptionPolicy {
+            max_encoder_batch_size: d.max_encoder_batch_size,
+            max_active_hypotheses: d.max_active_hypotheses,
+            max_queue_size: d.max_queue_size,
+        },
+        metrics.for_captioning(&model_metrics),
+    )
+    .map_err(|e| format!("cannot start the captioning thread: {e}"))?;
+    Ok(ModelHandle {
+        name: entry.name.clone(),
+        version: config.version.clone(),
+        backend,
+        metrics: model_metrics,
+        runner: TaskRunner::Captioner(CaptionerRunner {
+            config,
+            max_tokens_limit,
+            scheduler,
+        }),
+    })
+}
+
+/// Captions of one image and of a full encoder batch, by beam search, so a model that
+/// cannot run is caught before it reports ready.
+fn warm_up_captioner(captioner: &Captioner, config: &CaptionerModelConfig) -> Result<(), String> {
+    let image = vec![0.0; config.input.shape().iter().product()];
+    let options = CaptionOptions {
+        beam_size: 2,
+        max_tokens: 4.min(captioner.max_tokens_limit()),
+    };
+    for size in [1, config.decoding.max_encoder_batch_size] {
+        let captions = captioner
+            .caption(&vec![image.clone(); size], &options)
+            .map_err(|e| format!("warm-up failed: {e}"))?;
+        if captions.iter().any(|c| !c.score.is_finite()) {
+            return Err("warm-up produced non-finite scores".into());
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The models a running server knows: each one's state (loading, ready or failed) and, once
 //! ready, the handle that requests go through.
 
+mod captioner;
 mod language;
 mod loader;
 
@@ -12,6 +13,7 @@ use kiln_zoo::classifier::{softmax_in_place, top_k};
 use kiln_zoo::image_input::ImageSpec;
 use tokio::time::Instant;
 
+pub use captioner::CaptionerRunner;
 pub use language::{LanguageModelRunner, WordProbability};
 pub use loader::load_model;
 
@@ -41,6 +43,7 @@ pub struct ModelHandle {
 pub enum TaskRunner {
     Classifier(ClassifierRunner),
     LanguageModel(LanguageModelRunner),
+    Captioner(CaptionerRunner),
 }
 
 /// An image classifier behind its batcher.
@@ -67,6 +70,7 @@ impl ModelHandle {
         match self.runner {
             TaskRunner::Classifier(_) => Task::Classify,
             TaskRunner::LanguageModel(_) => Task::LanguageModel,
+            TaskRunner::Captioner(_) => Task::Caption,
         }
     }
 
@@ -83,6 +87,14 @@ impl ModelHandle {
         match &self.runner {
             TaskRunner::LanguageModel(l) => Ok(l),
             _ => Err(self.wrong_task(Task::LanguageModel)),
+        }
+    }
+
+    /// The captioner behind this model, or the error for a request that needs one.
+    pub fn captioner(&self) -> Result<&CaptionerRunner, KilnError> {
+        match &self.runner {
+            TaskRunner::Captioner(c) => Ok(c),
+            _ => Err(self.wrong_task(Task::Caption)),
         }
     }
 

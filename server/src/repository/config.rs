@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_zoo::BackendKind;
+use kiln_zoo::captioning::captioner::{CaptionOptions, CaptionerArchitecture, MAX_BEAM_SIZE};
 use kiln_zoo::classifier::ClassifierArchitecture;
 use kiln_zoo::image_input::ImageSpec;
 use kiln_zoo::language_model::LanguageModelArchitecture;
@@ -21,6 +22,8 @@ pub enum Task {
     Classify,
     /// Text → next-word distribution and generated continuations.
     LanguageModel,
+    /// Image → a sentence describing it.
+    Caption,
 }
 
 impl Task {
@@ -28,6 +31,7 @@ impl Task {
         match self {
             Task::Classify => "classify",
             Task::LanguageModel => "language-model",
+            Task::Caption => "caption",
         }
     }
 }
@@ -38,6 +42,7 @@ impl Task {
 pub enum ModelConfig {
     Classify(ClassifierConfig),
     LanguageModel(LanguageModelConfig),
+    Caption(CaptionerModelConfig),
 }
 
 /// An image classifier's settings.
@@ -169,6 +174,83 @@ impl Default for GenerationConfig {
     }
 }
 
+/// An image captioner's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptionerModelConfig {
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Weights file, relative to the model folder (Burn burnpack format).
+    pub weights: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendKind>,
+    pub architecture: CaptionerArchitecture,
+    /// How request images become the 3×64×64 input.
+    #[serde(default = "kiln_zoo::data::scenes::image_spec")]
+    pub input: ImageSpec,
+    #[serde(default)]
+    pub decoding: CaptionDecodingConfig,
+}
+
+/// Limits and scheduling of caption search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptionDecodingConfig {
+    /// Search width of a request that sets no `beam_size` (1 is greedy).
+    pub default_beam_size: usize,
+    /// Words at most in a caption of a request that sets no `max_tokens`.
+    pub default_max_tokens: usize,
+    /// Most images encoded in one batch.
+    pub max_encoder_batch_size: usize,
+    /// Hypotheses decoded together in one step (a request holds up to its `beam_size`).
+    pub max_active_hypotheses: usize,
+    /// Requests waiting or running beyond which new ones are refused (HTTP 429).
+    pub max_queue_size: usize,
+}
+
+impl Default for CaptionDecodingConfig {
+    fn default() -> Self {
+        Self {
+            default_beam_size: 1,
+            default_max_tokens: CaptionOptions::default().max_tokens,
+            max_encoder_batch_size: 32,
+            max_active_hypotheses: 128,
+            max_queue_size: 1_024,
+        }
+    }
+}
+
+impl CaptionerModelConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.input.validate().map_err(|e| e.to_string())?;
+        let side = kiln_zoo::models::captioner::IMAGE_SIDE;
+        if (self.input.channels, self.input.height, self.input.width) != (3, side, side) {
+            return Err(format!(
+                "a captioner takes 3×{side}×{side} input, not {}×{}×{}",
+                self.input.channels, self.input.height, self.input.width
+            ));
+        }
+        let d = &self.decoding;
+        if d.max_encoder_batch_size == 0 || d.max_queue_size == 0 || d.default_max_tokens == 0 {
+            return Err(
+                "max_encoder_batch_size, max_queue_size and default_max_tokens must be positive"
+                    .into(),
+            );
+        }
+        if !(1..=MAX_BEAM_SIZE).contains(&d.default_beam_size) {
+            return Err(format!(
+                "default_beam_size must be within 1..={MAX_BEAM_SIZE}"
+            ));
+        }
+        if d.max_active_hypotheses < MAX_BEAM_SIZE {
+            return Err(format!(
+                "max_active_hypotheses must be at least {MAX_BEAM_SIZE}, the largest beam"
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl ModelConfig {
     /// Read and check `dir/model.toml`.
     pub fn read(dir: &Path) -> Result<Self, String> {
@@ -194,6 +276,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Classify(c) => c.validate(),
             ModelConfig::LanguageModel(c) => c.validate(),
+            ModelConfig::Caption(c) => c.validate(),
         }
     }
 }

@@ -7,8 +7,8 @@ pub mod config;
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    BatchingConfig, CONFIG_FILE, ClassifierConfig, GenerationConfig, LanguageModelConfig,
-    ModelConfig, Task, read_labels,
+    BatchingConfig, CONFIG_FILE, CaptionDecodingConfig, CaptionerModelConfig, ClassifierConfig,
+    GenerationConfig, LanguageModelConfig, ModelConfig, Task, read_labels,
 };
 
 /// A model folder found in the repository.

@@ -3,6 +3,7 @@
 
 use super::tensor::DataType;
 use crate::registry::{ModelHandle, TaskRunner};
+use crate::repository::BatchingConfig;
 
 /// A classifier's input: FP32 `[N, C, H, W]` (also UINT8 `[N, H, W, C]` or BYTES `[N]`).
 pub const CLASSIFIER_INPUT: &str = "input";
@@ -16,6 +17,10 @@ pub const LM_TEXT_INPUT: &str = "text";
 pub const LM_TOKEN_IDS_INPUT: &str = "token_ids";
 /// A language model's output: next-token log-probabilities `[N, vocabulary]`.
 pub const LM_LOG_PROBS_OUTPUT: &str = "log_probabilities";
+/// A captioner's output: the caption of each image, BYTES `[N]`.
+pub const CAPTION_OUTPUT: &str = "caption";
+/// A captioner's other output: each caption's log-probability, FP32 `[N]`.
+pub const CAPTION_SCORE_OUTPUT: &str = "score";
 
 /// Name, datatype and shape of one tensor; `-1` is a dimension of any size.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -72,6 +77,21 @@ pub fn tensors(handle: &ModelHandle) -> (Vec<TensorMetadata>, Vec<TensorMetadata
                 vec![-1, lm.tokenizer.vocab_size() as i64],
             )],
         ),
+        TaskRunner::Captioner(c) => {
+            let spec = c.input_spec();
+            let chw = [spec.channels, spec.height, spec.width].map(|d| d as i64);
+            (
+                vec![TensorMetadata::new(
+                    CLASSIFIER_INPUT,
+                    DataType::Fp32,
+                    [&[-1][..], &chw].concat(),
+                )],
+                vec![
+                    TensorMetadata::new(CAPTION_OUTPUT, DataType::Bytes, vec![-1]),
+                    TensorMetadata::new(CAPTION_SCORE_OUTPUT, DataType::Fp32, vec![-1]),
+                ],
+            )
+        }
     }
 }
 
@@ -98,19 +118,29 @@ pub fn config(handle: &ModelHandle) -> ModelConfigView {
     let (inputs, outputs) = tensors(handle);
     let (batching, label_filename) = match &handle.runner {
         TaskRunner::Classifier(c) => (
-            &c.config.batching,
+            c.config.batching.clone(),
             Some(c.config.labels.display().to_string()),
         ),
         TaskRunner::LanguageModel(lm) => (
-            &lm.config.batching,
+            lm.config.batching.clone(),
             Some(lm.config.vocab.display().to_string()),
+        ),
+        // Images are encoded in batches as they arrive, with no added delay.
+        TaskRunner::Captioner(c) => (
+            BatchingConfig {
+                max_batch_size: c.config.decoding.max_encoder_batch_size,
+                max_queue_delay_us: 0,
+                preferred_batch_sizes: Vec::new(),
+                max_queue_size: c.config.decoding.max_queue_size,
+            },
+            None,
         ),
     };
     ModelConfigView {
         name: handle.name.clone(),
         platform: platform(handle),
         max_batch_size: batching.max_batch_size,
-        preferred_batch_sizes: batching.preferred_batch_sizes.clone(),
+        preferred_batch_sizes: batching.preferred_batch_sizes,
         max_queue_delay_us: batching.max_queue_delay_us,
         inputs,
         outputs,

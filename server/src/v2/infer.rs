@@ -11,13 +11,15 @@ use kiln_zoo::text::tokenizer::BOS_ID;
 use tokio::time::Instant;
 
 use super::describe::{
-    CLASSIFIER_INPUT, CLASSIFIER_LOGITS_OUTPUT, CLASSIFIER_OUTPUT, LM_LOG_PROBS_OUTPUT,
-    LM_TEXT_INPUT, LM_TOKEN_IDS_INPUT,
+    CAPTION_OUTPUT, CAPTION_SCORE_OUTPUT, CLASSIFIER_INPUT, CLASSIFIER_LOGITS_OUTPUT,
+    CLASSIFIER_OUTPUT, LM_LOG_PROBS_OUTPUT, LM_TEXT_INPUT, LM_TOKEN_IDS_INPUT,
 };
 use super::tensor::{InputTensor, OutputTensor, TensorData};
 use crate::deadline::deadline_error;
 use crate::error::KilnError;
-use crate::registry::{ClassifierRunner, LanguageModelRunner, ModelHandle, TaskRunner};
+use crate::registry::{
+    CaptionerRunner, ClassifierRunner, LanguageModelRunner, ModelHandle, TaskRunner,
+};
 use crate::tasks::decode_off_thread_if_large;
 use crate::tasks::text_input::check_prompt_length;
 
@@ -68,6 +70,7 @@ async fn run(
 ) -> Result<Vec<OutputTensor>, KilnError> {
     // Every output the model can give, the default one first.
     let (outputs, labels): (Vec<NamedRows>, _) = match &handle.runner {
+        TaskRunner::Captioner(c) => return caption_rows(c, inputs, requested, deadline).await,
         TaskRunner::Classifier(c) => {
             check_outputs(&requested, &[CLASSIFIER_OUTPUT, CLASSIFIER_LOGITS_OUTPUT])?;
             let logits = classify_rows(c, inputs, deadline).await?;
@@ -176,6 +179,61 @@ fn string_rows(input: &InputTensor) -> Result<usize, KilnError> {
             input.name
         ))),
     }
+}
+
+/// Preprocess each image and caption them all at once, with the model's default search;
+/// outputs `caption` (BYTES `[N]`) and `score` (FP32 `[N]`).
+async fn caption_rows(
+    captioner: &CaptionerRunner,
+    inputs: Vec<InputTensor>,
+    requested: Vec<RequestedOutput>,
+    deadline: Instant,
+) -> Result<Vec<OutputTensor>, KilnError> {
+    check_outputs(&requested, &[CAPTION_OUTPUT, CAPTION_SCORE_OUTPUT])?;
+    if requested.iter().any(|o| o.classification.is_some()) {
+        return Err(KilnError::bad_input(
+            "a captioner's outputs have no classes to rank",
+        ));
+    }
+    let input = single_input(inputs, &[CLASSIFIER_INPUT])?;
+    let spec = captioner.input_spec().clone();
+    let images = decode_off_thread_if_large(input.data.byte_len(), move || {
+        preprocess_images(&spec, input)
+    })
+    .await?;
+    let options = captioner.options(None, None)?;
+    let captions = try_join_all(
+        images
+            .into_iter()
+            .map(|image| captioner.caption(image, options, Some(deadline))),
+    )
+    .await
+    .map_err(KilnError::from)?;
+    let names: Vec<String> = if requested.is_empty() {
+        vec![CAPTION_OUTPUT.to_string()]
+    } else {
+        requested.into_iter().map(|o| o.name).collect()
+    };
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let data = if name == CAPTION_OUTPUT {
+                TensorData::Bytes(
+                    captions
+                        .iter()
+                        .map(|c| c.text.clone().into_bytes())
+                        .collect(),
+                )
+            } else {
+                TensorData::Fp32(captions.iter().map(|c| c.score).collect())
+            };
+            OutputTensor {
+                name,
+                shape: vec![captions.len()],
+                data,
+            }
+        })
+        .collect())
 }
 
 /// Preprocess each image, then run them through the classifier's batcher together; the

@@ -1,0 +1,80 @@
+//! `kiln train captioner-lstm | captioner-transformer`: train a captioner on composed
+//! scenes and write its model folder.
+
+use std::path::PathBuf;
+
+use kiln_zoo::captioning::captioner::CaptionerArchitecture;
+use kiln_zoo::captioning::vocabulary::CaptionVocabulary;
+use kiln_zoo::data::fashion_mnist::{FashionMnist, Split};
+use kiln_zoo::data::scenes::{SceneGenerator, SceneSplit, image_spec};
+use kiln_zoo::models::captioner::CaptionerConfig;
+use kiln_zoo::train::captioner::CaptionerTraining;
+
+use crate::cli::TrainArgs;
+use crate::repository::{CaptionDecodingConfig, CaptionerModelConfig, ModelConfig};
+
+pub const WEIGHTS_FILE: &str = "weights.bpk";
+/// Validation scenes captioned after every epoch.
+const VALIDATION_SCENES: usize = 500;
+
+/// The architecture a trainable captioner name stands for.
+pub fn architecture(name: &str) -> Option<CaptionerArchitecture> {
+    let config = CaptionerConfig::new(CaptionVocabulary.len());
+    match name {
+        "captioner-lstm" => Some(CaptionerArchitecture::Lstm(config)),
+        "captioner-transformer" => Some(CaptionerArchitecture::Transformer(config)),
+        _ => None,
+    }
+}
+
+pub fn run(args: &TrainArgs, architecture: CaptionerArchitecture) -> Result<(), String> {
+    let name = architecture.name();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("models").join(name));
+    let images = FashionMnist::load(&args.data_dir, Split::Train).map_err(|e| e.to_string())?;
+    let mut train = SceneGenerator::new(&images, SceneSplit::Train).map_err(|e| e.to_string())?;
+    let validation = SceneGenerator::new(&images, SceneSplit::Validation)
+        .map_err(|e| e.to_string())?
+        .scenes(VALIDATION_SCENES);
+    let defaults = CaptionerTraining::default();
+    let training = CaptionerTraining {
+        epochs: args.epochs.unwrap_or(defaults.epochs),
+        scenes_per_epoch: args.scenes.unwrap_or(defaults.scenes_per_epoch),
+        batch_size: args.batch_size.unwrap_or(defaults.batch_size),
+        learning_rate: args.learning_rate.unwrap_or(defaults.learning_rate),
+        seed: args.seed,
+        backend: args.backend,
+        ..defaults
+    };
+    let started = std::time::Instant::now();
+    let captioner = training
+        .run(&architecture, &mut train, &validation, |r| {
+            println!(
+                "epoch {:>2}  loss {:.4}  validation BLEU-4 {:.2}  exact {:.2}%  ({:.0}s)",
+                r.epoch,
+                r.mean_loss,
+                r.validation.bleu4 * 100.0,
+                r.validation.exact_match * 100.0,
+                started.elapsed().as_secs_f64()
+            );
+        })
+        .map_err(|e| e.to_string())?;
+
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    captioner
+        .save(&out.join(WEIGHTS_FILE))
+        .map_err(|e| e.to_string())?;
+    let config = ModelConfig::Caption(CaptionerModelConfig {
+        version: "1".into(),
+        weights: WEIGHTS_FILE.into(),
+        backend: None,
+        architecture,
+        input: image_spec(),
+        decoding: CaptionDecodingConfig::default(),
+    });
+    config.write(&out)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
