@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, ZooError};
 use crate::eval::LanguageModelScore;
 use crate::models::elman::ElmanActivation;
+use crate::models::kv_cache;
 use crate::models::recurrent_lm::{CellKind, LayerState, RecurrentLm, RecurrentLmConfig};
 use crate::models::transformer_lm::{KeyValue, TransformerLm, TransformerLmConfig};
 use crate::text::tokenizer::EOS_ID;
@@ -473,85 +474,24 @@ fn decode_transformer(
             }
         }
     }
-    let batch = lens.len();
-    let longest = lens.iter().copied().max().unwrap_or(0);
-    // Pad every cache to the longest; the mask hides the padding, and the new token's own
-    // key sits after it at index `longest`.
-    let layers = caches.first().map_or(0, Vec::len);
-    let past: Vec<KeyValue> = (0..layers)
-        .map(|l| {
-            let pad = |t: &Tensor<4>, len: usize| {
-                if len == longest {
-                    return t.clone();
-                }
-                let [one, heads, _, d_k] = t.dims();
-                Tensor::cat(
-                    vec![
-                        t.clone(),
-                        Tensor::zeros([one, heads, longest - len, d_k], device),
-                    ],
-                    2,
-                )
-            };
-            KeyValue {
-                keys: Tensor::cat(
-                    caches
-                        .iter()
-                        .zip(&lens)
-                        .map(|(c, &n)| pad(&c[l].keys, n))
-                        .collect(),
-                    0,
-                ),
-                values: Tensor::cat(
-                    caches
-                        .iter()
-                        .zip(&lens)
-                        .map(|(c, &n)| pad(&c[l].values, n))
-                        .collect(),
-                    0,
-                ),
-            }
-        })
+    let rows: Vec<_> = caches
+        .iter()
+        .zip(&lens)
+        .map(|(cache, &len)| (Some(cache.as_slice()), len))
         .collect();
-    let mut hidden_mask = Vec::with_capacity(batch * (longest + 1));
-    for &len in &lens {
-        hidden_mask.extend((0..=longest).map(|j| j >= len && j < longest));
-    }
-    let mask = Tensor::<4, Bool>::from_data(
-        TensorData::new(hidden_mask, [batch, 1, 1, longest + 1]),
-        device,
-    );
+    let stacked = kv_cache::stack(&rows, device);
     let positions = Tensor::<2, Int>::from_data(
         TensorData::new(
             lens.iter().map(|&l| l as i64).collect::<Vec<_>>(),
-            [batch, 1],
+            [lens.len(), 1],
         ),
         device,
     );
-    let (hidden, grown) = model.hidden(input, positions, Some(past), mask);
+    let (hidden, grown) = model.hidden(input, positions, stacked.past, stacked.mask);
     let states = lens
         .iter()
         .enumerate()
-        .map(|(i, &len)| {
-            let keep = |t: &Tensor<4>| {
-                let own = t.clone().slice(s![i..i + 1, .., 0..len, ..]);
-                let new = t.clone().slice(s![i..i + 1, .., longest..longest + 1, ..]);
-                if len == 0 {
-                    new
-                } else {
-                    Tensor::cat(vec![own, new], 2)
-                }
-            };
-            SequenceState::Transformer(
-                grown
-                    .iter()
-                    .map(|kv| KeyValue {
-                        keys: keep(&kv.keys),
-                        values: keep(&kv.values),
-                    })
-                    .collect(),
-            )
-        })
+        .map(|(i, &len)| SequenceState::Transformer(kv_cache::row(&grown, i, len, stacked.longest)))
         .collect();
     Ok((hidden, states))
 }

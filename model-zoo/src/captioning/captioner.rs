@@ -64,6 +64,25 @@ impl Default for CaptionOptions {
     }
 }
 
+impl CaptionOptions {
+    /// Refuse a beam outside 1..=`MAX_BEAM_SIZE` or a length outside 1..=`max_tokens_limit`.
+    pub fn check(&self, max_tokens_limit: usize) -> Result<()> {
+        if !(1..=MAX_BEAM_SIZE).contains(&self.beam_size) {
+            return Err(ZooError::InvalidInput(format!(
+                "beam_size must be between 1 and {MAX_BEAM_SIZE}, not {}",
+                self.beam_size
+            )));
+        }
+        if !(1..=max_tokens_limit).contains(&self.max_tokens) {
+            return Err(ZooError::InvalidInput(format!(
+                "max_tokens must be between 1 and {max_tokens_limit}, not {}",
+                self.max_tokens
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One image's caption.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caption {
@@ -114,20 +133,7 @@ impl Captioner {
     }
 
     pub fn check_options(&self, options: &CaptionOptions) -> Result<()> {
-        if !(1..=MAX_BEAM_SIZE).contains(&options.beam_size) {
-            return Err(ZooError::InvalidInput(format!(
-                "beam_size must be between 1 and {MAX_BEAM_SIZE}, not {}",
-                options.beam_size
-            )));
-        }
-        let limit = self.max_tokens_limit();
-        if !(1..=limit).contains(&options.max_tokens) {
-            return Err(ZooError::InvalidInput(format!(
-                "max_tokens must be between 1 and {limit}, not {}",
-                options.max_tokens
-            )));
-        }
-        Ok(())
+        options.check(self.max_tokens_limit())
     }
 
     /// Encode images given as `[3, 64, 64]` floats each (pixels scaled to 0..1), in one
@@ -145,6 +151,36 @@ impl Captioner {
         decoding::step(&self.net, tokens, states, &self.device)
     }
 
+    /// One decoding step for every live hypothesis of `searches`, in one batch; returns how
+    /// many hypotheses it ran (0 once every search is done).
+    pub fn step_searches<'a>(
+        &self,
+        searches: impl IntoIterator<Item = &'a mut CaptionSearch>,
+    ) -> Result<usize> {
+        let mut searches: Vec<&mut CaptionSearch> = searches.into_iter().collect();
+        let mut counts = Vec::with_capacity(searches.len());
+        let (mut tokens, mut states) = (Vec::new(), Vec::new());
+        for search in &mut searches {
+            let inputs = search.take_inputs();
+            counts.push(inputs.len());
+            for (token, state) in inputs {
+                tokens.push(token);
+                states.push(state);
+            }
+        }
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let (log_probs, states) = self.step(&tokens, states)?;
+        let mut outputs = log_probs.into_iter().zip(states);
+        for (search, count) in searches.into_iter().zip(counts) {
+            if count > 0 {
+                search.advance(outputs.by_ref().take(count).collect());
+            }
+        }
+        Ok(tokens.len())
+    }
+
     /// Captions for images given as `[3, 64, 64]` floats each (pixels scaled to 0..1).
     pub fn caption(&self, images: &[Vec<f32>], options: &CaptionOptions) -> Result<Vec<Caption>> {
         self.check_options(options)?;
@@ -153,28 +189,7 @@ impl Captioner {
             .into_iter()
             .map(|state| CaptionSearch::new(state, *options))
             .collect();
-        loop {
-            let mut counts = Vec::with_capacity(searches.len());
-            let (mut tokens, mut states) = (Vec::new(), Vec::new());
-            for search in &mut searches {
-                let inputs = search.take_inputs();
-                counts.push(inputs.len());
-                for (token, state) in inputs {
-                    tokens.push(token);
-                    states.push(state);
-                }
-            }
-            if tokens.is_empty() {
-                break;
-            }
-            let (log_probs, states) = self.step(&tokens, states)?;
-            let mut outputs = log_probs.into_iter().zip(states);
-            for (search, count) in searches.iter_mut().zip(counts) {
-                if count > 0 {
-                    search.advance(outputs.by_ref().take(count).collect());
-                }
-            }
-        }
+        while self.step_searches(&mut searches)? > 0 {}
         Ok(searches
             .into_iter()
             .map(|search| search.caption(&self.vocabulary))

@@ -9,6 +9,7 @@ use burn::tensor::activation::log_softmax;
 
 use crate::error::{Result, ZooError};
 use crate::models::captioner::{CaptionNet, IMAGE_SIDE, KeyValue};
+use crate::models::kv_cache;
 
 /// What one caption hypothesis carries from one decoding step to the next.
 #[derive(Debug, Clone)]
@@ -33,7 +34,8 @@ pub enum DecoderState {
 
 impl DecoderState {
     /// Tokens the decoder has read for this hypothesis.
-    pub fn tokens_read(&self) -> Option<usize> {
+    #[cfg(test)]
+    pub(crate) fn tokens_read(&self) -> Option<usize> {
         match self {
             DecoderState::Lstm { .. } => None,
             DecoderState::Transformer { read, .. } => Some(*read),
@@ -76,7 +78,7 @@ pub fn start(net: &CaptionNet, images: &[Vec<f32>], device: &Device) -> Result<V
             let regions = transformer.start(memory);
             (0..batch)
                 .map(|i| DecoderState::Transformer {
-                    regions: regions.iter().map(|kv| kv_row(kv, i, None)).collect(),
+                    regions: regions.iter().map(|kv| kv_row(kv, i)).collect(),
                     tokens: None,
                     read: 0,
                 })
@@ -179,59 +181,17 @@ fn step_transformer(
         }
     }
     let layers = per_row[0].0.len();
-    let longest = per_row.iter().map(|(_, _, read)| *read).max().unwrap_or(0);
-    let stack = |pick: &dyn Fn(usize) -> Vec<Tensor<4>>| -> Vec<Tensor<4>> {
-        (0..layers)
-            .map(|l| Tensor::cat(pick(l), 0))
-            .collect::<Vec<_>>()
-    };
-    let region_keys = stack(&|l| per_row.iter().map(|r| r.0[l].keys.clone()).collect());
-    let region_values = stack(&|l| per_row.iter().map(|r| r.0[l].values.clone()).collect());
-    let regions: Vec<KeyValue> = region_keys
-        .into_iter()
-        .zip(region_values)
-        .map(|(keys, values)| KeyValue { keys, values })
+    let regions: Vec<KeyValue> = (0..layers)
+        .map(|l| KeyValue {
+            keys: Tensor::cat(per_row.iter().map(|r| r.0[l].keys.clone()).collect(), 0),
+            values: Tensor::cat(per_row.iter().map(|r| r.0[l].values.clone()).collect(), 0),
+        })
         .collect();
-    // Every row's past is padded to the longest; the mask hides the padding, and the new
-    // token's own key sits after it, at index `longest`.
-    let past = (longest > 0).then(|| {
-        let padded = |t: Option<&Tensor<4>>, read: usize, like: &Tensor<4>| {
-            let [_, heads, _, d_k] = like.dims();
-            let padding = Tensor::zeros([1, heads, longest - read, d_k], device);
-            match t {
-                Some(t) if read == longest => t.clone(),
-                Some(t) => Tensor::cat(vec![t.clone(), padding], 2),
-                None => padding,
-            }
-        };
-        (0..layers)
-            .map(|l| {
-                let like = &per_row[0].0[l].keys;
-                let pick = |values: bool| {
-                    per_row
-                        .iter()
-                        .map(|(_, tokens, read)| {
-                            let kv = tokens.as_ref().map(|t| &t[l]);
-                            let t = kv.map(|kv| if values { &kv.values } else { &kv.keys });
-                            padded(t, *read, like)
-                        })
-                        .collect::<Vec<_>>()
-                };
-                KeyValue {
-                    keys: Tensor::cat(pick(false), 0),
-                    values: Tensor::cat(pick(true), 0),
-                }
-            })
-            .collect::<Vec<_>>()
-    });
-    let mut hidden_mask = Vec::with_capacity(batch * (longest + 1));
-    for (_, _, read) in &per_row {
-        hidden_mask.extend((0..=longest).map(|j| j >= *read && j < longest));
-    }
-    let mask = Tensor::<4, Bool>::from_data(
-        TensorData::new(hidden_mask, [batch, 1, 1, longest + 1]),
-        device,
-    );
+    let rows: Vec<_> = per_row
+        .iter()
+        .map(|(_, tokens, read)| (tokens.as_deref(), *read))
+        .collect();
+    let stacked = kv_cache::stack(&rows, device);
     let positions = Tensor::<1, Int>::from_data(
         TensorData::new(
             per_row
@@ -242,17 +202,13 @@ fn step_transformer(
         ),
         device,
     );
-    let (logits, seen) = net.step(ids, positions, past, regions, mask);
+    let (logits, seen) = net.step(ids, positions, stacked.past, regions, stacked.mask);
     let states = per_row
         .into_iter()
         .enumerate()
         .map(|(i, (regions, _, read))| DecoderState::Transformer {
             regions,
-            tokens: Some(
-                seen.iter()
-                    .map(|kv| kv_row(kv, i, Some((read, longest))))
-                    .collect(),
-            ),
+            tokens: Some(kv_cache::row(&seen, i, read, stacked.longest)),
             read: read + 1,
         })
         .collect();
@@ -264,24 +220,11 @@ fn row(t: &Tensor<2>, i: usize) -> Tensor<2> {
     t.clone().slice(s![i..i + 1, ..])
 }
 
-/// Row `i` of a batched key/value pair; with `Some((read, longest))` only the row's own
-/// `read` positions and the new one at `longest` are kept, dropping its padding.
-fn kv_row(kv: &KeyValue, i: usize, padded: Option<(usize, usize)>) -> KeyValue {
-    let keep = |t: &Tensor<4>| match padded {
-        None => t.clone().slice(s![i..i + 1, .., .., ..]),
-        Some((read, longest)) => {
-            let new = t.clone().slice(s![i..i + 1, .., longest..longest + 1, ..]);
-            if read == 0 {
-                new
-            } else {
-                let own = t.clone().slice(s![i..i + 1, .., 0..read, ..]);
-                Tensor::cat(vec![own, new], 2)
-            }
-        }
-    };
+/// Row `i` of a batched key/value pair, as `[1, heads, positions, d_k]`.
+fn kv_row(kv: &KeyValue, i: usize) -> KeyValue {
     KeyValue {
-        keys: keep(&kv.keys),
-        values: keep(&kv.values),
+        keys: kv.keys.clone().slice(s![i..i + 1, .., .., ..]),
+        values: kv.values.clone().slice(s![i..i + 1, .., .., ..]),
     }
 }
 

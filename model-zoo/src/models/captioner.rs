@@ -103,8 +103,8 @@ fn project(embedding: &Embedding, bias: &Param<Tensor<1>>, hidden: Tensor<2>) ->
 
 /// Show and Tell: the image embedding is the LSTM's first input. It also stands beside every
 /// word of the input (the LSTM reads `[word; image]`), so later words need not recall it
-/// through the whole sequence: a network trained from scratch learns far faster so. The
-/// embedding is normalised, as the words' are small.
+/// through the whole sequence, which a network trained from scratch here was slow to
+/// learn. The embedding is normalised, as the words' are small.
 #[derive(Module, Debug)]
 pub struct LstmCaptioner {
     encoder: SceneEncoder,
@@ -302,10 +302,16 @@ impl CaptionBlock {
         let x = x + self
             .self_attention
             .forward(normed.clone(), normed, Some(causal));
+        let regions = self.cross_attention.keys_values(memory);
+        self.cross_and_feed_forward(x, regions)
+    }
+
+    /// The block after self-attention: cross-attention over the regions, feed-forward.
+    fn cross_and_feed_forward(&self, x: Tensor<3>, regions: KeyValue) -> Tensor<3> {
         let x = x.clone()
             + self
                 .cross_attention
-                .forward(self.cross_norm.forward(x), memory, None);
+                .attend(self.cross_norm.forward(x), regions, None);
         let hidden = gelu(
             self.feed_forward_in
                 .forward(self.feed_forward_norm.forward(x.clone())),
@@ -334,15 +340,7 @@ impl CaptionBlock {
             None => new,
         };
         let x = x + self.self_attention.attend(normed, seen.clone(), Some(mask));
-        let x = x.clone()
-            + self
-                .cross_attention
-                .attend(self.cross_norm.forward(x), regions, None);
-        let hidden = gelu(
-            self.feed_forward_in
-                .forward(self.feed_forward_norm.forward(x.clone())),
-        );
-        (x + self.feed_forward_out.forward(hidden), seen)
+        (self.cross_and_feed_forward(x, regions), seen)
     }
 }
 

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use kiln_zoo::captioning::captioner::{Caption, CaptionOptions, Captioner};
-use kiln_zoo::captioning::decoding::DecoderState;
 use kiln_zoo::captioning::search::CaptionSearch;
 use tokio::sync::oneshot;
 
@@ -216,31 +215,17 @@ impl Worker {
     }
 
     fn step(&mut self) {
-        let mut counts = Vec::with_capacity(self.active.len());
-        let (mut tokens, mut states): (Vec<u32>, Vec<DecoderState>) = (Vec::new(), Vec::new());
-        for running in &mut self.active {
-            let inputs = running.search.take_inputs();
-            counts.push(inputs.len());
-            for (token, state) in inputs {
-                tokens.push(token);
-                states.push(state);
-            }
-        }
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.captioner.step(&tokens, states)));
+        let searches = self.active.iter_mut().map(|r| &mut r.search);
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.captioner.step_searches(searches)));
         let compute = started.elapsed();
-        let (log_probs, states) = match outcome {
-            Ok(Ok(result)) => result,
+        match outcome {
+            Ok(Ok(hypotheses)) => self.metrics.decoded(hypotheses, compute),
             Ok(Err(e)) => return self.fail_active(e.to_string()),
             Err(_) => return self.fail_active("the model panicked while decoding".into()),
-        };
-        self.metrics.decoded(tokens.len(), compute);
-        let mut outputs = log_probs.into_iter().zip(states);
+        }
         let mut still_running = Vec::with_capacity(self.active.len());
-        for (mut running, count) in std::mem::take(&mut self.active).into_iter().zip(counts) {
-            running
-                .search
-                .advance(outputs.by_ref().take(count).collect());
+        for running in std::mem::take(&mut self.active) {
             if running.search.is_done() {
                 let caption = running.search.caption(self.captioner.vocabulary());
                 self.answer(running.reply, Ok(caption));

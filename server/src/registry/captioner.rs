@@ -1,7 +1,7 @@
 //! A captioner behind its scheduler: requests' images are encoded in shared batches and
 //! their captions decoded in shared steps.
 
-use kiln_zoo::captioning::captioner::{Caption, CaptionOptions, MAX_BEAM_SIZE};
+use kiln_zoo::captioning::captioner::{Caption, CaptionOptions};
 use kiln_zoo::image_input::ImageSpec;
 use tokio::time::Instant;
 
@@ -29,24 +29,15 @@ impl CaptionerRunner {
         max_tokens: Option<usize>,
     ) -> Result<CaptionOptions, KilnError> {
         let defaults = &self.config.decoding;
-        let beam_size = beam_size.unwrap_or(defaults.default_beam_size);
-        let max_tokens =
-            max_tokens.unwrap_or(defaults.default_max_tokens.min(self.max_tokens_limit));
-        if !(1..=MAX_BEAM_SIZE).contains(&beam_size) {
-            return Err(KilnError::bad_input(format!(
-                "beam_size must be between 1 and {MAX_BEAM_SIZE}, not {beam_size}"
-            )));
-        }
-        if !(1..=self.max_tokens_limit).contains(&max_tokens) {
-            return Err(KilnError::bad_input(format!(
-                "max_tokens must be between 1 and {}, not {max_tokens}",
-                self.max_tokens_limit
-            )));
-        }
-        Ok(CaptionOptions {
-            beam_size,
-            max_tokens,
-        })
+        let options = CaptionOptions {
+            beam_size: beam_size.unwrap_or(defaults.default_beam_size),
+            max_tokens: max_tokens
+                .unwrap_or(defaults.default_max_tokens.min(self.max_tokens_limit)),
+        };
+        options
+            .check(self.max_tokens_limit)
+            .map_err(|e| KilnError::bad_input(e.to_string()))?;
+        Ok(options)
     }
 
     /// Caption one preprocessed image. A request still waiting at `deadline` is dropped
