@@ -5,9 +5,12 @@
 #   docker run --rm -p 8000:8000 -p 8001:8001 kiln
 #
 # Build arguments:
-#   FEATURES          cargo features of kiln-server beyond the default CPU build, e.g. "wgpu"
+#   FEATURES          cargo features of kiln-server beyond the default CPU build, e.g.
+#                     "wgpu,cuda" (CUDA's driver library is loaded at run time)
 #   RUNTIME_PACKAGES  Debian packages the runtime needs for them, e.g. "libvulkan1
 #                     mesa-vulkan-drivers" for wgpu (NVIDIA hosts bring their own driver)
+# GPU backends keep compiled kernels in KILN_KERNEL_CACHE_DIR (/var/cache/kiln): mount a
+# volume there so restarted containers skip compiling and autotuning.
 #   RUST_IMAGE, RUNTIME_IMAGE  the base images
 # A `vendor/` folder in the build context (from `cargo vendor`) is used instead of
 # crates.io: scripts/docker-build.sh builds this way on machines without a registry.
@@ -51,7 +54,8 @@ RUN if [ -n "$RUNTIME_PACKAGES" ]; then \
         apt-get update && apt-get install -y --no-install-recommends $RUNTIME_PACKAGES \
         && rm -rf /var/lib/apt/lists/*; \
     fi \
-    && useradd --system --uid 10001 --user-group --home-dir /srv/kiln --shell /usr/sbin/nologin kiln
+    && useradd --system --uid 10001 --user-group --home-dir /srv/kiln --shell /usr/sbin/nologin kiln \
+    && mkdir -p /var/cache/kiln && chown kiln:kiln /var/cache/kiln
 COPY --from=builder /src/target/release/kiln /usr/local/bin/kiln
 COPY models /srv/kiln/models
 WORKDIR /srv/kiln
@@ -60,6 +64,7 @@ USER kiln
 ENV KILN_HTTP_ADDR=0.0.0.0:8000 \
     KILN_GRPC_ADDR=0.0.0.0:8001 \
     KILN_MODEL_REPOSITORY=/srv/kiln/models \
+    KILN_KERNEL_CACHE_DIR=/var/cache/kiln \
     RUST_LOG=info
 EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["kiln", "health"]

@@ -3,7 +3,8 @@
 # (Debian's Fashion-MNIST, SWORD Bible texts and Prometheus packages, cargo-nextest;
 # Triton's Python clients, and PyTorch with torchvision, in virtual environments; the
 # EfficientNet-Lite0 weights), then runs every test: the Rust suite, the interop suite that
-# drives the kiln binary with tritonclient over HTTP and gRPC, and the parity suite that
+# drives the kiln binary with tritonclient over HTTP and gRPC, the GPU suite on Mesa's software
+# Vulkan (wgpu against the CPU backend, half precision, the CUDA build), the parity suite that
 # checks the CNN zoo against PyTorch, and the deployment suite that builds the Docker image
 # offline and runs it with docker run, compose (Prometheus, nginx) and the Kubernetes manifests.
 set -euo pipefail
@@ -27,6 +28,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 cargo nextest run --workspace --features kiln-zoo/train,kiln-zoo/fault-injection "$@"
+scripts/gpu-test.sh
 scripts/interop.sh
 scripts/parity.sh
 scripts/deploy-test.sh

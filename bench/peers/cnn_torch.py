@@ -14,42 +14,9 @@ import onnxruntime as ort
 import torch
 import torchvision
 
-from torch_efficientnet_lite0 import STAGES, EfficientNetLite0
+from torch_efficientnet_lite0 import EfficientNetLite0, random_lite0_weights
 
 BATCHES = [1, 8, 32]
-
-
-def random_lite0_weights():
-    """A state dict of EfficientNet-Lite0's shapes (throughput does not depend on values)."""
-    g = torch.Generator().manual_seed(0)
-    w = {}
-
-    def conv(name, out, inp, k):
-        w[name] = torch.randn(out, inp, k, k, generator=g) * (2.0 / (inp * k * k)) ** 0.5
-
-    def bn(name, c):
-        w.update({f"{name}.weight": torch.ones(c), f"{name}.bias": torch.zeros(c),
-                  f"{name}.running_mean": torch.zeros(c), f"{name}.running_var": torch.ones(c)})
-
-    conv("_conv_stem.weight", 32, 3, 3)
-    bn("_bn0", 32)
-    block, channels = 0, 32
-    for repeats, kernel, _stride, expand, out in STAGES:
-        for _ in range(repeats):
-            p, hidden = f"_blocks.{block}.", channels * expand
-            if expand != 1:
-                conv(p + "_expand_conv.weight", hidden, channels, 1)
-                bn(p + "_bn0", hidden)
-            conv(p + "_depthwise_conv.weight", hidden, 1, kernel)
-            bn(p + "_bn1", hidden)
-            conv(p + "_project_conv.weight", out, hidden, 1)
-            bn(p + "_bn2", out)
-            block, channels = block + 1, out
-    conv("_conv_head.weight", 1280, channels, 1)
-    bn("_bn1", 1280)
-    w["_fc.weight"] = torch.randn(1000, 1280, generator=g) * 0.01
-    w["_fc.bias"] = torch.zeros(1000)
-    return w
 
 
 def images_per_second(run, batch, seconds):

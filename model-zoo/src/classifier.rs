@@ -14,6 +14,7 @@ use crate::models::inception_v3::{self, InceptionV3, InceptionV3Config};
 use crate::models::lenet::{LeNet5, LeNet5Config};
 use crate::models::resnet::{self, ResNet, ResNetConfig};
 use crate::models::vgg::{self, Vgg11, Vgg11Config};
+use crate::precision::Precision;
 use crate::weights::{KeyRemap, load_weights, remaps};
 
 /// The network a classifier model folder asks for, with its hyper-parameters.
@@ -292,6 +293,9 @@ pub struct ImageClassifier {
     input_shape: [usize; 3],
     /// Fail on purpose on marked images (test-only architectures).
     faulty: bool,
+    precision: Precision,
+    /// Batch sizes a batch is padded up to (ascending); empty to run every size as it is.
+    batch_buckets: Vec<usize>,
 }
 
 impl ImageClassifier {
@@ -332,7 +336,32 @@ impl ImageClassifier {
             device: device.clone(),
             input_shape,
             faulty: false,
+            precision: Precision::F32,
+            batch_buckets: Vec::new(),
         }
+    }
+
+    /// Compute in `precision` from now on: parameters are cast once; inputs and logits are
+    /// converted at the edges, so callers still pass and get f32.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        precision.check_supported(&self.device)?;
+        self.net = precision.cast_module(self.net);
+        self.precision = precision;
+        Ok(self)
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Pad each batch with blank images up to the smallest of `buckets` that holds it, so a
+    /// backend that compiles kernels per shape sees only those sizes (all compiled during
+    /// warm-up) instead of every size up to the largest batch.
+    pub fn with_batch_buckets(mut self, mut buckets: Vec<usize>) -> Self {
+        buckets.sort_unstable();
+        buckets.dedup();
+        self.batch_buckets = buckets;
+        self
     }
 
     /// Write the network's weights as safetensors, under Burn's parameter names and layouts
@@ -384,16 +413,38 @@ impl ImageClassifier {
         if self.faulty {
             inject_fault(images)?;
         }
+        let padded = padded_batch_size(n, &self.batch_buckets);
+        flat.resize(padded * len, 0.0);
         let [c, h, w] = self.input_shape;
-        let input = Tensor::<4>::from_data(TensorData::new(flat, [n, c, h, w]), &self.device);
-        let logits = self.net.forward(input); // [n, classes]
+        let input = Tensor::<4>::from_data(TensorData::new(flat, [padded, c, h, w]), &self.device);
+        let logits = self.net.forward(self.precision.cast(input)); // [padded, classes]
         let classes = logits.dims()[1];
         let values: Vec<f32> = logits
+            .cast(burn::tensor::FloatDType::F32)
             .into_data()
             .try_into_vec()
             .map_err(|e| ZooError::InvalidInput(format!("backend returned bad data: {e:?}")))?;
-        Ok(values.chunks_exact(classes).map(<[f32]>::to_vec).collect())
+        Ok(values
+            .chunks_exact(classes)
+            .take(n)
+            .map(<[f32]>::to_vec)
+            .collect())
     }
+}
+
+/// The smallest bucket that holds `n`, or `n` itself when none does.
+fn padded_batch_size(n: usize, buckets: &[usize]) -> usize {
+    buckets.iter().copied().find(|&b| b >= n).unwrap_or(n)
+}
+
+/// Batch sizes worth compiling kernels for, up to `max_batch_size`: the powers of two below
+/// it, and itself. A batch is padded by less than half its size.
+pub fn batch_buckets(max_batch_size: usize) -> Vec<usize> {
+    let mut buckets: Vec<usize> = std::iter::successors(Some(1usize), |b| b.checked_mul(2))
+        .take_while(|&b| b < max_batch_size)
+        .collect();
+    buckets.push(max_batch_size.max(1));
+    buckets
 }
 
 /// A network generated at build time carries its weights; its folder's weights file must be
@@ -482,6 +533,51 @@ mod tests {
             assert!((x - y).abs() < 1e-6);
         }
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn buckets_are_powers_of_two_and_the_largest_batch() {
+        assert_eq!(batch_buckets(1), vec![1]);
+        assert_eq!(batch_buckets(32), vec![1, 2, 4, 8, 16, 32]);
+        assert_eq!(batch_buckets(48), vec![1, 2, 4, 8, 16, 32, 48]);
+        assert_eq!(padded_batch_size(3, &batch_buckets(48)), 4);
+        assert_eq!(padded_batch_size(33, &batch_buckets(48)), 48);
+        assert_eq!(padded_batch_size(49, &batch_buckets(48)), 49);
+    }
+
+    #[test]
+    fn padded_batches_give_the_same_answers() {
+        let device = Device::flex();
+        let arch = ClassifierArchitecture::LeNet5(LeNet5Config::new());
+        let plain = ImageClassifier::from_net(arch.init(&device).unwrap(), [1, 28, 28], &device);
+        let padded = ImageClassifier::from_net(plain.net.clone(), [1, 28, 28], &device)
+            .with_batch_buckets(batch_buckets(8));
+        let images: Vec<Vec<f32>> = (0..3).map(|i| vec![i as f32 / 3.0; 784]).collect();
+        let refs: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
+        let a = plain.logits_batch(&refs).unwrap();
+        let b = padded.logits_batch(&refs).unwrap();
+        assert_eq!(b.len(), 3);
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn half_precision_stays_close_to_f32() {
+        let device = Device::flex();
+        let arch = ClassifierArchitecture::LeNet5(LeNet5Config::new());
+        let full = ImageClassifier::from_net(arch.init(&device).unwrap(), [1, 28, 28], &device);
+        let image: Vec<f32> = (0..784).map(|i| (i % 17) as f32 / 17.0).collect();
+        let reference = full.logits_batch(&[&image]).unwrap();
+        for precision in [Precision::F16, Precision::Bf16] {
+            let half = ImageClassifier::from_net(full.net.clone(), [1, 28, 28], &device)
+                .with_precision(precision)
+                .unwrap();
+            let logits = half.logits_batch(&[&image]).unwrap();
+            for (x, y) in reference[0].iter().zip(&logits[0]) {
+                assert!((x - y).abs() < 0.05, "{precision}: {x} vs {y}");
+            }
+        }
     }
 
     #[test]

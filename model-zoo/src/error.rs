@@ -21,6 +21,8 @@ pub enum ZooError {
     UnknownBackend(String, String),
     #[error("backend '{0}' is not compiled into this binary; rebuild with `--features {0}`")]
     BackendNotCompiled(String),
+    #[error("no such device: {0}")]
+    NoDevice(String),
     #[error("architecture '{0}' is unknown")]
     UnknownArchitecture(String),
     #[error("invalid image: {0}")]

@@ -23,7 +23,33 @@ pub fn evaluate_fashion_mnist(
     spec: &ImageSpec,
     batch_size: usize,
 ) -> Result<Accuracy> {
+    let ranked = ranked_classes(classifier, data, spec, batch_size)?;
+    Ok(accuracy(&ranked, data))
+}
+
+/// Top-1 and top-5 accuracy of rankings of a split's images (in order) against its labels.
+pub fn accuracy(ranked: &[Vec<usize>], data: &FashionMnist) -> Accuracy {
     let (mut top1, mut top5) = (0usize, 0usize);
+    for (i, best) in ranked.iter().enumerate() {
+        top1 += usize::from(best[0] == data.label(i));
+        top5 += usize::from(best.contains(&data.label(i)));
+    }
+    let n = ranked.len().max(1) as f64;
+    Accuracy {
+        samples: ranked.len(),
+        top1: top1 as f64 / n,
+        top5: top5 as f64 / n,
+    }
+}
+
+/// The five most probable classes of every image of a split, best first.
+pub fn ranked_classes(
+    classifier: &ImageClassifier,
+    data: &FashionMnist,
+    spec: &ImageSpec,
+    batch_size: usize,
+) -> Result<Vec<Vec<usize>>> {
+    let mut ranked = Vec::with_capacity(data.len());
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
         let inputs = chunk
@@ -31,18 +57,17 @@ pub fn evaluate_fashion_mnist(
             .map(|&i| fashion_mnist_input(data, i, spec))
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-        for (probabilities, &i) in classifier.classify_batch(&refs)?.iter().zip(chunk) {
-            let best = top_k(probabilities, 5);
-            top1 += usize::from(best[0] == data.label(i));
-            top5 += usize::from(best.contains(&data.label(i)));
+        for probabilities in classifier.classify_batch(&refs)? {
+            ranked.push(top_k(&probabilities, 5));
         }
     }
-    let n = data.len().max(1) as f64;
-    Ok(Accuracy {
-        samples: data.len(),
-        top1: top1 as f64 / n,
-        top5: top5 as f64 / n,
-    })
+    Ok(ranked)
+}
+
+/// Share of images whose top-1 class is the same in both rankings (e.g. f16 against f32).
+pub fn top1_agreement(a: &[Vec<usize>], b: &[Vec<usize>]) -> f64 {
+    let agreed = a.iter().zip(b).filter(|(x, y)| x[0] == y[0]).count();
+    agreed as f64 / a.len().min(b.len()).max(1) as f64
 }
 
 /// Model input for image `index`, preprocessed exactly as the server preprocesses uploads.

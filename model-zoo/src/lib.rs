@@ -14,9 +14,11 @@ pub mod classifier;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod gpu;
 pub mod image_input;
 pub mod language_model;
 pub mod models;
+pub mod precision;
 pub mod text;
 #[cfg(feature = "train")]
 pub mod train;

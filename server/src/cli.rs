@@ -115,4 +115,11 @@ pub struct EvalArgs {
     pub sword_dir: PathBuf,
     #[arg(long, env = "KILN_BACKEND", default_value = "flex")]
     pub backend: kiln_zoo::BackendKind,
+    /// Device index on the backend (its default device when unset).
+    #[arg(long, env = "KILN_DEVICE")]
+    pub device: Option<usize>,
+    /// Classifiers: also score the model in this precision (f16, bf16) and report how often
+    /// its top-1 class agrees with f32's.
+    #[arg(long)]
+    pub precision: Option<kiln_zoo::precision::Precision>,
 }

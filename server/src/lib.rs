@@ -18,6 +18,7 @@ pub mod generation;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod placement;
 pub mod registry;
 pub mod repository;
 pub mod server;

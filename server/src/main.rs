@@ -27,6 +27,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(settings: ServeSettings) -> anyhow::Result<()> {
+    kiln_server::placement::prepare(&settings)
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("cannot start the {} backend", settings.backend))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = RunningServer::start(settings.clone())

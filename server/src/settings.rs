@@ -19,9 +19,22 @@ pub struct ServeSettings {
     /// Folder with one sub-folder per model.
     #[arg(long, env = "KILN_MODEL_REPOSITORY", default_value = "models")]
     pub model_repository: PathBuf,
-    /// Backend that runs the models (flex, ndarray, wgpu), as compiled in.
+    /// Backend that runs the models (flex, ndarray, wgpu, cuda), as compiled in.
     #[arg(long, env = "KILN_BACKEND", default_value = "flex")]
     pub backend: BackendKind,
+    /// Device index for the backend: the CUDA device number, or the wgpu adapter's place in
+    /// wgpu's list. The backend's default device when unset.
+    #[arg(long, env = "KILN_DEVICE")]
+    pub device: Option<usize>,
+    /// Device memory a GPU backend may fill, in MiB: each classifier's largest batch is
+    /// lowered until its warm-up stays within it. Defaults to 90% of the card's memory
+    /// where NVML can tell (CUDA); unlimited otherwise.
+    #[arg(long, env = "KILN_DEVICE_MEMORY_LIMIT_MB")]
+    pub device_memory_limit_mb: Option<u64>,
+    /// Where GPU backends keep compiled kernels and autotune results across restarts.
+    /// `$XDG_CACHE_HOME/kiln` (or `~/.cache/kiln`) when unset.
+    #[arg(long, env = "KILN_KERNEL_CACHE_DIR")]
+    pub kernel_cache_dir: Option<PathBuf>,
     /// Largest request body (or gRPC message) accepted, in bytes (HTTP 413 beyond).
     #[arg(long, env = "KILN_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -72,6 +85,9 @@ impl ServeSettings {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             model_repository: model_repository.into(),
             backend: BackendKind::default(),
+            device: None,
+            device_memory_limit_mb: None,
+            kernel_cache_dir: None,
             max_body_bytes: 16 * 1024 * 1024,
             max_concurrent_requests: 4096,
             request_timeout_ms: 30_000,

@@ -10,6 +10,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ErrorKind, KilnError};
 use crate::metrics::Metrics;
+use crate::placement::Placement;
 use crate::registry::{ModelHandle, ModelRegistry, ModelState, load_model};
 use crate::repository::ModelEntry;
 use crate::settings::ServeSettings;
@@ -139,8 +140,8 @@ impl AppState {
             self.registry.set(&name, ModelState::Loading);
         }
         let metrics = self.metrics.clone();
-        let backend = self.settings.backend;
-        let loaded = tokio::task::spawn_blocking(move || load_model(&entry, backend, &metrics))
+        let placement = Placement::from_settings(&self.settings);
+        let loaded = tokio::task::spawn_blocking(move || load_model(&entry, &placement, &metrics))
             .await
             .unwrap_or_else(|e| Err(format!("loader crashed: {e}")));
         match loaded {

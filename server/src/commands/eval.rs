@@ -9,8 +9,11 @@ use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
 use kiln_zoo::classifier::ImageClassifier;
 use kiln_zoo::data::fashion_mnist::{FashionMnist, Split as ImageSplit};
 use kiln_zoo::data::scenes::{SceneGenerator, SceneSplit};
-use kiln_zoo::eval::{LanguageModelScore, evaluate_captioner, evaluate_fashion_mnist};
+use kiln_zoo::eval::{
+    LanguageModelScore, accuracy, evaluate_captioner, ranked_classes, top1_agreement,
+};
 use kiln_zoo::language_model::LanguageModel;
+use kiln_zoo::precision::Precision;
 use kiln_zoo::text::corpus::{Corpus, Split};
 use kiln_zoo::text::ngram::NgramCounts;
 use kiln_zoo::text::tokenizer::Tokenizer;
@@ -35,7 +38,10 @@ fn eval_captioner(
     dir: &Path,
     config: &CaptionerModelConfig,
 ) -> Result<(), String> {
-    let device = args.backend.device().map_err(|e| e.to_string())?;
+    let device = args
+        .backend
+        .device_at(args.device)
+        .map_err(|e| e.to_string())?;
     let captioner = Captioner::load(&config.architecture, &dir.join(&config.weights), &device)
         .map_err(|e| e.to_string())?;
     let images = FashionMnist::load(&args.data_dir, ImageSplit::Test).map_err(|e| e.to_string())?;
@@ -71,33 +77,54 @@ fn eval_captioner(
 }
 
 fn eval_classifier(args: &EvalArgs, dir: &Path, config: &ClassifierConfig) -> Result<(), String> {
-    let classifier = load_classifier(dir, config, args.backend)?;
-    let test = FashionMnist::load(&args.data_dir, ImageSplit::Test).map_err(|e| e.to_string())?;
-    let accuracy = evaluate_fashion_mnist(&classifier, &test, &config.input, 500)
+    let device = args
+        .backend
+        .device_at(args.device)
         .map_err(|e| e.to_string())?;
-    println!(
-        "{}: Fashion-MNIST test set, {} images: top-1 {:.2}%, top-5 {:.2}%",
-        args.model,
-        accuracy.samples,
-        accuracy.top1 * 100.0,
-        accuracy.top5 * 100.0
-    );
+    let test = FashionMnist::load(&args.data_dir, ImageSplit::Test).map_err(|e| e.to_string())?;
+    let mut precisions = vec![config.precision];
+    if let Some(other) = args.precision.filter(|p| *p != config.precision) {
+        precisions.push(other);
+    }
+    let mut rankings: Vec<(Precision, Vec<Vec<usize>>)> = Vec::new();
+    for precision in precisions {
+        let classifier = load_classifier(dir, config, &device)?
+            .with_precision(precision)
+            .map_err(|e| e.to_string())?;
+        let ranked =
+            ranked_classes(&classifier, &test, &config.input, 500).map_err(|e| e.to_string())?;
+        let accuracy = accuracy(&ranked, &test);
+        println!(
+            "{} ({}, {precision}): Fashion-MNIST test set, {} images: top-1 {:.2}%, top-5 {:.2}%",
+            args.model,
+            args.backend,
+            accuracy.samples,
+            accuracy.top1 * 100.0,
+            accuracy.top5 * 100.0
+        );
+        if let Some((reference, first)) = rankings.first() {
+            println!(
+                "top-1 agreement of {precision} with {reference}: {:.2}%",
+                top1_agreement(first, &ranked) * 100.0
+            );
+        }
+        rankings.push((precision, ranked));
+    }
     Ok(())
 }
 
-/// A classifier of the repository, loaded as its `model.toml` says, on `backend`.
+/// A classifier of the repository, loaded as its `model.toml` says (in f32), on `device`.
 pub(super) fn load_classifier(
     dir: &Path,
     config: &ClassifierConfig,
-    backend: kiln_zoo::BackendKind,
+    device: &kiln_zoo::Device,
 ) -> Result<ImageClassifier, String> {
-    let device = backend.device().map_err(|e| e.to_string())?;
     ImageClassifier::load(
         &config.architecture,
         &dir.join(&config.weights),
         &config.key_remap,
         config.input.shape(),
-        &device,
+        device,
     )
     .map_err(|e| e.to_string())
 }
@@ -111,7 +138,10 @@ fn eval_language_model(
         .corpus
         .as_deref()
         .ok_or("model.toml names no `corpus` to evaluate on")?;
-    let device = args.backend.device().map_err(|e| e.to_string())?;
+    let device = args
+        .backend
+        .device_at(args.device)
+        .map_err(|e| e.to_string())?;
     let model = LanguageModel::load(&config.architecture, &dir.join(&config.weights), &device)
         .map_err(|e| e.to_string())?;
     let tokenizer = Tokenizer::load(&dir.join(&config.vocab)).map_err(|e| e.to_string())?;

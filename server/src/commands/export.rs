@@ -13,7 +13,8 @@ pub fn run(args: &ExportArgs) -> Result<(), String> {
     let ModelConfig::Classify(config) = ModelConfig::read(&dir)? else {
         return Err(format!("{} is not a classifier", args.model));
     };
-    let classifier = load_classifier(&dir, &config, BackendKind::default())?;
+    let device = BackendKind::default().device().map_err(|e| e.to_string())?;
+    let classifier = load_classifier(&dir, &config, &device)?;
     let path = match (&args.safetensors, &args.burnpack) {
         (Some(path), _) => {
             classifier

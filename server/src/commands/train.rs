@@ -66,6 +66,8 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
         labels: "labels.txt".into(),
         instances: 1,
         backend: None,
+        device: None,
+        precision: Default::default(),
         architecture: ClassifierArchitecture::LeNet5(LeNet5Config::new()),
         input: spec,
         batching: BatchingConfig {

@@ -70,6 +70,7 @@ pub fn run(args: &TrainArgs, preset: &LanguagePreset) -> Result<(), String> {
         corpus: Some(preset.corpus.into()),
         instances: 1,
         backend: None,
+        device: None,
         architecture: preset.architecture.clone(),
         batching: BatchingConfig {
             max_batch_size: 32,

@@ -60,6 +60,7 @@ pub struct Metrics {
     compute_duration: HistogramVec,
     batch_size: HistogramVec,
     items_per_second: GaugeVec,
+    device_memory: IntGaugeVec,
     items_per_second_per_watt: GaugeVec,
     joules_per_item: GaugeVec,
     power_watts: GaugeVec,
@@ -173,6 +174,17 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(items_per_second.clone()))
+            .expect("unique metric");
+        let device_memory = IntGaugeVec::new(
+            Opts::new(
+                "kiln_model_device_memory_bytes",
+                "Device memory Burn's pools grew by while the model loaded and warmed up at every batch size (GPU backends)",
+            ),
+            &MODEL_LABELS,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(device_memory.clone()))
             .expect("unique metric");
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -341,6 +353,7 @@ impl Metrics {
             exec_count,
             pending,
             items_per_second,
+            device_memory,
             models: Mutex::new(Vec::new()),
         }
     }
@@ -365,6 +378,7 @@ impl Metrics {
             compute_duration: self.compute_duration.with_label_values(&labels),
             batch_size: self.batch_size.with_label_values(&labels),
             items_per_second: self.items_per_second.with_label_values(&labels),
+            device_memory: self.device_memory.with_label_values(&labels),
             items_per_second_per_watt: self.items_per_second_per_watt.with_label_values(&labels),
             joules_per_item: self.joules_per_item.with_label_values(&labels),
             window: Mutex::new(ThroughputWindow::new(RATE_WINDOW)),
@@ -484,6 +498,7 @@ pub struct ModelMetrics {
     compute_duration: prometheus::Histogram,
     batch_size: prometheus::Histogram,
     items_per_second: prometheus::Gauge,
+    device_memory: IntGauge,
     items_per_second_per_watt: prometheus::Gauge,
     joules_per_item: prometheus::Gauge,
     window: Mutex<ThroughputWindow>,
@@ -493,6 +508,12 @@ pub struct ModelMetrics {
 }
 
 impl ModelMetrics {
+    /// Device memory the model's load and warm-up took from the device's pools.
+    pub fn set_device_memory(&self, bytes: u64) {
+        self.device_memory
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// Start timing a request; see [`RequestRecord`].
     pub fn start_request(self: &Arc<Self>) -> RequestRecord {
         RequestRecord {

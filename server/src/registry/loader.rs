@@ -1,10 +1,11 @@
 //! Loading one model folder: weights onto the device, a warm-up pass, executor threads.
 
-use kiln_zoo::{BackendKind, Device};
+use kiln_zoo::Device;
 use std::path::PathBuf;
 
 use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
-use kiln_zoo::classifier::{ClassifierArchitecture, ImageClassifier};
+use kiln_zoo::classifier::{ClassifierArchitecture, ImageClassifier, batch_buckets};
+use kiln_zoo::precision::Precision;
 use kiln_zoo::weights::KeyRemap;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::batching::{BatchExecutor, BatchPolicy, Batcher, ExecutorError};
 use crate::captioning::{CaptionPolicy, CaptionScheduler};
 use crate::generation::{Generator, SchedulerPolicy};
 use crate::metrics::Metrics;
+use crate::placement::Placement;
 use crate::repository::{
     BatchingConfig, CaptionerModelConfig, ClassifierConfig, LanguageModelConfig, ModelConfig,
     ModelEntry, read_labels,
@@ -37,6 +39,9 @@ struct ClassifierSource {
     key_remap: Vec<KeyRemap>,
     input_shape: [usize; 3],
     device: Device,
+    precision: Precision,
+    /// Batch sizes batches are padded to, on backends that compile kernels per shape.
+    batch_buckets: Vec<usize>,
 }
 
 impl ClassifierSource {
@@ -48,6 +53,8 @@ impl ClassifierSource {
             self.input_shape,
             &self.device,
         )
+        .and_then(|c| c.with_precision(self.precision))
+        .map(|c| c.with_batch_buckets(self.batch_buckets.clone()))
         .map_err(|e| e.to_string())
     }
 }
@@ -71,15 +78,13 @@ impl BatchExecutor<Vec<f32>, Vec<f32>> for ClassifierExecutor {
 /// Must run inside a tokio runtime context (the batcher task is spawned on it).
 pub fn load_model(
     entry: &ModelEntry,
-    default_backend: BackendKind,
+    server: &Placement,
     metrics: &Metrics,
 ) -> Result<ModelHandle, String> {
     match entry.config.clone()? {
-        ModelConfig::Classify(config) => load_classifier(entry, config, default_backend, metrics),
-        ModelConfig::LanguageModel(config) => {
-            load_language_model(entry, config, default_backend, metrics)
-        }
-        ModelConfig::Caption(config) => load_captioner(entry, config, default_backend, metrics),
+        ModelConfig::Classify(config) => load_classifier(entry, config, server, metrics),
+        ModelConfig::LanguageModel(config) => load_language_model(entry, config, server, metrics),
+        ModelConfig::Caption(config) => load_captioner(entry, config, server, metrics),
     }
 }
 
@@ -96,11 +101,12 @@ fn batch_policy(batching: &BatchingConfig, instances: usize) -> BatchPolicy {
 fn load_language_model(
     entry: &ModelEntry,
     config: LanguageModelConfig,
-    default_backend: BackendKind,
+    server: &Placement,
     metrics: &Metrics,
 ) -> Result<ModelHandle, String> {
-    let backend = config.backend.unwrap_or(default_backend);
-    let device = backend.device().map_err(|e| e.to_string())?;
+    let placement = server.for_model(config.backend, config.device);
+    let backend = placement.backend;
+    let device = placement.open()?;
     let tokenizer = Tokenizer::load(&entry.dir.join(&config.vocab)).map_err(|e| e.to_string())?;
     if tokenizer.vocab_size() != config.architecture.vocab_size() {
         return Err(format!(
@@ -181,12 +187,13 @@ fn warm_up_language_model(model: &LanguageModel, max_batch_size: usize) -> Resul
 
 fn load_classifier(
     entry: &ModelEntry,
-    config: ClassifierConfig,
-    default_backend: BackendKind,
+    mut config: ClassifierConfig,
+    server: &Placement,
     metrics: &Metrics,
 ) -> Result<ModelHandle, String> {
-    let backend = config.backend.unwrap_or(default_backend);
-    let device = backend.device().map_err(|e| e.to_string())?;
+    let placement = server.for_model(config.backend, config.device);
+    let backend = placement.backend;
+    let device = placement.open()?;
     let labels = read_labels(&entry.dir.join(&config.labels))?;
     if labels.len() != config.architecture.num_classes() {
         return Err(format!(
@@ -196,23 +203,52 @@ fn load_classifier(
             config.architecture.num_classes()
         ));
     }
-    let source = ClassifierSource {
+    let mut source = ClassifierSource {
         architecture: config.architecture.clone(),
         weights: entry.dir.join(&config.weights),
         key_remap: config.key_remap.clone(),
         input_shape: config.input.shape(),
-        device,
+        device: device.clone(),
+        precision: config.precision,
+        batch_buckets: if backend.compiles_kernels_per_shape() {
+            batch_buckets(config.batching.max_batch_size)
+        } else {
+            Vec::new()
+        },
     };
+    let reserved_before = kiln_zoo::gpu::reserved_bytes(&device);
     let mut executors: Vec<Box<dyn BatchExecutor<Vec<f32>, Vec<f32>>>> = Vec::new();
     for _ in 0..config.instances {
         let classifier = source.load()?;
-        warm_up(&classifier, config.batching.max_batch_size)?;
+        let warm_sizes = match source.batch_buckets.as_slice() {
+            [] => vec![1, config.batching.max_batch_size],
+            buckets => buckets.to_vec(),
+        };
+        let fits = warm_up(
+            &classifier,
+            &warm_sizes,
+            &device,
+            placement.memory_limit_bytes,
+        )?;
+        if fits < config.batching.max_batch_size {
+            tracing::warn!(
+                model = %entry.name,
+                configured = config.batching.max_batch_size,
+                max_batch_size = fits,
+                "largest batch lowered to stay within the device memory limit"
+            );
+            config.batching.cap_max_batch_size(fits);
+            source.batch_buckets.retain(|&b| b <= fits);
+        }
         executors.push(Box::new(ClassifierExecutor {
-            classifier,
+            classifier: classifier.with_batch_buckets(source.batch_buckets.clone()),
             source: source.clone(),
         }));
     }
     let model_metrics = metrics.for_model(&entry.name, &config.version, backend.name());
+    if let (Some(before), Some(after)) = (reserved_before, kiln_zoo::gpu::reserved_bytes(&device)) {
+        model_metrics.set_device_memory(after.saturating_sub(before));
+    }
     let policy = batch_policy(&config.batching, config.instances);
     let batcher = Batcher::spawn(&entry.name, policy, executors, model_metrics.clone())
         .map_err(|e| format!("cannot start executor threads: {e}"))?;
@@ -229,11 +265,28 @@ fn load_classifier(
     })
 }
 
-/// Real forward passes at batch 1 and at the largest batch, so the first request pays no
-/// start-up cost and a model that cannot run is caught before it reports ready.
-fn warm_up(classifier: &ImageClassifier, max_batch_size: usize) -> Result<(), String> {
+/// Real forward passes at each of `sizes` (ascending), so the first request pays no start-up
+/// cost (kernels compiled and autotuned for every padded batch size on GPU backends) and a
+/// model that cannot run is caught before it reports ready. With a device memory limit, sizes
+/// whose memory would exceed it are not run: returns the largest size that fits.
+fn warm_up(
+    classifier: &ImageClassifier,
+    sizes: &[usize],
+    device: &Device,
+    memory_limit_bytes: Option<u64>,
+) -> Result<usize, String> {
     let image = vec![0.0; classifier.input_len()];
-    for size in [1, max_batch_size] {
+    let reserved = || kiln_zoo::gpu::reserved_bytes(device);
+    let mut memory = memory_limit_bytes
+        .zip(reserved())
+        .map(|(limit, before)| MemoryGrowth::new(limit, before));
+    let mut fits = 0;
+    for &size in sizes {
+        if let Some(growth) = &memory
+            && growth.predicted(size) > growth.limit
+        {
+            break;
+        }
         let batch: Vec<&[f32]> = vec![image.as_slice(); size];
         let out = classifier
             .logits_batch(&batch)
@@ -241,18 +294,70 @@ fn warm_up(classifier: &ImageClassifier, max_batch_size: usize) -> Result<(), St
         if out.iter().flatten().any(|p| !p.is_finite()) {
             return Err("warm-up produced non-finite outputs".into());
         }
+        if let (Some(growth), Some(now)) = (&mut memory, reserved()) {
+            growth.observe(size, now);
+            if now > growth.limit {
+                break;
+            }
+        }
+        fits = size;
     }
-    Ok(())
+    if fits == 0 {
+        let limit = memory.map_or(0, |g| g.limit);
+        return Err(format!(
+            "one image does not fit in the device memory limit of {} MiB",
+            limit >> 20
+        ));
+    }
+    Ok(fits)
+}
+
+/// Device memory held after each warm-up batch, to predict what the next, larger one needs:
+/// the pools grow about linearly with the batch size.
+#[derive(Debug, Clone, Copy)]
+struct MemoryGrowth {
+    limit: u64,
+    /// (batch size, bytes reserved after it) of the last batch run; size 0 before any.
+    last: (usize, u64),
+    /// Largest growth seen per extra image.
+    bytes_per_image: f64,
+}
+
+impl MemoryGrowth {
+    fn new(limit: u64, reserved_before: u64) -> Self {
+        Self {
+            limit,
+            last: (0, reserved_before),
+            bytes_per_image: 0.0,
+        }
+    }
+
+    fn observe(&mut self, size: usize, reserved: u64) {
+        let (last_size, last_reserved) = self.last;
+        if size > last_size {
+            let per_image =
+                reserved.saturating_sub(last_reserved) as f64 / (size - last_size) as f64;
+            self.bytes_per_image = self.bytes_per_image.max(per_image);
+        }
+        self.last = (size, reserved);
+    }
+
+    fn predicted(&self, size: usize) -> u64 {
+        let (last_size, last_reserved) = self.last;
+        let extra = size.saturating_sub(last_size) as f64 * self.bytes_per_image;
+        last_reserved + extra as u64
+    }
 }
 
 fn load_captioner(
     entry: &ModelEntry,
     config: CaptionerModelConfig,
-    default_backend: BackendKind,
+    server: &Placement,
     metrics: &Metrics,
 ) -> Result<ModelHandle, String> {
-    let backend = config.backend.unwrap_or(default_backend);
-    let device = backend.device().map_err(|e| e.to_string())?;
+    let placement = server.for_model(config.backend, config.device);
+    let backend = placement.backend;
+    let device = placement.open()?;
     let captioner = Captioner::load(
         &config.architecture,
         &entry.dir.join(&config.weights),
@@ -304,4 +409,25 @@ fn warm_up_captioner(captioner: &Captioner, config: &CaptionerModelConfig) -> Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryGrowth;
+
+    #[test]
+    fn memory_growth_predicts_linearly_from_the_steepest_step() {
+        let mut growth = MemoryGrowth::new(1_000, 100);
+        assert_eq!(
+            growth.predicted(1),
+            100,
+            "nothing is known before the first batch"
+        );
+        growth.observe(1, 110);
+        growth.observe(2, 120);
+        growth.observe(4, 180); // 30 bytes per extra image
+        assert_eq!(growth.predicted(8), 180 + 4 * 30);
+        growth.observe(8, 200); // pages reused: the steepest step still counts
+        assert_eq!(growth.predicted(16), 200 + 8 * 30);
+    }
 }

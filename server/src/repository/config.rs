@@ -8,6 +8,7 @@ use kiln_zoo::captioning::captioner::{CaptionOptions, CaptionerArchitecture, MAX
 use kiln_zoo::classifier::ClassifierArchitecture;
 use kiln_zoo::image_input::ImageSpec;
 use kiln_zoo::language_model::LanguageModelArchitecture;
+use kiln_zoo::precision::Precision;
 use kiln_zoo::weights::KeyRemap;
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +68,13 @@ pub struct ClassifierConfig {
     /// Overrides the server's `--backend` for this model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendKind>,
+    /// Overrides the server's `--device` for this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<usize>,
+    /// Float type the network computes in: f32, or f16/bf16 where the device computes in
+    /// them (`kiln eval` reports top-1 agreement with f32).
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
     pub architecture: ClassifierArchitecture,
     pub input: ImageSpec,
     #[serde(default)]
@@ -103,6 +111,14 @@ impl BatchingConfig {
     pub fn max_queue_delay(&self) -> Duration {
         Duration::from_micros(self.max_queue_delay_us)
     }
+
+    /// Lower the largest batch to `max` (a device memory limit), dropping preferred sizes
+    /// above it.
+    pub fn cap_max_batch_size(&mut self, max: usize) {
+        self.max_batch_size = self.max_batch_size.min(max);
+        let cap = self.max_batch_size;
+        self.preferred_batch_sizes.retain(|&p| p <= cap);
+    }
 }
 
 fn default_version() -> String {
@@ -111,6 +127,10 @@ fn default_version() -> String {
 
 fn default_instances() -> usize {
     1
+}
+
+fn is_f32(precision: &Precision) -> bool {
+    *precision == Precision::F32
 }
 
 /// A language model's settings.
@@ -134,6 +154,8 @@ pub struct LanguageModelConfig {
     pub instances: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<usize>,
     pub architecture: LanguageModelArchitecture,
     /// Batching of next-word requests.
     #[serde(default)]
@@ -184,6 +206,8 @@ pub struct CaptionerModelConfig {
     pub weights: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<usize>,
     pub architecture: CaptionerArchitecture,
     /// How request images become the 3×64×64 input.
     #[serde(default = "kiln_zoo::data::scenes::image_spec")]

@@ -1,0 +1,178 @@
+"""The three networks of the GPU benchmark, in plain PyTorch (no torchvision needed), and the
+Kiln model folders that serve the same networks with the same weights.
+
+LeNet-5 is Kiln's bundled lenet-fashion (its trained weights, read from `kiln export`'s
+safetensors); ResNet-50 (torchvision's layout) and EfficientNet-Lite0 get seeded random
+weights unless the real Lite0 weights were fetched: throughput does not depend on values.
+
+    python models.py KILN_BIN OUT_REPOSITORY
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
+from torch_efficientnet_lite0 import EfficientNetLite0, random_lite0_weights  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_BATCH = 256
+
+
+class LeNet5(torch.nn.Module):
+    """model-zoo/src/models/lenet.rs; Burn's linear weights are [inputs, outputs]."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = {k.split(".", 1)[1] if k[:1].isupper() else k: v for k, v in w.items()}
+
+    def forward(self, x):
+        w = self.w
+        x = F.max_pool2d(F.relu(F.conv2d(x, w["conv1.weight"], w["conv1.bias"], padding=2)), 2)
+        x = F.max_pool2d(F.relu(F.conv2d(x, w["conv2.weight"], w["conv2.bias"])), 2)
+        x = x.flatten(1)
+        x = F.relu(x @ w["fc1.weight"] + w["fc1.bias"])
+        x = F.relu(x @ w["fc2.weight"] + w["fc2.bias"])
+        return x @ w["fc3.weight"] + w["fc3.bias"]
+
+
+
+def read_safetensors(path):
+    """A safetensors file of f32 tensors, without the safetensors package."""
+    import json
+    import struct
+    raw = Path(path).read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + length])
+    data = bytearray(raw[8 + length:])
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        assert meta["dtype"] == "F32", (name, meta["dtype"])
+        start, end = meta["data_offsets"]
+        tensors[name] = torch.frombuffer(data[start:end], dtype=torch.float32).reshape(meta["shape"])
+    return tensors
+
+
+def placed(module, device, dtype):
+    """`module` on `device` in `dtype`, weight dicts (LeNet5, EfficientNetLite0) included."""
+    if hasattr(module, "w"):
+        module.w = {k: v.to(device, dtype) for k, v in module.w.items()}
+    return module.to(device, dtype)
+
+
+class Bottleneck(torch.nn.Module):
+    def __init__(self, inp, width, stride):
+        super().__init__()
+        out = width * 4
+        self.conv1 = torch.nn.Conv2d(inp, width, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(width)
+        self.conv2 = torch.nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(width)
+        self.conv3 = torch.nn.Conv2d(width, out, 1, bias=False)
+        self.bn3 = torch.nn.BatchNorm2d(out)
+        self.downsample = None
+        if stride != 1 or inp != out:
+            self.downsample = torch.nn.Sequential(
+                torch.nn.Conv2d(inp, out, 1, stride, bias=False), torch.nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet50(torch.nn.Module):
+    """torchvision's resnet50(), so its state dict loads into Kiln's `resnet` (depth 50)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(64)
+        layers, inp = [], 64
+        for width, blocks, stride in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)]:
+            stage = []
+            for i in range(blocks):
+                stage.append(Bottleneck(inp, width, stride if i == 0 else 1))
+                inp = width * 4
+            layers.append(torch.nn.Sequential(*stage))
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.fc = torch.nn.Linear(2048, 1000)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def batching(max_batch=MAX_BATCH):
+    return f"""
+[batching]
+max_batch_size = {max_batch}
+max_queue_delay_us = 1000
+max_queue_size = 4096
+"""
+
+
+def imagenet_folder(folder, architecture, weights_name, state_dict, input_block):
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state_dict, folder / weights_name)
+    (folder / "labels.txt").write_text("".join(f"class {i}\n" for i in range(1000)))
+    (folder / "model.toml").write_text(f"""task = "classify"
+weights = "{weights_name}"
+labels = "labels.txt"
+
+[architecture]
+{architecture}
+
+{input_block}
+{batching()}""")
+
+
+def write_repository(kiln, out):
+    """The Kiln side: lenet-fashion, resnet-50 and efficientnet-lite0 folders under `out`.
+    Returns the PyTorch side: name -> (module, input shape)."""
+    out = Path(out)
+    torch.manual_seed(0)
+
+    lenet_dir = out / "lenet-fashion"
+    shutil.copytree(ROOT / "models" / "lenet-fashion", lenet_dir)
+    text = (lenet_dir / "model.toml").read_text()
+    (lenet_dir / "model.toml").write_text(text[: text.index("[batching]")] + batching())
+    exported = out / "lenet.safetensors"
+    subprocess.run([kiln, "export", "lenet-fashion", "--model-repository", str(ROOT / "models"),
+                    "--safetensors", str(exported)], check=True, capture_output=True)
+    lenet = LeNet5(read_safetensors(exported))
+
+    resnet = ResNet50().eval()
+    imagenet_input = "[input]\nchannels = 3\nheight = 224\nwidth = 224\nresize_shorter = 256"
+    imagenet_folder(out / "resnet-50", 'kind = "resnet"\ndepth = 50', "weights.pth",
+                    resnet.state_dict(), imagenet_input)
+
+    real = ROOT / "models" / "efficientnet-lite0"
+    lite0_dir = out / "efficientnet-lite0"
+    if (real / "imported.pth").exists():
+        shutil.copytree(real, lite0_dir)
+        text = (lite0_dir / "model.toml").read_text()
+        (lite0_dir / "model.toml").write_text(text[: text.index("[batching]")] + batching())
+        lite0_weights = torch.load(real / "imported.pth", map_location="cpu")
+    else:
+        lite0_weights = random_lite0_weights()
+        imagenet_folder(lite0_dir, 'kind = "efficientnet-lite0"', "weights.pth", lite0_weights,
+                        imagenet_input + "\nmean = [0.49803922]\nstd = [0.50196078]")
+    lite0 = EfficientNetLite0(lite0_weights).eval()
+    return {
+        "lenet-fashion": (lenet, (1, 28, 28)),
+        "resnet-50": (resnet, (3, 224, 224)),
+        "efficientnet-lite0": (lite0, (3, 224, 224)),
+    }
+
+
+if __name__ == "__main__":
+    write_repository(sys.argv[1], sys.argv[2])

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One-shot GPU benchmark: Kiln serving LeNet-5, ResNet-50 and EfficientNet-Lite0 on wgpu and
+# on CUDA, driven by the load generator at concurrency 1–256, beside PyTorch eager on the
+# same GPU, networks and weights at batch 1–256, with board power sampled through NVML
+# (nvidia-smi). Writes gpu-bench.csv and gpu-bench.json (img/s, p99, img/s/W per model,
+# runtime and batch) into OUT_DIR (default: $OUT where set, else target/gpu-bench).
+# About 5 minutes with the binaries built; nothing is fetched from outside.
+#
+#   scripts/gpu-bench.sh [OUT_DIR]
+#
+# Needs python3 with PyTorch, an NVIDIA driver, and for wgpu the Vulkan loader: where
+# `ldconfig -p` lists no libvulkan, the .deb files of libvulkan1 (and what it needs) in
+# .gl/ are unpacked first. KILN_BIN and LOADTEST_BIN name prebuilt binaries; without them
+# this builds them with KILN_FEATURES (default kiln-server/wgpu,kiln-server/cuda; the CUDA
+# build downloads CubeCL's LLVM bundle from GitHub, so offline builds use kiln-server/wgpu).
+# A backend the binary lacks is reported and skipped.
+# BACKENDS, LEVELS and SECONDS_PER_LEVEL override the sweep (wgpu,cuda; 1,4,16,64,256; 2 per level).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${1:-${OUT:-target/gpu-bench}}
+mkdir -p "$out"
+if ! ldconfig -p | grep -q libvulkan && compgen -G ".gl/*.deb" >/dev/null; then
+    for deb in .gl/*.deb; do dpkg -x "$deb" /; done
+    ldconfig
+fi
+# Containers often hold NVIDIA's Vulkan driver where the loader does not look.
+nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ]; then
+    export VK_DRIVER_FILES=$nvidia_icd
+fi
+
+kiln=${KILN_BIN:-}
+loadtest=${LOADTEST_BIN:-}
+if [ -z "$kiln" ] || [ -z "$loadtest" ]; then
+    cargo build --release --quiet -p kiln-server -p kiln-loadtest \
+        --features "${KILN_FEATURES:-kiln-server/wgpu,kiln-server/cuda}"
+    kiln=target/release/kiln
+    loadtest=target/release/kiln-loadtest
+fi
+
+PYTHONUNBUFFERED=1 python3 bench/gpu/gpu_bench.py --kiln "$kiln" --loadtest "$loadtest" \
+    --out "$out" --backends "${BACKENDS:-wgpu,cuda}" --levels "${LEVELS:-1,4,16,64,256}" \
+    --seconds "${SECONDS_PER_LEVEL:-2}"
+column -s, -t "$out/gpu-bench.csv" 2>/dev/null || cat "$out/gpu-bench.csv"
