@@ -14,7 +14,8 @@
 # this builds them with KILN_FEATURES (default kiln-server/wgpu,kiln-server/cuda; the CUDA
 # build downloads CubeCL's LLVM bundle from GitHub, so offline builds use kiln-server/wgpu).
 # A backend the binary lacks is reported and skipped.
-# BACKENDS, LEVELS and SECONDS_PER_LEVEL override the sweep (wgpu,cuda; 1,4,16,64,256; 2 per level).
+# BACKENDS, MODELS, LEVELS and SECONDS_PER_LEVEL override the sweep (wgpu,cuda; all three;
+# 1,4,16,64,256; 2 s per level).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,7 @@ if [ -z "$kiln" ] || [ -z "$loadtest" ]; then
 fi
 
 PYTHONUNBUFFERED=1 python3 bench/gpu/gpu_bench.py --kiln "$kiln" --loadtest "$loadtest" \
-    --out "$out" --backends "${BACKENDS:-wgpu,cuda}" --levels "${LEVELS:-1,4,16,64,256}" \
+    --out "$out" --backends "${BACKENDS:-wgpu,cuda}" \
+    --models "${MODELS:-lenet-fashion,resnet-50,efficientnet-lite0}" --levels "${LEVELS:-1,4,16,64,256}" \
     --seconds "${SECONDS_PER_LEVEL:-2}"
 column -s, -t "$out/gpu-bench.csv" 2>/dev/null || cat "$out/gpu-bench.csv"

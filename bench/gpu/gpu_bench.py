@@ -131,7 +131,11 @@ def bench_kiln(args, backend, repository, power, log):
                 rows.append(r)
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     return rows
 
 
@@ -187,7 +191,7 @@ def main():
 
     repository = args.out / "repository"
     shutil.rmtree(repository, ignore_errors=True)
-    networks = write_repository(args.kiln, repository)
+    networks = write_repository(args.kiln, repository, args.models)
     power = PowerSampler()
     rows = []
     with open(args.out / "kiln.log", "w") as log:

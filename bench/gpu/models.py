@@ -135,43 +135,48 @@ labels = "labels.txt"
 {batching()}""")
 
 
-def write_repository(kiln, out):
-    """The Kiln side: lenet-fashion, resnet-50 and efficientnet-lite0 folders under `out`.
-    Returns the PyTorch side: name -> (module, input shape)."""
+NAMES = ["lenet-fashion", "resnet-50", "efficientnet-lite0"]
+
+
+def write_repository(kiln, out, names=NAMES):
+    """The Kiln side: a folder under `out` for each of `names` (lenet-fashion, resnet-50,
+    efficientnet-lite0). Returns the PyTorch side: name -> (module, input shape)."""
     out = Path(out)
     torch.manual_seed(0)
+    networks = {}
 
-    lenet_dir = out / "lenet-fashion"
-    shutil.copytree(ROOT / "models" / "lenet-fashion", lenet_dir)
-    text = (lenet_dir / "model.toml").read_text()
-    (lenet_dir / "model.toml").write_text(text[: text.index("[batching]")] + batching())
-    exported = out / "lenet.safetensors"
-    subprocess.run([kiln, "export", "lenet-fashion", "--model-repository", str(ROOT / "models"),
-                    "--safetensors", str(exported)], check=True, capture_output=True)
-    lenet = LeNet5(read_safetensors(exported))
+    if "lenet-fashion" in names:
+        lenet_dir = out / "lenet-fashion"
+        shutil.copytree(ROOT / "models" / "lenet-fashion", lenet_dir)
+        text = (lenet_dir / "model.toml").read_text()
+        (lenet_dir / "model.toml").write_text(text[: text.index("[batching]")] + batching())
+        exported = out / "lenet.safetensors"
+        subprocess.run([kiln, "export", "lenet-fashion", "--model-repository",
+                        str(ROOT / "models"), "--safetensors", str(exported)],
+                       check=True, capture_output=True)
+        networks["lenet-fashion"] = (LeNet5(read_safetensors(exported)), (1, 28, 28))
 
-    resnet = ResNet50().eval()
     imagenet_input = "[input]\nchannels = 3\nheight = 224\nwidth = 224\nresize_shorter = 256"
-    imagenet_folder(out / "resnet-50", 'kind = "resnet"\ndepth = 50', "weights.pth",
-                    resnet.state_dict(), imagenet_input)
+    if "resnet-50" in names:
+        resnet = ResNet50().eval()
+        imagenet_folder(out / "resnet-50", 'kind = "resnet"\ndepth = 50', "weights.pth",
+                        resnet.state_dict(), imagenet_input)
+        networks["resnet-50"] = (resnet, (3, 224, 224))
 
-    real = ROOT / "models" / "efficientnet-lite0"
-    lite0_dir = out / "efficientnet-lite0"
-    if (real / "imported.pth").exists():
-        shutil.copytree(real, lite0_dir)
-        text = (lite0_dir / "model.toml").read_text()
-        (lite0_dir / "model.toml").write_text(text[: text.index("[batching]")] + batching())
-        lite0_weights = torch.load(real / "imported.pth", map_location="cpu")
-    else:
-        lite0_weights = random_lite0_weights()
-        imagenet_folder(lite0_dir, 'kind = "efficientnet-lite0"', "weights.pth", lite0_weights,
-                        imagenet_input + "\nmean = [0.49803922]\nstd = [0.50196078]")
-    lite0 = EfficientNetLite0(lite0_weights).eval()
-    return {
-        "lenet-fashion": (lenet, (1, 28, 28)),
-        "resnet-50": (resnet, (3, 224, 224)),
-        "efficientnet-lite0": (lite0, (3, 224, 224)),
-    }
+    if "efficientnet-lite0" in names:
+        real = ROOT / "models" / "efficientnet-lite0"
+        lite0_dir = out / "efficientnet-lite0"
+        if (real / "imported.pth").exists():
+            shutil.copytree(real, lite0_dir)
+            text = (lite0_dir / "model.toml").read_text()
+            (lite0_dir / "model.toml").write_text(text[: text.index("[batching]")] + batching())
+            lite0_weights = torch.load(real / "imported.pth", map_location="cpu")
+        else:
+            lite0_weights = random_lite0_weights()
+            imagenet_folder(lite0_dir, 'kind = "efficientnet-lite0"', "weights.pth",
+                            lite0_weights, imagenet_input + "\nmean = [0.49803922]\nstd = [0.50196078]")
+        networks["efficientnet-lite0"] = (EfficientNetLite0(lite0_weights).eval(), (3, 224, 224))
+    return networks
 
 
 if __name__ == "__main__":

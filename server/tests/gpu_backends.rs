@@ -56,7 +56,8 @@ fn bundled_models() -> Vec<(String, std::path::PathBuf, ModelConfig)> {
     models
 }
 
-fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+/// The largest difference between `a` and `b`, checked to be within [`TOLERANCE`].
+fn assert_close(what: &str, a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
     let worst = a
         .iter()
@@ -67,6 +68,7 @@ fn assert_close(what: &str, a: &[f32], b: &[f32]) {
         worst <= TOLERANCE,
         "{what}: differs by {worst} (> {TOLERANCE})"
     );
+    worst
 }
 
 fn load_classifier(
@@ -144,11 +146,8 @@ fn every_bundled_model_answers_on_wgpu_as_on_flex() {
                 let b = gpu.caption(&images, &options).unwrap();
                 for (x, y) in a.iter().zip(&b) {
                     assert_eq!(x.text, y.text, "{name}");
-                    assert_close(
-                        &format!("{name} score of '{}'", x.text),
-                        &[x.score],
-                        &[y.score],
-                    );
+                    let what = format!("{name} score of '{}'", x.text);
+                    worst = worst.max(assert_close(&what, &[x.score], &[y.score]));
                 }
             }
         }
@@ -178,11 +177,11 @@ fn half_precision_keeps_the_top1_class_on_the_test_set() {
         .unwrap();
     let ranked = ranked_classes(&half, &test, &config.input, 500).unwrap();
     let agreement = top1_agreement(&reference, &ranked);
-    assert!(
-        agreement >= 0.99,
-        "f16 agrees with f32 on {:.2}% of 10,000 images",
+    eprintln!(
+        "f16 top-1 agrees with f32 on {:.2}% of 10,000 images",
         agreement * 100.0
     );
+    assert!(agreement >= 0.99);
 
     // bf16: computed where the device can, refused with a reason where it cannot (Vulkan
     // devices often store bf16 without arithmetic on it).
@@ -190,13 +189,13 @@ fn half_precision_keeps_the_top1_class_on_the_test_set() {
         Ok(bf16) => {
             let ranked = ranked_classes(&bf16, &test, &config.input, 500).unwrap();
             let agreement = top1_agreement(&reference, &ranked);
-            assert!(
-                agreement >= 0.97,
-                "bf16 agrees on {:.2}%",
-                agreement * 100.0
-            );
+            eprintln!("bf16 top-1 agrees with f32 on {:.2}%", agreement * 100.0);
+            assert!(agreement >= 0.97);
         }
-        Err(e) => assert!(e.to_string().contains("cannot compute in bf16"), "{e}"),
+        Err(e) => {
+            eprintln!("bf16 refused: {e}");
+            assert!(e.to_string().contains("cannot compute in bf16"), "{e}");
+        }
     }
 }
 
@@ -243,10 +242,14 @@ async fn the_device_memory_limit_caps_the_batch_size() {
 
     // A limit between the two: the largest batch is lowered, and requests are still served.
     let repository = repository_with_batch(256);
-    let limit_mib = ((one + all) / 2 >> 20).to_string();
+    let limit_mib = (((one + all) / 2) >> 20).to_string();
     let (mut child, base) =
         spawn_wgpu_kiln(repository.path(), &["--device-memory-limit-mb", &limit_mib]).await;
     let capped = max_batch_size_of(&client, &base).await;
+    eprintln!(
+        "warm-up took {one} bytes at batch 1 and {all} up to 256; \
+         {limit_mib} MiB capped the batch at {capped}"
+    );
     assert!(
         (1..256).contains(&capped),
         "max_batch_size {capped} under {limit_mib} MiB"
