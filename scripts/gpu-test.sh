@@ -4,7 +4,9 @@
 # model on wgpu against the CPU backend, f16/bf16 against f32 on the Fashion-MNIST test set,
 # the device memory limit, and `kiln serve --backend wgpu` end to end with its kernel cache.
 # (The CUDA build needs GitHub for CubeCL's LLVM bundle; where it builds, add `--features
-# wgpu,cuda` to also check that `--backend cuda` refuses clearly without an NVIDIA GPU.)
+# wgpu,cuda` to also check that `--backend cuda` refuses clearly without an NVIDIA GPU;
+# offline, `DOCS_RS=1 cargo clippy -p kiln-server --all-targets --features wgpu,cuda`
+# type-checks the CUDA code without that download.)
 # Installs Debian's mesa-vulkan-drivers and libvulkan1 first if missing.
 #
 #   scripts/gpu-test.sh [NEXTEST_ARGS...]

@@ -350,10 +350,6 @@ impl ImageClassifier {
         Ok(self)
     }
 
-    pub fn precision(&self) -> Precision {
-        self.precision
-    }
-
     /// Pad each batch with blank images up to the smallest of `buckets` that holds it, so a
     /// backend that compiles kernels per shape sees only those sizes (all compiled during
     /// warm-up) instead of every size up to the largest batch.

@@ -54,20 +54,23 @@ impl Placement {
     }
 }
 
-/// Before any model loads: point GPU runtimes at the kernel cache, then open the default
-/// device once, so a missing backend, GPU or driver, or a device index that does not exist,
-/// stops `kiln serve` with one clear message instead of failing every model.
+/// Before any model loads: point GPU runtimes at the kernel cache (for models that name
+/// their own GPU backend too), then open the default device once, so a missing backend, GPU
+/// or driver, or a device index that does not exist, stops `kiln serve` with one clear
+/// message instead of failing every model.
 pub fn prepare(settings: &ServeSettings) -> Result<(), String> {
-    let gpu = settings.backend.compiles_kernels_per_shape();
     let cache = settings
         .kernel_cache_dir
         .clone()
         .unwrap_or_else(default_kernel_cache_dir);
-    if gpu {
-        use_kernel_cache(&cache)?;
+    let gpu_compiled = BackendKind::compiled()
+        .into_iter()
+        .any(BackendKind::compiles_kernels_per_shape);
+    if gpu_compiled {
+        use_kernel_cache(&cache);
     }
     let device = Placement::from_settings(settings).open()?;
-    if gpu {
+    if settings.backend.compiles_kernels_per_shape() {
         tracing::info!(
             backend = %settings.backend,
             device = %kiln_zoo::gpu::device_name(&device),
@@ -78,16 +81,19 @@ pub fn prepare(settings: &ServeSettings) -> Result<(), String> {
     Ok(())
 }
 
-fn use_kernel_cache(dir: &Path) -> Result<(), String> {
+/// The cache only saves start-up time, so a folder that cannot be used is reported and the
+/// GPU runtime keeps its own default place.
+fn use_kernel_cache(dir: &Path) {
     match kiln_zoo::gpu::use_kernel_cache_dir(dir) {
-        Ok(true) => Ok(()),
+        Ok(true) => {}
         Ok(false) => {
             tracing::warn!(
                 "the GPU runtime was configured earlier; the kernel cache stays where it was"
-            );
-            Ok(())
+            )
         }
-        Err(e) => Err(format!("kernel cache: {e}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "kernel cache folder unusable; using the GPU runtime's default")
+        }
     }
 }
 
