@@ -4,7 +4,10 @@ eager on the same GPU, networks and weights (batch 1..256). Board power is sampl
 (nvidia-smi) during every measurement; img/s, p99 and img/s/W land in one CSV and one JSON.
 
     python gpu_bench.py --kiln BIN --loadtest BIN --out DIR [--backends wgpu,cuda]
-                        [--levels 1,4,16,64,256] [--seconds 2]
+                        [--levels 1,4,16,64,256] [--seconds 2] [--budget 420]
+
+Levels left when the budget runs out are skipped and reported (Kiln's backends share 80 % of
+it, PyTorch the rest), so a one-shot run on a lent GPU ends in time.
 
 Kiln's p99 is a request's latency (HTTP, decoding, queueing, batching); PyTorch's is one
 batch's latency on tensors already in memory, so PyTorch's side is a ceiling, not a peer
@@ -98,7 +101,15 @@ def row(model, runtime, level, img_s, p99_ms, watts):
             "img_per_s_per_w": None if not watts else round(img_s / watts, 2)}
 
 
-def bench_kiln(args, backend, repository, power, log):
+def out_of_time(deadline, what):
+    """Whether `deadline` (monotonic seconds) has passed; `what` is reported as skipped."""
+    if time.monotonic() < deadline:
+        return False
+    print(f"skipped {what}: its share of the time budget is spent", flush=True)
+    return True
+
+
+def bench_kiln(args, backend, repository, power, log, deadline):
     http, grpc = free_port(), free_port()
     base = f"http://127.0.0.1:{http}"
     started = time.monotonic()
@@ -109,10 +120,12 @@ def bench_kiln(args, backend, repository, power, log):
         stdout=log, stderr=subprocess.STDOUT)
     rows = []
     try:
-        wait_ready(base, server, args.ready_timeout)
+        wait_ready(base, server, max(1.0, min(args.ready_timeout, deadline - time.monotonic())))
         print(f"kiln {backend}: ready in {time.monotonic() - started:.1f} s", flush=True)
         for model in args.models:
             for level in args.levels:
+                if out_of_time(deadline, f"kiln-{backend} {model} at {level}"):
+                    continue
                 out = args.out / "loadtest" / f"{backend}-{model}-{level}"
                 start = time.monotonic()
                 subprocess.run(
@@ -139,13 +152,15 @@ def bench_kiln(args, backend, repository, power, log):
     return rows
 
 
-def bench_torch(args, networks, power):
+def bench_torch(args, networks, power, deadline):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
     for model in args.models:
         module, shape = networks[model]
         module = placed(module, device, torch.float32)
         for batch in args.levels:
+            if out_of_time(deadline, f"PyTorch {model} at {batch}"):
+                continue
             x = torch.randn(batch, *shape, device=device)
             latencies = []
             with torch.inference_mode():
@@ -182,7 +197,10 @@ def main():
     parser.add_argument("--models", default="lenet-fashion,resnet-50,efficientnet-lite0")
     parser.add_argument("--levels", default="1,4,16,64,256")
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--ready-timeout", type=float, default=240.0)
+    parser.add_argument("--ready-timeout", type=float, default=150.0)
+    parser.add_argument("--budget", type=float, default=420.0,
+                        help="seconds after which remaining levels are skipped, so the whole "
+                             "run ends within 8 minutes")
     args = parser.parse_args()
     args.models = args.models.split(",")
     args.levels = [int(v) for v in args.levels.split(",")]
@@ -195,12 +213,15 @@ def main():
     power = PowerSampler()
     rows = []
     with open(args.out / "kiln.log", "w") as log:
-        for backend in [b for b in args.backends.split(",") if b]:
+        # Kiln's backends share 80 % of the budget equally; PyTorch gets the rest.
+        backends = [b for b in args.backends.split(",") if b]
+        for i, backend in enumerate(backends):
+            deadline = began + args.budget * 0.8 * (i + 1) / len(backends)
             try:
-                rows += bench_kiln(args, backend, repository, power, log)
+                rows += bench_kiln(args, backend, repository, power, log, deadline)
             except (RuntimeError, subprocess.CalledProcessError) as e:
                 print(f"kiln {backend} failed: {e} (see kiln.log)", flush=True)
-    rows += bench_torch(args, networks, power)
+    rows += bench_torch(args, networks, power, began + args.budget)
     power.stop()
 
     with open(args.out / "gpu-bench.csv", "w", newline="") as f:
