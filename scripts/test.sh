@@ -4,7 +4,7 @@
 # Triton's Python clients, and PyTorch with torchvision, in virtual environments; the
 # EfficientNet-Lite0 weights), then runs every test: the Rust suite, the interop suite that
 # drives the kiln binary with tritonclient over HTTP and gRPC, the GPU suite on Mesa's software
-# Vulkan (wgpu against the CPU backend, half precision, the CUDA build), the parity suite that
+# Vulkan (wgpu against the CPU backend, half precision, the memory limit), the parity suite that
 # checks the CNN zoo against PyTorch, and the deployment suite that builds the Docker image
 # offline and runs it with docker run, compose (Prometheus, nginx) and the Kubernetes manifests.
 set -euo pipefail
