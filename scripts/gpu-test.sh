@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! compgen -G "/usr/share/vulkan/icd.d/lvp_icd*.json" >/dev/null || ! ldconfig -p | grep -q libvulkan.so.1; then
+if ! compgen -G "/usr/share/vulkan/icd.d/lvp_icd*.json" >/dev/null \
+    || ! compgen -G "/usr/lib/*/libvulkan.so.1" >/dev/null; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1
 fi
