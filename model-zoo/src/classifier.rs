@@ -415,8 +415,8 @@ impl ImageClassifier {
         let input = Tensor::<4>::from_data(TensorData::new(flat, [padded, c, h, w]), &self.device);
         let logits = self.net.forward(self.precision.cast(input)); // [padded, classes]
         let classes = logits.dims()[1];
-        let values: Vec<f32> = logits
-            .cast(burn::tensor::FloatDType::F32)
+        let values: Vec<f32> = Precision::F32
+            .cast_from(self.precision, logits)
             .into_data()
             .try_into_vec()
             .map_err(|e| ZooError::InvalidInput(format!("backend returned bad data: {e:?}")))?;

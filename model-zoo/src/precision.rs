@@ -61,11 +61,17 @@ impl Precision {
         module.map(&mut CastFloats(self.float_dtype()))
     }
 
-    /// `tensor` in this precision (for a model's input).
+    /// `tensor`, computed in f32, in this precision (a model's input).
     pub fn cast<const D: usize>(self, tensor: Tensor<D>) -> Tensor<D> {
-        match self {
-            Precision::F32 => tensor,
-            other => tensor.cast(other.float_dtype()),
+        self.cast_from(Precision::F32, tensor)
+    }
+
+    /// `tensor`, computed in `from`, in this precision; no operation when they are the same.
+    pub fn cast_from<const D: usize>(self, from: Precision, tensor: Tensor<D>) -> Tensor<D> {
+        if self == from {
+            tensor
+        } else {
+            tensor.cast(self.float_dtype())
         }
     }
 }

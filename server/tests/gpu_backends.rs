@@ -11,21 +11,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 
 use common::*;
 use kiln_server::ServeSettings;
 use kiln_server::repository::ModelConfig;
 use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
-use kiln_zoo::classifier::{ImageClassifier, batch_buckets};
+use kiln_zoo::classifier::batch_buckets;
 use kiln_zoo::data::scenes::{SceneGenerator, SceneSplit};
 use kiln_zoo::eval::{fashion_mnist_input, ranked_classes, top1_agreement};
 use kiln_zoo::language_model::LanguageModel;
 use kiln_zoo::precision::Precision;
 use kiln_zoo::text::tokenizer::Tokenizer;
 use kiln_zoo::{BackendKind, Device};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 /// Largest difference allowed between a logit or log-probability computed on wgpu and on
 /// flex: kernels fuse and reduce in other orders, so bit-equality is not expected.
@@ -71,21 +68,6 @@ fn assert_close(what: &str, a: &[f32], b: &[f32]) -> f32 {
     worst
 }
 
-fn load_classifier(
-    dir: &Path,
-    config: &kiln_server::repository::ClassifierConfig,
-    device: &Device,
-) -> ImageClassifier {
-    ImageClassifier::load(
-        &config.architecture,
-        &dir.join(&config.weights),
-        &config.key_remap,
-        config.input.shape(),
-        device,
-    )
-    .unwrap()
-}
-
 #[test]
 fn every_bundled_model_answers_on_wgpu_as_on_flex() {
     let (flex, wgpu) = (flex(), wgpu());
@@ -97,9 +79,11 @@ fn every_bundled_model_answers_on_wgpu_as_on_flex() {
         match config {
             ModelConfig::Classify(config) => {
                 // Padded to the buckets the server uses on wgpu, and a size that is none.
-                let cpu = load_classifier(&dir, &config, &flex);
-                let gpu =
-                    load_classifier(&dir, &config, &wgpu).with_batch_buckets(batch_buckets(8));
+                let cpu = config.load_classifier(&dir, &flex).unwrap();
+                let gpu = config
+                    .load_classifier(&dir, &wgpu)
+                    .unwrap()
+                    .with_batch_buckets(batch_buckets(8));
                 let images: Vec<Vec<f32>> = (0..5)
                     .map(|i| {
                         (0..cpu.input_len())
@@ -166,13 +150,15 @@ fn half_precision_keeps_the_top1_class_on_the_test_set() {
     let test = test_set();
     let device = wgpu();
     let reference = ranked_classes(
-        &load_classifier(&dir, &config, &device),
+        &config.load_classifier(&dir, &device).unwrap(),
         &test,
         &config.input,
         500,
     )
     .unwrap();
-    let half = load_classifier(&dir, &config, &device)
+    let half = config
+        .load_classifier(&dir, &device)
+        .unwrap()
         .with_precision(Precision::F16)
         .unwrap();
     let ranked = ranked_classes(&half, &test, &config.input, 500).unwrap();
@@ -185,7 +171,11 @@ fn half_precision_keeps_the_top1_class_on_the_test_set() {
 
     // bf16: computed where the device can, refused with a reason where it cannot (Vulkan
     // devices often store bf16 without arithmetic on it).
-    match load_classifier(&dir, &config, &device).with_precision(Precision::Bf16) {
+    match config
+        .load_classifier(&dir, &device)
+        .unwrap()
+        .with_precision(Precision::Bf16)
+    {
         Ok(bf16) => {
             let ranked = ranked_classes(&bf16, &test, &config.input, 500).unwrap();
             let agreement = top1_agreement(&reference, &ranked);
@@ -277,26 +267,15 @@ async fn the_device_memory_limit_caps_the_batch_size() {
 }
 
 async fn max_batch_size_of(client: &reqwest::Client, base: &str) -> u64 {
-    let config: serde_json::Value = client
-        .get(format!("{base}/v2/models/lenet-fashion/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = get_json(client, &format!("{base}/v2/models/lenet-fashion/config")).await;
     config["max_batch_size"].as_u64().expect("max_batch_size")
 }
 
 async fn spawn_wgpu_kiln(repository: &Path, extra: &[&str]) -> (tokio::process::Child, String) {
-    let mut args = vec![
-        "--backend",
-        "wgpu",
-        "--model-repository",
-        repository.to_str().unwrap(),
-    ];
+    let mut args = vec!["--backend", "wgpu"];
     args.extend_from_slice(extra);
-    spawn_kiln(&args).await
+    let kiln = spawn_kiln(repository, &args).await;
+    (kiln.child, kiln.base)
 }
 
 /// The real binary, built with wgpu: `kiln serve --backend wgpu` classifies an upload as the
@@ -307,22 +286,16 @@ async fn kiln_serve_on_wgpu_answers_end_to_end() {
         c.insert("precision".into(), "f16".into());
     });
     let cache = tempfile::tempdir().unwrap();
-    let (mut child, base) = spawn_kiln(&[
-        "--backend",
-        "wgpu",
-        "--kernel-cache-dir",
-        cache.path().to_str().unwrap(),
-        "--model-repository",
-        repository.path().to_str().unwrap(),
-    ])
-    .await;
+    let cache_dir = cache.path().to_str().unwrap();
+    let (mut child, base) =
+        spawn_wgpu_kiln(repository.path(), &["--kernel-cache-dir", cache_dir]).await;
     let client = reqwest::Client::new();
     let data = test_set();
     let dir = bundled_repository().join("lenet-fashion");
     let ModelConfig::Classify(config) = ModelConfig::read(&dir).unwrap() else {
         unreachable!()
     };
-    let cpu = load_classifier(&dir, &config, &flex());
+    let cpu = config.load_classifier(&dir, &flex()).unwrap();
     let mut agreed = 0;
     for i in 0..20 {
         let answer: serde_json::Value = post_png(&client, &base, png(&data, i))
@@ -342,14 +315,7 @@ async fn kiln_serve_on_wgpu_answers_end_to_end() {
         agreed >= 19,
         "f16 on wgpu agreed with f32 on flex for {agreed} of 20 images"
     );
-    let described: serde_json::Value = client
-        .get(format!("{base}/v2/models/lenet-fashion"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let described = get_json(&client, &format!("{base}/v2/models/lenet-fashion")).await;
     assert_eq!(described["platform"], "burn-wgpu", "{described}");
     child.kill().await.unwrap();
     let cached = walk_files(cache.path());
@@ -365,41 +331,6 @@ fn walk_files(dir: &Path) -> usize {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// Start the real `kiln serve` with `args` on free ports; its HTTP base URL once its (one)
-/// model is ready.
-async fn spawn_kiln(args: &[&str]) -> (tokio::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = None;
-    while let Some(line) = log.next_line().await.unwrap() {
-        if let Some(rest) = line.split("http=").nth(1) {
-            addr = rest.split_whitespace().next().map(str::to_string);
-        }
-        if line.contains("model ready") {
-            break;
-        }
-        assert!(!line.contains("model failed to load"), "{line}");
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-    (
-        child,
-        format!("http://{}", addr.expect("the server logs its address")),
-    )
 }
 
 /// A CUDA build runs where there is no CUDA: asking for it is a clear error, and

@@ -3,11 +3,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 #[tokio::test]
 async fn sigterm_mid_load_answers_every_accepted_request() {
@@ -16,33 +12,11 @@ async fn sigterm_mid_load_answers_every_accepted_request() {
         set_batching(c, "max_queue_delay_us", 500_000);
         no_preferred_sizes(c);
     });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--model-repository"])
-        .arg(repository.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = None;
-    while let Some(line) = log.next_line().await.unwrap() {
-        if let Some(rest) = line.split("http=").nth(1) {
-            addr = rest.split_whitespace().next().map(str::to_string);
-        }
-        if line.contains("model ready") {
-            break;
-        }
-    }
-    let base = format!("http://{}", addr.expect("the server logs its address"));
-    // Keep draining the log so the child never blocks on a full pipe.
-    let log_task = tokio::spawn(async move {
-        let mut lines = Vec::new();
-        while let Ok(Some(line)) = log.next_line().await {
-            lines.push(line);
-        }
-        lines
-    });
+    let KilnProcess {
+        mut child,
+        base,
+        log,
+    } = spawn_kiln(repository.path(), &[]).await;
 
     let client = reqwest::Client::new();
     let data = test_set();
@@ -79,6 +53,6 @@ async fn sigterm_mid_load_answers_every_accepted_request() {
     }
     let status = child.wait().await.unwrap();
     assert!(status.success(), "exit status {status}");
-    let lines = log_task.await.unwrap();
+    let lines = log.await.unwrap();
     assert!(lines.iter().any(|l| l.contains("drained")), "{lines:#?}");
 }

@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
-use kiln_zoo::classifier::ImageClassifier;
 use kiln_zoo::data::fashion_mnist::{FashionMnist, Split as ImageSplit};
 use kiln_zoo::data::scenes::{SceneGenerator, SceneSplit};
 use kiln_zoo::eval::{
@@ -88,7 +87,8 @@ fn eval_classifier(args: &EvalArgs, dir: &Path, config: &ClassifierConfig) -> Re
     }
     let mut rankings: Vec<(Precision, Vec<Vec<usize>>)> = Vec::new();
     for precision in precisions {
-        let classifier = load_classifier(dir, config, &device)?
+        let classifier = config
+            .load_classifier(dir, &device)?
             .with_precision(precision)
             .map_err(|e| e.to_string())?;
         let ranked =
@@ -111,22 +111,6 @@ fn eval_classifier(args: &EvalArgs, dir: &Path, config: &ClassifierConfig) -> Re
         rankings.push((precision, ranked));
     }
     Ok(())
-}
-
-/// A classifier of the repository, loaded as its `model.toml` says (in f32), on `device`.
-pub(super) fn load_classifier(
-    dir: &Path,
-    config: &ClassifierConfig,
-    device: &kiln_zoo::Device,
-) -> Result<ImageClassifier, String> {
-    ImageClassifier::load(
-        &config.architecture,
-        &dir.join(&config.weights),
-        &config.key_remap,
-        config.input.shape(),
-        device,
-    )
-    .map_err(|e| e.to_string())
 }
 
 fn eval_language_model(

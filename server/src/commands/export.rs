@@ -2,7 +2,6 @@
 //! elsewhere (the peer servers of the benchmarks run it through ONNX), or as burnpack, so an
 //! imported checkpoint is converted once instead of at every start.
 
-use super::eval::load_classifier;
 use kiln_zoo::BackendKind;
 
 use crate::cli::ExportArgs;
@@ -14,7 +13,7 @@ pub fn run(args: &ExportArgs) -> Result<(), String> {
         return Err(format!("{} is not a classifier", args.model));
     };
     let device = BackendKind::default().device().map_err(|e| e.to_string())?;
-    let classifier = load_classifier(&dir, &config, &device)?;
+    let classifier = config.load_classifier(&dir, &device)?;
     let path = match (&args.safetensors, &args.burnpack) {
         (Some(path), _) => {
             classifier

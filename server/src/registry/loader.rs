@@ -4,9 +4,7 @@ use kiln_zoo::Device;
 use std::path::PathBuf;
 
 use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
-use kiln_zoo::classifier::{ClassifierArchitecture, ImageClassifier, batch_buckets};
-use kiln_zoo::precision::Precision;
-use kiln_zoo::weights::KeyRemap;
+use kiln_zoo::classifier::{ImageClassifier, batch_buckets};
 
 use std::sync::Arc;
 
@@ -34,28 +32,20 @@ struct ClassifierExecutor {
 
 #[derive(Clone)]
 struct ClassifierSource {
-    architecture: ClassifierArchitecture,
-    weights: PathBuf,
-    key_remap: Vec<KeyRemap>,
-    input_shape: [usize; 3],
+    config: ClassifierConfig,
+    dir: PathBuf,
     device: Device,
-    precision: Precision,
     /// Batch sizes batches are padded to, on backends that compile kernels per shape.
     batch_buckets: Vec<usize>,
 }
 
 impl ClassifierSource {
     fn load(&self) -> Result<ImageClassifier, String> {
-        ImageClassifier::load(
-            &self.architecture,
-            &self.weights,
-            &self.key_remap,
-            self.input_shape,
-            &self.device,
-        )
-        .and_then(|c| c.with_precision(self.precision))
-        .map(|c| c.with_batch_buckets(self.batch_buckets.clone()))
-        .map_err(|e| e.to_string())
+        self.config
+            .load_classifier(&self.dir, &self.device)?
+            .with_precision(self.config.precision)
+            .map(|c| c.with_batch_buckets(self.batch_buckets.clone()))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -204,12 +194,9 @@ fn load_classifier(
         ));
     }
     let mut source = ClassifierSource {
-        architecture: config.architecture.clone(),
-        weights: entry.dir.join(&config.weights),
-        key_remap: config.key_remap.clone(),
-        input_shape: config.input.shape(),
+        config: config.clone(),
+        dir: entry.dir.clone(),
         device: device.clone(),
-        precision: config.precision,
         batch_buckets: if backend.compiles_kernels_per_shape() {
             batch_buckets(config.batching.max_batch_size)
         } else {

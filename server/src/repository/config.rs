@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_zoo::BackendKind;
+use kiln_zoo::Device;
 use kiln_zoo::captioning::captioner::{CaptionOptions, CaptionerArchitecture, MAX_BEAM_SIZE};
-use kiln_zoo::classifier::ClassifierArchitecture;
+use kiln_zoo::classifier::{ClassifierArchitecture, ImageClassifier};
 use kiln_zoo::image_input::ImageSpec;
 use kiln_zoo::language_model::LanguageModelArchitecture;
 use kiln_zoo::precision::Precision;
@@ -342,6 +343,19 @@ impl LanguageModelConfig {
 }
 
 impl ClassifierConfig {
+    /// The network of the folder `dir` this config describes, its weights loaded onto
+    /// `device`, in f32.
+    pub fn load_classifier(&self, dir: &Path, device: &Device) -> Result<ImageClassifier, String> {
+        ImageClassifier::load(
+            &self.architecture,
+            &dir.join(&self.weights),
+            &self.key_remap,
+            self.input.shape(),
+            device,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.input.validate().map_err(|e| e.to_string())?;
         self.architecture.validate().map_err(|e| e.to_string())?;

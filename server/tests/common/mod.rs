@@ -80,6 +80,61 @@ pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
         .unwrap()
 }
 
+/// `GET url`, its body as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// A real `kiln serve` process, its HTTP base URL, and its log from readiness on (stdout,
+/// read to the end so the process never blocks on a full pipe).
+pub struct KilnProcess {
+    pub child: tokio::process::Child,
+    pub base: String,
+    pub log: tokio::task::JoinHandle<Vec<String>>,
+}
+
+/// Start the real `kiln serve` on `repository` and free ports, with `args`; returns once
+/// one model is ready.
+pub async fn spawn_kiln(repository: &Path, args: &[&str]) -> KilnProcess {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--model-repository")
+        .arg(repository)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    while let Some(line) = log.next_line().await.unwrap() {
+        if let Some(rest) = line.split("http=").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_string);
+        }
+        assert!(!line.contains("model failed to load"), "{line}");
+        if line.contains("model ready") {
+            break;
+        }
+    }
+    let base = format!("http://{}", addr.expect("the server logs its address"));
+    let log = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Ok(Some(line)) = log.next_line().await {
+            lines.push(line);
+        }
+        lines
+    });
+    KilnProcess { child, base, log }
+}
+
 /// Start a real server on a free loopback port and wait until its models are loaded.
 pub async fn start(settings: ServeSettings) -> (RunningServer, String) {
     let mut server = RunningServer::start(settings).await.unwrap();
