@@ -3,20 +3,10 @@
 
 mod common;
 
-use common::bundled_repository;
+use common::{bundled_repository, kiln_serve};
 
 async fn serve_with(args: &[&str]) -> (bool, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--model-repository")
-        .arg(bundled_repository())
-        .args(args)
+    let output = kiln_serve(&bundled_repository(), args)
         .output()
         .await
         .unwrap();

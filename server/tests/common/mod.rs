@@ -93,11 +93,10 @@ pub struct KilnProcess {
     pub log: tokio::task::JoinHandle<Vec<String>>,
 }
 
-/// Start the real `kiln serve` on `repository` and free ports, with `args`; returns once
-/// one model is ready.
-pub async fn spawn_kiln(repository: &Path, args: &[&str]) -> KilnProcess {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+/// The real `kiln serve` on `repository` and free loopback ports, with `args`.
+pub fn kiln_serve(repository: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command
         .args([
             "serve",
             "--http-addr",
@@ -107,7 +106,15 @@ pub async fn spawn_kiln(repository: &Path, args: &[&str]) -> KilnProcess {
         ])
         .arg("--model-repository")
         .arg(repository)
-        .args(args)
+        .args(args);
+    command
+}
+
+/// Start the real `kiln serve` on `repository` and free ports, with `args`; returns once
+/// one model is ready.
+pub async fn spawn_kiln(repository: &Path, args: &[&str]) -> KilnProcess {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = kiln_serve(repository, args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true)
