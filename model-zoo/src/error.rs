@@ -23,8 +23,6 @@ pub enum ZooError {
     BackendNotCompiled(String),
     #[error("no such device: {0}")]
     NoDevice(String),
-    #[error("architecture '{0}' is unknown")]
-    UnknownArchitecture(String),
     #[error("invalid image: {0}")]
     InvalidImage(String),
     #[error("image of {width}x{height} pixels exceeds the limit of {limit} pixels")]

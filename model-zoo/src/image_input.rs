@@ -6,7 +6,7 @@ use std::io::Cursor;
 
 use image::imageops::FilterType;
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ZooError};
@@ -102,10 +102,20 @@ impl ImageSpec {
         let reader = ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| ZooError::InvalidImage(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(ZooError::InvalidImage(
-                "unrecognised image format (expected PNG, JPEG or WebP)".into(),
-            ));
+        match reader.format() {
+            None => {
+                return Err(ZooError::InvalidImage(
+                    "unrecognised image format (expected PNG, JPEG or WebP)".into(),
+                ));
+            }
+            // The JPEG decoder fills a missing end with grey instead of failing.
+            Some(ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+                return Err(ZooError::InvalidImage(
+                    "the JPEG data is truncated (no end-of-image marker after its last scan)"
+                        .into(),
+                ));
+            }
+            Some(_) => {}
         }
         // Read the header first so a decompression bomb is refused before any pixel is decoded.
         let (width, height) = reader
@@ -193,6 +203,19 @@ impl ImageSpec {
     }
 }
 
+/// Whether a JPEG's last scan is followed by its end-of-image marker (`FF D9`). Inside scan
+/// data a literal `FF` byte is always followed by `00` or a restart marker, so the marker
+/// cannot appear there by chance; a file cut anywhere after its headers lacks it.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    const START_OF_SCAN: [u8; 2] = [0xFF, 0xDA];
+    const END_OF_IMAGE: [u8; 2] = [0xFF, 0xD9];
+    let last_scan = bytes
+        .windows(2)
+        .rposition(|w| w == START_OF_SCAN)
+        .unwrap_or(0);
+    bytes[last_scan..].windows(2).any(|w| w == END_OF_IMAGE)
+}
+
 /// What scaling the shorter side to `shorter` pixels and cropping the centre
 /// `width`×`height` gives, up to sub-pixel offsets. The crop comes first, so only the part
 /// that is kept gets resized and a very elongated image cannot blow up in memory.
@@ -274,6 +297,19 @@ mod tests {
             ..gray_spec()
         };
         assert!(spec.validate().is_err());
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused() {
+        let img = image::GrayImage::from_fn(16, 16, |x, y| image::Luma([(x * 16 + y) as u8]));
+        let mut jpeg = Vec::new();
+        DynamicImage::ImageLuma8(img)
+            .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        assert!(gray_spec().decode(&jpeg).is_ok());
+        let cut = &jpeg[..jpeg.len() / 2 + 20];
+        let err = gray_spec().decode(cut).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
 
     #[test]

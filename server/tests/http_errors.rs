@@ -51,6 +51,26 @@ async fn bad_inputs_get_clear_client_errors() {
         .unwrap();
     expect_error(truncated, 400, "invalid image").await;
 
+    // The JPEG decoder would fill the missing half with grey and answer 200.
+    let mut jpeg = Vec::new();
+    image::DynamicImage::ImageLuma8(
+        image::GrayImage::from_raw(28, 28, data.image(0).to_vec()).unwrap(),
+    )
+    .write_to(
+        &mut std::io::Cursor::new(&mut jpeg),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    jpeg.truncate(jpeg.len() / 2);
+    let truncated_jpeg = client
+        .post(&url)
+        .header("content-type", "image/jpeg")
+        .body(jpeg)
+        .send()
+        .await
+        .unwrap();
+    expect_error(truncated_jpeg, 400, "truncated").await;
+
     let wrong_size = client
         .post(&url)
         .json(&json!({ "pixels": [[0, 1, 2], [3, 4, 5]] }))
