@@ -93,6 +93,21 @@ impl KilnError {
             format!("model '{name}' is not in the model repository"),
         )
     }
+
+    /// The error as the caller may see it. A failure inside the server (500) is logged with
+    /// its detail under a new request id, and the caller gets a generic message naming that
+    /// id: panics and model errors are internal detail.
+    pub fn for_caller(self) -> Self {
+        if self.kind != ErrorKind::Internal {
+            return self;
+        }
+        let request_id = format!("{:016x}", rand::random::<u64>());
+        tracing::error!(%request_id, detail = %self.message, "request failed inside the server");
+        Self::new(
+            ErrorKind::Internal,
+            format!("the server failed to answer this request (request id {request_id})"),
+        )
+    }
 }
 
 impl From<InferError> for KilnError {

@@ -1,30 +1,33 @@
 //! Kiln's server: loads the models of a model repository, groups concurrent requests into
 //! batches per model, and answers over HTTP and gRPC.
 //!
-//! A request enters through [`http`], is decoded and validated there, and goes to its
-//! model's [`batching::Batcher`]; the batcher forms batches and hands them to executor
-//! threads that own the Burn model. Answers travel back on a oneshot channel. Every stage
-//! records into [`metrics`]. [`server::RunningServer`] ties it together.
+//! A request enters through a protocol module — [`http`], [`grpc`], or the Open Inference
+//! Protocol's shared core [`v2`] — which decodes the wire form and calls its task's entry
+//! point in [`task`]. The task prepares the input and hands it to its model's
+//! [`batching::Batcher`] (classification, next words) or [`batching::StepLoop`]
+//! (generation, captioning); those admit it through one [`batching::Admission`] and run the
+//! Burn model on their own threads. Answers travel back on channels; every stage records
+//! into [`metrics`]. The [`registry`] holds the models by name and the server's lifecycle;
+//! [`server::RunningServer`] ties it together. Dependencies point one way: protocols →
+//! tasks → batching and registry → metrics.
 
 pub mod auth;
 pub mod batching;
-pub mod captioning;
 pub mod cli;
 pub mod commands;
-pub mod deadline;
 pub mod energy;
 pub mod error;
-pub mod generation;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod placement;
 pub mod registry;
 pub mod repository;
 pub mod server;
 pub mod settings;
 pub mod state;
-pub mod tasks;
+pub mod task;
 pub mod tls;
 pub mod v2;
 

@@ -15,22 +15,15 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(settings) => serve(settings),
-        Command::Train(args) => {
-            kiln_server::commands::train::run(&args).map_err(anyhow::Error::msg)
-        }
-        Command::Eval(args) => kiln_server::commands::eval::run(&args).map_err(anyhow::Error::msg),
-        Command::Export(args) => {
-            kiln_server::commands::export::run(&args).map_err(anyhow::Error::msg)
-        }
-        Command::Health(args) => {
-            kiln_server::commands::health::run(&args).map_err(anyhow::Error::msg)
-        }
+        Command::Train(args) => Ok(kiln_server::commands::train::run(&args)?),
+        Command::Eval(args) => Ok(kiln_server::commands::eval::run(&args)?),
+        Command::Export(args) => Ok(kiln_server::commands::export::run(&args)?),
+        Command::Health(args) => Ok(kiln_server::commands::health::run(&args)?),
     }
 }
 
 fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     kiln_server::placement::prepare(&settings)
-        .map_err(|e| anyhow::anyhow!(e))
         .with_context(|| format!("cannot start the {} backend", settings.backend))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {

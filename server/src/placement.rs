@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_zoo::{BackendKind, Device};
+use kiln_zoo::{BackendKind, Device, ZooError};
 
 use crate::settings::ServeSettings;
 
@@ -47,10 +47,8 @@ impl Placement {
         }
     }
 
-    pub fn open(&self) -> Result<Device, String> {
-        self.backend
-            .device_at(self.device)
-            .map_err(|e| e.to_string())
+    pub fn open(&self) -> Result<Device, ZooError> {
+        self.backend.device_at(self.device)
     }
 }
 
@@ -58,7 +56,7 @@ impl Placement {
 /// their own GPU backend too), then open the default device once, so a missing backend, GPU
 /// or driver, or a device index that does not exist, stops `kiln serve` with one clear
 /// message instead of failing every model.
-pub fn prepare(settings: &ServeSettings) -> Result<(), String> {
+pub fn prepare(settings: &ServeSettings) -> Result<(), ZooError> {
     let cache = settings
         .kernel_cache_dir
         .clone()
@@ -144,7 +142,7 @@ mod tests {
             device: Some(3),
             memory_limit_bytes: None,
         };
-        let err = placement.open().unwrap_err();
+        let err = placement.open().unwrap_err().to_string();
         assert!(err.contains("no device 3"), "{err}");
     }
 }

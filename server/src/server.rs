@@ -1,83 +1,109 @@
 //! Starting and stopping a server: bind, serve HTTP and gRPC at once (liveness), load the
-//! model repository in the background, then report ready.
+//! model repository in the background, then report ready; on shutdown, drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::energy::PowerMeter;
 use crate::grpc::{self, set_health};
 use crate::http::{AppState, app};
-use crate::registry::ModelState;
-use crate::repository::ModelRepository;
+use crate::metrics::Metrics;
+use crate::net::{ClosableListener, ListenerGate};
+use crate::registry::{Lifecycle, Phase};
 use crate::settings::ServeSettings;
-use crate::tls;
+use crate::tls::{self, TlsError};
+
+/// After the drain, how long the last connections get to be answered and to close before
+/// the server stops anyway.
+const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
 
 /// A server running on the current tokio runtime.
 pub struct RunningServer {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
     state: AppState,
-    ready: watch::Receiver<bool>,
-    shutdown: Option<oneshot::Sender<()>>,
+    listeners: ListenerGate,
+    http: Serving,
+    grpc: Serving,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// One protocol's serving task and the signal that stops it.
+struct Serving {
+    stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
-    grpc_shutdown: Option<oneshot::Sender<()>>,
-    grpc_task: JoinHandle<std::io::Result<()>>,
-    health: tonic_health::server::HealthReporter,
-    power_meter: JoinHandle<()>,
 }
 
 impl RunningServer {
     /// Bind the HTTP and gRPC addresses (TLS when a certificate is configured), start
     /// serving, and begin loading the models.
-    pub async fn start(settings: ServeSettings) -> std::io::Result<Self> {
+    pub async fn start(settings: ServeSettings) -> Result<Self, StartError> {
         let tls_config = |protocol| match (&settings.tls_cert, &settings.tls_key) {
-            (Some(cert), Some(key)) => tls::load_config(cert, key, protocol)
-                .map(Some)
-                .map_err(std::io::Error::other),
+            (Some(cert), Some(key)) => tls::load_config(cert, key, protocol).map(Some),
             _ => Ok(None),
         };
         let (http_tls, grpc_tls) = (tls_config(tls::HTTP1)?, tls_config(tls::HTTP2)?);
-        let listener = TcpListener::bind(settings.http_addr).await?;
-        let http_addr = listener.local_addr()?;
-        let grpc_listener = TcpListener::bind(settings.grpc_addr).await?;
-        let grpc_addr = grpc_listener.local_addr()?;
+        let listeners = ListenerGate::default();
+        let http_listener = ClosableListener::new(
+            TcpListener::bind(settings.http_addr).await?,
+            listeners.clone(),
+        )?;
+        let grpc_listener = ClosableListener::new(
+            TcpListener::bind(settings.grpc_addr).await?,
+            listeners.clone(),
+        )?;
+        let (http_addr, grpc_addr) = (http_listener.local_addr(), grpc_listener.local_addr());
         let state = AppState::new(settings.clone());
         let meter = PowerMeter::detect(settings.estimated_watts_per_core);
         let interval = Duration::from_millis(settings.power_sample_ms.max(1));
-        let power_meter = tokio::spawn(meter.run(state.metrics.clone(), interval));
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, false).await;
-        let (ready_tx, ready) = watch::channel(false);
-        tokio::spawn(load_repository(
-            settings,
-            state.clone(),
-            ready_tx,
-            health.clone(),
-        ));
-        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let (grpc_shutdown, grpc_stop) = oneshot::channel::<()>();
-        let task = serve(listener, http_tls, app(state.clone()), shutdown_rx)?;
-        let grpc_router = grpc::router(state.clone(), health_service);
-        let grpc_task = serve(grpc_listener, grpc_tls, grpc_router, grpc_stop)?;
+        // Marked before this returns, so loads and unloads asked for from now on are
+        // ordered with the start-up's.
+        let startup = state.registry.begin_startup();
+        let registry = state.registry.clone();
+        let lifecycle = state.lifecycle.clone();
+        let background = vec![
+            tokio::spawn(meter.run(state.metrics.clone(), interval)),
+            tokio::spawn(upkeep(state.metrics.clone())),
+            tokio::spawn(follow_health(state.lifecycle.clone(), health)),
+            tokio::spawn(async move {
+                registry.load_startup(startup).await;
+                lifecycle.serve();
+            }),
+        ];
+        let http = serve(http_listener, http_tls, app(state.clone()));
+        let grpc = serve(
+            grpc_listener,
+            grpc_tls,
+            grpc::router(state.clone(), health_service),
+        );
         Ok(Self {
             http_addr,
             grpc_addr,
             state,
-            ready,
-            shutdown: Some(shutdown_tx),
-            task,
-            grpc_shutdown: Some(grpc_shutdown),
-            grpc_task,
-            health,
-            power_meter,
+            listeners,
+            http,
+            grpc,
+            background,
         })
     }
 
@@ -97,49 +123,38 @@ impl RunningServer {
 
     /// Wait until every model has been loaded or has failed to load.
     pub async fn wait_ready(&mut self) {
-        let _ = self.ready.wait_for(|ready| *ready).await;
+        self.state.lifecycle.loaded().await;
     }
 
     /// Graceful shutdown: readiness fails and new inference requests are refused at once;
-    /// requests already accepted are answered (for up to the drain timeout); then the
-    /// listener and connections close.
+    /// requests already accepted are answered (for up to the drain timeout); connections the
+    /// kernel accepted meanwhile are answered 503 with `Connection: close`; then the
+    /// listeners and connections close.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
-        self.state.draining.store(true, Ordering::Release);
-        set_health(&self.health, false).await;
+        self.state.lifecycle.drain();
         let drain = Duration::from_secs(self.state.settings.drain_timeout_secs);
-        let in_flight = self.state.requests_in_flight();
-        tracing::info!(in_flight, "draining");
-        // Holding every permit of the in-flight limiter means no request is left running.
-        let all = self.state.settings.max_concurrent_requests as u32;
-        match tokio::time::timeout(drain, self.state.in_flight.acquire_many(all)).await {
-            Ok(_) => tracing::info!("drained"),
+        tracing::info!(in_flight = self.state.requests_in_flight(), "draining");
+        match tokio::time::timeout(drain, self.state.in_flight.emptied()).await {
+            Ok(()) => tracing::info!("drained"),
             Err(_) => tracing::warn!(
                 left = self.state.requests_in_flight(),
                 "drain timeout reached; closing with requests in flight"
             ),
         }
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(tx) = self.grpc_shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.power_meter.abort();
-        // gRPC streams the caller keeps open must not hold the process up.
-        if tokio::time::timeout(CONNECTION_CLOSE_GRACE, &mut self.grpc_task)
+        self.listeners.close();
+        if tokio::time::timeout(CONNECTION_CLOSE_GRACE, self.listeners.closed())
             .await
             .is_err()
         {
-            self.grpc_task.abort();
+            tracing::warn!("connections taken while closing were not all answered in time");
         }
+        for task in &self.background {
+            task.abort();
+        }
+        // gRPC streams the caller keeps open must not hold the process up.
+        let _ = self.grpc.stop().await;
         // Idle connections close at once; give busy ones a moment, then stop regardless.
-        match tokio::time::timeout(CONNECTION_CLOSE_GRACE, &mut self.task).await {
-            Ok(result) => result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-            Err(_) => {
-                self.task.abort();
-                Ok(())
-            }
-        }
+        self.http.stop().await
     }
 
     /// Serve until `signal` completes, then shut down gracefully.
@@ -150,72 +165,71 @@ impl RunningServer {
     }
 }
 
-/// Serve `router` on `listener` (over TLS with a config) until `stop` fires.
+impl Serving {
+    /// Stop accepting, let open connections finish within the grace period, then stop.
+    async fn stop(&mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(CONNECTION_CLOSE_GRACE, &mut self.task).await {
+            Ok(result) => result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Err(_) => {
+                self.task.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Serve `router` on `listener` (over TLS with a config) until stopped.
 fn serve(
-    listener: TcpListener,
+    listener: ClosableListener,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     router: axum::Router,
-    stop: oneshot::Receiver<()>,
-) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
-    let stop = async {
-        let _ = stop.await;
+) -> Serving {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let stopped = async {
+        let _ = stopped.await;
     };
-    Ok(match tls {
+    let task = match tls {
         Some(config) => {
-            let listener = tls::TlsListener::new(listener, config)?;
+            let listener = tls::TlsListener::new(listener, config);
             tokio::spawn(async move {
                 axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
+                    .with_graceful_shutdown(stopped)
                     .await
             })
         }
         None => tokio::spawn(async move {
-            axum::serve(listener.tap_io(no_delay), router)
-                .with_graceful_shutdown(stop)
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
                 .await
         }),
-    })
-}
-
-/// Answers are small and latency-bound: send each write at once. With Nagle's algorithm, an
-/// HTTP/2 (gRPC) answer split over several writes waits on the client's delayed ACK, ~40 ms.
-pub(crate) fn no_delay(tcp: &mut TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-    }
-}
-
-/// After the drain, how long connections get to close before the server stops anyway.
-const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// Load every model folder, one after another, each on a blocking thread.
-async fn load_repository(
-    settings: ServeSettings,
-    state: AppState,
-    ready: watch::Sender<bool>,
-    health: tonic_health::server::HealthReporter,
-) {
-    let repository = ModelRepository::new(&settings.model_repository);
-    let entries = match repository.scan() {
-        Ok(entries) => entries,
-        Err(e) => {
-            tracing::error!("{e}");
-            Vec::new()
-        }
     };
-    if entries.is_empty() {
-        tracing::warn!(repository = %settings.model_repository.display(), "no models found");
+    Serving {
+        stop: Some(stop),
+        task,
     }
-    for entry in &entries {
-        state.registry.set(&entry.name, ModelState::Loading);
+}
+
+/// gRPC health reports the lifecycle: serving only while the server is.
+async fn follow_health(lifecycle: Lifecycle, health: tonic_health::server::HealthReporter) {
+    let mut phase = lifecycle.watch();
+    loop {
+        let serving = *phase.borrow_and_update() == Phase::Serving;
+        set_health(&health, serving).await;
+        if phase.changed().await.is_err() {
+            return;
+        }
     }
-    for entry in entries {
-        // A failure is logged and shown in the repository index; the others still load.
-        let _ = state.load_entry(entry).await;
+}
+
+/// Fold histogram samples into their buckets every few seconds, whether or not anyone
+/// scrapes `/metrics`.
+async fn upkeep(metrics: Arc<Metrics>) {
+    let mut ticker = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        ticker.tick().await;
+        metrics.run_upkeep();
     }
-    state.ready.store(true, Ordering::Release);
-    if !state.is_draining() {
-        set_health(&health, true).await;
-    }
-    let _ = ready.send(true);
 }

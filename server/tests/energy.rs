@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use kiln_server::ServeSettings;
-use kiln_server::batching::BatchObserver;
-use kiln_server::energy::{PowerMeter, PowerProbe, PowerSource, Reading};
+use kiln_server::energy::{PowerError, PowerMeter, PowerProbe, PowerSource, Reading};
 use kiln_server::metrics::Metrics;
 
 /// Reports `step` more joules at every read, or fails every time.
@@ -22,8 +21,10 @@ impl PowerProbe for FakeProbe {
         self.source
     }
 
-    fn read(&mut self) -> Result<Reading, String> {
-        let step = self.step.ok_or("the meter is unplugged")?;
+    fn read(&mut self) -> Result<Reading, PowerError> {
+        let step = self
+            .step
+            .ok_or_else(|| PowerError::Unavailable("the meter is unplugged".into()))?;
         self.joules += step;
         Ok(Reading {
             joules: self.joules,
@@ -41,8 +42,8 @@ fn energy_is_shared_by_compute_time_and_divided_by_items() {
     let metrics = Metrics::new();
     let a = metrics.for_model("a", "1", "flex");
     let b = metrics.for_model("b", "1", "flex");
-    a.executed(10, Duration::from_secs(3));
-    b.executed(5, Duration::from_secs(1));
+    a.record_batch(10, Duration::from_secs(3));
+    b.record_batch(5, Duration::from_secs(1));
     let mut meter = PowerMeter::with_probes(vec![Box::new(FakeProbe {
         source: PowerSource::Rapl,
         step: Some(40.0),
@@ -78,10 +79,10 @@ fn energy_is_shared_by_compute_time_and_divided_by_items() {
     assert!((per_watt - 0.5).abs() < 1e-9, "{per_watt}");
 }
 
-#[test]
-fn a_failing_source_is_dropped_for_the_next_after_three_tries() {
-    let metrics = Metrics::new();
-    let mut meter = PowerMeter::with_probes(vec![
+/// A meter whose NVML source always fails, with an estimate counting `step` joules per
+/// read behind it, which has counted `since_start` joules before its first read.
+fn failing_nvml_then_estimate(step: f64, since_start: f64) -> PowerMeter {
+    PowerMeter::with_probes(vec![
         Box::new(FakeProbe {
             source: PowerSource::Nvml,
             step: None,
@@ -89,15 +90,23 @@ fn a_failing_source_is_dropped_for_the_next_after_three_tries() {
         }),
         Box::new(FakeProbe {
             source: PowerSource::Estimate,
-            step: Some(1.0),
-            joules: 0.0,
+            step: Some(step),
+            joules: since_start,
         }),
-    ]);
+    ])
+}
+
+#[test]
+fn a_failing_source_is_dropped_for_the_next_after_three_tries() {
+    let metrics = Metrics::new();
+    let mut meter = failing_nvml_then_estimate(1.0, 0.0);
     for _ in 0..3 {
         assert_eq!(meter.source(), Some(PowerSource::Nvml));
         meter.sample(&metrics);
     }
     assert_eq!(meter.source(), Some(PowerSource::Estimate));
+    // The first reading of the new source is its baseline; the second counts.
+    meter.sample(&metrics);
     meter.sample(&metrics);
     let text = metrics.render();
     assert_eq!(
@@ -105,6 +114,23 @@ fn a_failing_source_is_dropped_for_the_next_after_three_tries() {
         1.0
     );
     assert!(!text.contains("source=\"nvml\""), "{text}");
+}
+
+#[test]
+fn a_fallback_source_counts_only_from_its_first_reading() {
+    let metrics = Metrics::new();
+    // Counting since start-up, as a real probe does: 5 kJ before it is ever read.
+    let mut meter = failing_nvml_then_estimate(2.0, 5_000.0);
+    for _ in 0..6 {
+        meter.sample(&metrics);
+    }
+    assert_eq!(meter.source(), Some(PowerSource::Estimate));
+    let text = metrics.render();
+    // Two intervals of 2 J after the baseline, not the 5 kJ since start-up.
+    assert_eq!(
+        value(&text, "kiln_energy_joules_total{source=\"estimate\"}"),
+        4.0
+    );
 }
 
 #[tokio::test]

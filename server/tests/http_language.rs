@@ -404,3 +404,45 @@ async fn a_streamed_generation_counts_as_in_flight_until_it_ends() {
     assert!(released.is_ok(), "the stream's permit was never released");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_running_generation_counts_in_the_pending_requests() {
+    // A generation that would run for minutes, so it is surely running while looked at.
+    let repository = tempfile::tempdir().unwrap();
+    add_model(repository.path(), "gru-web-en", "gru-web-en", |c| {
+        set_in(
+            c,
+            "generation",
+            "max_new_tokens",
+            toml::Value::Integer(1_000_000),
+        );
+    });
+    let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
+    let client = reqwest::Client::new();
+    let mut response = client
+        .post(format!("{base}/v1/models/gru-web-en/generate"))
+        .json(&json!({ "text": "in the beginning", "max_tokens": 1_000_000, "ignore_eos": true, "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(read_events(&mut response, 1).await.len(), 1);
+    let pending = "kiln_pending_requests{backend=\"flex\",model=\"gru-web-en\",version=\"1\"}";
+    assert_eq!(
+        metric(&metrics_text(&client, &base).await, pending),
+        Some(1.0)
+    );
+    drop(response);
+    // The loop drops the generation at its next step once the server sees the disconnect.
+    let released = tokio::time::timeout(Duration::from_secs(10), async {
+        while metric(&metrics_text(&client, &base).await, pending) != Some(0.0) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        released.is_ok(),
+        "the generation's place was never given back"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -134,6 +134,8 @@ async fn shutdown_answers_every_accepted_request_and_refuses_new_ones() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 503);
+    // Answers while draining close their connection, so clients move on before the end.
+    assert_eq!(refused.headers()["connection"], "close");
     let message: Value = refused.json().await.unwrap();
     assert!(message["error"].as_str().unwrap().contains("shutting down"));
 

@@ -1,11 +1,12 @@
 //! Executor threads: they own a model instance and run batches on it, away from the async
-//! runtime's worker threads.
+//! runtime's worker threads. A panic fails only its batch, and the executor rebuilds its
+//! model before the next one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::queue::Job;
+use super::job::Batch;
 use super::{BatchObserver, InferError};
 
 /// Runs one batch through a model. Implemented per task (classification, ...).
@@ -20,15 +21,15 @@ pub trait BatchExecutor<I, O>: Send + 'static {
     }
 }
 
-/// A model failure while executing a batch.
-#[derive(Debug, Clone, thiserror::Error)]
+/// A model failure while running a batch or a step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ExecutorError(pub String);
 
-/// A batch ready to run, with the permit that marks one executor as busy.
-pub(super) struct Batch<I, O> {
-    pub jobs: Vec<Job<I, O>>,
-    pub _busy: tokio::sync::OwnedSemaphorePermit,
+impl ExecutorError {
+    pub fn new(cause: impl std::fmt::Display) -> Self {
+        Self(cause.to_string())
+    }
 }
 
 /// Start an executor thread that serves batches from `batches` until the channel closes.
@@ -55,8 +56,12 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
     observer: &dyn BatchObserver,
 ) {
     let size = batch.jobs.len();
-    let (inputs, replies): (Vec<I>, Vec<_>) =
-        batch.jobs.into_iter().map(|j| (j.input, j.reply)).unzip();
+    // Each permit is held until its answer has been sent.
+    let (inputs, replies): (Vec<I>, Vec<_>) = batch
+        .jobs
+        .into_iter()
+        .map(|j| (j.input, (j.reply, j.permit)))
+        .unzip();
     let started = Instant::now();
     // A panic inside the model must fail only this batch, not the thread or the server.
     let outcome = catch_unwind(AssertUnwindSafe(|| executor.execute(&inputs)));
@@ -70,31 +75,35 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
         Ok(Err(e)) => Err(e.0),
         Err(panic) => {
             let message = panic_message(&panic);
-            tracing::error!(%message, "executor panicked; restarting it");
+            tracing::error!(%message, "executor panicked; reloading its model");
             if let Err(e) = catch_unwind(AssertUnwindSafe(|| executor.restart()))
                 .unwrap_or_else(|p| Err(ExecutorError(panic_message(&p))))
             {
-                tracing::error!(error = %e, "executor restart failed");
+                tracing::error!(error = %e, "executor reload failed");
             }
             Err(message)
         }
     };
     match outputs {
         Ok(outputs) => {
-            for (reply, output) in replies.into_iter().zip(outputs) {
+            for ((reply, permit), output) in replies.into_iter().zip(outputs) {
+                // The place is free by the time the caller has its answer.
+                drop(permit);
                 let _ = reply.send(Ok(output));
             }
         }
         Err(message) => {
             tracing::error!(%message, size, "batch failed");
-            for reply in replies {
+            for (reply, permit) in replies {
+                drop(permit);
                 let _ = reply.send(Err(InferError::Backend(message.clone())));
             }
         }
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// What a caught panic says, for the log and the request's error.
+pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     let detail = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

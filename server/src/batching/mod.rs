@@ -1,18 +1,26 @@
-//! Dynamic batching. Each model has one [`Batcher`]: an actor task that owns the model's
-//! queue, forms batches (up to `max_batch_size`, waiting at most `max_queue_delay` from the
-//! oldest request's arrival, or less when a preferred size is reached) and hands them to
-//! executor threads, one per model instance, which own the model. Callers get their answer
-//! on a oneshot channel.
+//! Admission and batching, whatever the task. Every queue admits through an [`Admission`],
+//! whose RAII [`Permit`] travels inside the request's job. Batch models have one
+//! [`Batcher`]: an actor task that owns the model's queue, forms batches (up to
+//! `max_batch_size`, waiting at most `max_queue_delay` from the oldest request's arrival, or
+//! less when a preferred size is reached) and hands them to executor threads, one per model
+//! instance, which own the model. Sequence models run on a [`StepLoop`], which advances all
+//! their requests one step at a time. Callers get their answers on channels.
 
+mod admission;
+mod batcher;
+mod config;
 mod executor;
-mod queue;
-mod slots;
+mod job;
+mod observer;
+mod step_loop;
 
 use std::time::Duration;
 
+pub use admission::{Admission, Permit, Refused};
+pub use batcher::{Batcher, Submitted};
+pub use config::{BatchingConfig, BatchingConfigError};
 pub use executor::{BatchExecutor, ExecutorError};
-pub use queue::{Batcher, Submitted};
-pub use slots::QueueSlots;
+pub use step_loop::{Running, StepLoop, StepModel, Waiting};
 
 /// Batching limits of one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,10 +29,6 @@ pub struct BatchPolicy {
     pub max_queue_delay: Duration,
     /// Batch sizes that are dispatched as soon as they are reached.
     pub preferred_batch_sizes: Vec<usize>,
-    /// Requests queued or running beyond which new ones are refused.
-    pub max_queue_size: usize,
-    /// Executor threads, each owning one copy of the model.
-    pub instances: usize,
 }
 
 /// Why a request got no answer from its model.
@@ -40,24 +44,16 @@ pub enum InferError {
     DeadlineExceeded,
 }
 
+impl From<Refused> for InferError {
+    fn from(refused: Refused) -> Self {
+        InferError::Overloaded(refused.limit)
+    }
+}
+
 /// Hooks through which the batcher reports what it does (metrics, tests).
 pub trait BatchObserver: Send + Sync + 'static {
-    /// A request was admitted to the queue.
-    fn admitted(&self) {}
-    /// An admitted request left the system (answered or dropped).
-    fn released(&self) {}
     /// A request was taken out of the queue for a batch after waiting `waited`.
     fn dequeued(&self, _waited: Duration) {}
-    /// A request was dropped before compute because its caller went away.
-    fn abandoned(&self) {}
-    /// A request was dropped before compute because its deadline had passed.
-    fn expired(&self) {}
     /// A batch of `size` items ran for `compute`.
     fn executed(&self, _size: usize, _compute: Duration) {}
 }
-
-/// An observer that records nothing.
-#[derive(Debug, Default)]
-pub struct NoObserver;
-
-impl BatchObserver for NoObserver {}

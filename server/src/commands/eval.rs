@@ -17,10 +17,11 @@ use kiln_zoo::text::corpus::{Corpus, Split};
 use kiln_zoo::text::ngram::NgramCounts;
 use kiln_zoo::text::tokenizer::Tokenizer;
 
+use super::CommandError;
 use crate::cli::EvalArgs;
 use crate::repository::{CaptionerModelConfig, ClassifierConfig, LanguageModelConfig, ModelConfig};
 
-pub fn run(args: &EvalArgs) -> Result<(), String> {
+pub fn run(args: &EvalArgs) -> Result<(), CommandError> {
     let dir = args.model_repository.join(&args.model);
     match ModelConfig::read(&dir)? {
         ModelConfig::Classify(config) => eval_classifier(args, &dir, &config),
@@ -36,17 +37,11 @@ fn eval_captioner(
     args: &EvalArgs,
     dir: &Path,
     config: &CaptionerModelConfig,
-) -> Result<(), String> {
-    let device = args
-        .backend
-        .device_at(args.device)
-        .map_err(|e| e.to_string())?;
-    let captioner = Captioner::load(&config.architecture, &dir.join(&config.weights), &device)
-        .map_err(|e| e.to_string())?;
-    let images = FashionMnist::load(&args.data_dir, ImageSplit::Test).map_err(|e| e.to_string())?;
-    let scenes = SceneGenerator::new(&images, SceneSplit::Test)
-        .map_err(|e| e.to_string())?
-        .scenes(CAPTION_TEST_SCENES);
+) -> Result<(), CommandError> {
+    let device = args.backend.device_at(args.device)?;
+    let captioner = Captioner::load(&config.architecture, &dir.join(&config.weights), &device)?;
+    let images = FashionMnist::load(&args.data_dir, ImageSplit::Test)?;
+    let scenes = SceneGenerator::new(&images, SceneSplit::Test)?.scenes(CAPTION_TEST_SCENES);
     println!(
         "{}: {} test scenes (Fashion-MNIST test images), references: every phrasing",
         args.model,
@@ -59,8 +54,7 @@ fn eval_captioner(
             beam_size,
             max_tokens: config.decoding.default_max_tokens,
         };
-        let score =
-            evaluate_captioner(&captioner, &scenes, 64, &options).map_err(|e| e.to_string())?;
+        let score = evaluate_captioner(&captioner, &scenes, 64, &options)?;
         let search = if beam_size == 1 {
             "greedy".to_string()
         } else {
@@ -75,12 +69,13 @@ fn eval_captioner(
     Ok(())
 }
 
-fn eval_classifier(args: &EvalArgs, dir: &Path, config: &ClassifierConfig) -> Result<(), String> {
-    let device = args
-        .backend
-        .device_at(args.device)
-        .map_err(|e| e.to_string())?;
-    let test = FashionMnist::load(&args.data_dir, ImageSplit::Test).map_err(|e| e.to_string())?;
+fn eval_classifier(
+    args: &EvalArgs,
+    dir: &Path,
+    config: &ClassifierConfig,
+) -> Result<(), CommandError> {
+    let device = args.backend.device_at(args.device)?;
+    let test = FashionMnist::load(&args.data_dir, ImageSplit::Test)?;
     let mut precisions = vec![config.precision];
     if let Some(other) = args.precision.filter(|p| *p != config.precision) {
         precisions.push(other);
@@ -89,10 +84,8 @@ fn eval_classifier(args: &EvalArgs, dir: &Path, config: &ClassifierConfig) -> Re
     for precision in precisions {
         let classifier = config
             .load_classifier(dir, &device)?
-            .with_precision(precision)
-            .map_err(|e| e.to_string())?;
-        let ranked =
-            ranked_classes(&classifier, &test, &config.input, 500).map_err(|e| e.to_string())?;
+            .with_precision(precision)?;
+        let ranked = ranked_classes(&classifier, &test, &config.input, 500)?;
         let accuracy = accuracy(&ranked, &test);
         println!(
             "{} ({}, {precision}): Fashion-MNIST test set, {} images: top-1 {:.2}%, top-5 {:.2}%",
@@ -117,20 +110,15 @@ fn eval_language_model(
     args: &EvalArgs,
     dir: &Path,
     config: &LanguageModelConfig,
-) -> Result<(), String> {
+) -> Result<(), CommandError> {
     let corpus_name = config
         .corpus
         .as_deref()
-        .ok_or("model.toml names no `corpus` to evaluate on")?;
-    let device = args
-        .backend
-        .device_at(args.device)
-        .map_err(|e| e.to_string())?;
-    let model = LanguageModel::load(&config.architecture, &dir.join(&config.weights), &device)
-        .map_err(|e| e.to_string())?;
-    let tokenizer = Tokenizer::load(&dir.join(&config.vocab)).map_err(|e| e.to_string())?;
-    let corpus =
-        Corpus::from_module(&args.sword_dir.join(corpus_name)).map_err(|e| e.to_string())?;
+        .ok_or_else(|| CommandError::Usage("model.toml names no `corpus` to evaluate on".into()))?;
+    let device = args.backend.device_at(args.device)?;
+    let model = LanguageModel::load(&config.architecture, &dir.join(&config.weights), &device)?;
+    let tokenizer = Tokenizer::load(&dir.join(&config.vocab))?;
+    let corpus = Corpus::from_module(&args.sword_dir.join(corpus_name))?;
     let train = corpus.encoded(Split::Train, &tokenizer);
     let validation = corpus.encoded(Split::Validation, &tokenizer);
     let test = corpus.encoded(Split::Test, &tokenizer);
@@ -145,7 +133,7 @@ fn eval_language_model(
             s.top5 * 100.0
         );
     };
-    let score = model.score(&test, 64).map_err(|e| e.to_string())?;
+    let score = model.score(&test, 64)?;
     println!(
         "{}: {corpus_name} test books, {} verses, {} tokens predicted",
         args.model,

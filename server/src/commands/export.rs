@@ -4,28 +4,34 @@
 
 use kiln_zoo::BackendKind;
 
+use super::CommandError;
 use crate::cli::ExportArgs;
 use crate::repository::ModelConfig;
 
-pub fn run(args: &ExportArgs) -> Result<(), String> {
+pub fn run(args: &ExportArgs) -> Result<(), CommandError> {
     let dir = args.model_repository.join(&args.model);
     let ModelConfig::Classify(config) = ModelConfig::read(&dir)? else {
-        return Err(format!("{} is not a classifier", args.model));
+        return Err(CommandError::Usage(format!(
+            "{} is not a classifier",
+            args.model
+        )));
     };
-    let device = BackendKind::default().device().map_err(|e| e.to_string())?;
+    let device = BackendKind::default().device()?;
     let classifier = config.load_classifier(&dir, &device)?;
     let path = match (&args.safetensors, &args.burnpack) {
         (Some(path), _) => {
-            classifier
-                .save_safetensors(path)
-                .map_err(|e| e.to_string())?;
+            classifier.save_safetensors(path)?;
             path
         }
         (None, Some(path)) => {
-            classifier.save_burnpack(path).map_err(|e| e.to_string())?;
+            classifier.save_burnpack(path)?;
             path
         }
-        (None, None) => return Err("say where to write: --safetensors or --burnpack".into()),
+        (None, None) => {
+            return Err(CommandError::Usage(
+                "say where to write: --safetensors or --burnpack".into(),
+            ));
+        }
     };
     println!("wrote {}", path.display());
     Ok(())

@@ -9,3 +9,25 @@ pub mod train;
 mod train_captioner;
 #[cfg(feature = "train")]
 mod train_language;
+
+use std::path::PathBuf;
+
+/// Why a sub-command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Config(#[from] crate::repository::ConfigFileError),
+    #[error(transparent)]
+    Load(#[from] crate::task::LoadError),
+    #[error(transparent)]
+    Model(#[from] kiln_zoo::ZooError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Probe(#[from] health::ProbeError),
+    #[error("{0}")]
+    Usage(String),
+}

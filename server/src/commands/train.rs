@@ -1,9 +1,10 @@
 //! `kiln train`: train a model and write its folder into the model repository.
 
+use super::CommandError;
 use crate::cli::TrainArgs;
 
 #[cfg(feature = "train")]
-pub fn run(args: &TrainArgs) -> Result<(), String> {
+pub fn run(args: &TrainArgs) -> Result<(), CommandError> {
     use kiln_zoo::classifier::ClassifierArchitecture;
     use kiln_zoo::data::fashion_mnist::{CLASS_NAMES, FashionMnist, Split};
     use kiln_zoo::models::lenet::LeNet5Config;
@@ -19,19 +20,19 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
         return super::train_captioner::run(args, architecture);
     }
     if args.model != "lenet" {
-        return Err(format!(
+        return Err(CommandError::Usage(format!(
             "unknown model '{}'; trainable: lenet, {}, captioner-lstm, captioner-transformer",
             args.model,
             super::language_presets::names().join(", ")
-        ));
+        )));
     }
     let out = &args
         .out
         .clone()
         .unwrap_or_else(|| "models/lenet-fashion".into());
     let spec = kiln_zoo::data::fashion_mnist::image_spec();
-    let train = FashionMnist::load(&args.data_dir, Split::Train).map_err(|e| e.to_string())?;
-    let test = FashionMnist::load(&args.data_dir, Split::Test).map_err(|e| e.to_string())?;
+    let train = FashionMnist::load(&args.data_dir, Split::Train)?;
+    let test = FashionMnist::load(&args.data_dir, Split::Test)?;
     let training = LeNetTraining {
         epochs: args.epochs.unwrap_or(12),
         batch_size: args.batch_size.unwrap_or(64),
@@ -41,24 +42,30 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
         limit: args.limit,
     };
     let started = std::time::Instant::now();
-    let model = training
-        .run(&train, &test, &spec, |r| {
-            println!(
-                "epoch {:>2}  loss {:.4}  test top-1 {:.2}%  top-5 {:.2}%  ({:.0}s)",
-                r.epoch,
-                r.mean_loss,
-                r.test.top1 * 100.0,
-                r.test.top5 * 100.0,
-                started.elapsed().as_secs_f64()
-            );
-        })
-        .map_err(|e| e.to_string())?;
+    let model = training.run(&train, &test, &spec, |r| {
+        println!(
+            "epoch {:>2}  loss {:.4}  test top-1 {:.2}%  top-5 {:.2}%  ({:.0}s)",
+            r.epoch,
+            r.mean_loss,
+            r.test.top1 * 100.0,
+            r.test.top5 * 100.0,
+            started.elapsed().as_secs_f64()
+        );
+    })?;
 
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|source| CommandError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
     let net = kiln_zoo::classifier::ClassifierNet::LeNet5(model);
-    save_burnpack(&net, &out.join("weights.bpk")).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("labels.txt"), CLASS_NAMES.join("\n") + "\n")
-        .map_err(|e| e.to_string())?;
+    save_burnpack(&net, &out.join("weights.bpk"))?;
+    let labels = out.join("labels.txt");
+    std::fs::write(&labels, CLASS_NAMES.join("\n") + "\n").map_err(|source| {
+        CommandError::Write {
+            path: labels,
+            source,
+        }
+    })?;
     let config = ModelConfig::Classify(ClassifierConfig {
         version: "1".into(),
         weights: "weights.bpk".into(),
@@ -83,6 +90,8 @@ pub fn run(args: &TrainArgs) -> Result<(), String> {
 }
 
 #[cfg(not(feature = "train"))]
-pub fn run(_args: &TrainArgs) -> Result<(), String> {
-    Err("this binary was built without training; rebuild with `--features train`".into())
+pub fn run(_args: &TrainArgs) -> Result<(), CommandError> {
+    Err(CommandError::Usage(
+        "this binary was built without training; rebuild with `--features train`".into(),
+    ))
 }

@@ -10,6 +10,7 @@ use kiln_zoo::data::scenes::{SceneGenerator, SceneSplit, image_spec};
 use kiln_zoo::models::captioner::CaptionerConfig;
 use kiln_zoo::train::captioner::CaptionerTraining;
 
+use super::CommandError;
 use crate::cli::TrainArgs;
 use crate::repository::{CaptionDecodingConfig, CaptionerModelConfig, ModelConfig};
 
@@ -27,17 +28,16 @@ pub fn architecture(name: &str) -> Option<CaptionerArchitecture> {
     }
 }
 
-pub fn run(args: &TrainArgs, architecture: CaptionerArchitecture) -> Result<(), String> {
+pub fn run(args: &TrainArgs, architecture: CaptionerArchitecture) -> Result<(), CommandError> {
     let name = architecture.name();
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("models").join(name));
-    let images = FashionMnist::load(&args.data_dir, Split::Train).map_err(|e| e.to_string())?;
-    let mut train = SceneGenerator::new(&images, SceneSplit::Train).map_err(|e| e.to_string())?;
-    let validation = SceneGenerator::new(&images, SceneSplit::Validation)
-        .map_err(|e| e.to_string())?
-        .scenes(VALIDATION_SCENES);
+    let images = FashionMnist::load(&args.data_dir, Split::Train)?;
+    let mut train = SceneGenerator::new(&images, SceneSplit::Train)?;
+    let validation =
+        SceneGenerator::new(&images, SceneSplit::Validation)?.scenes(VALIDATION_SCENES);
     let defaults = CaptionerTraining::default();
     let training = CaptionerTraining {
         epochs: args.epochs.unwrap_or(defaults.epochs),
@@ -49,23 +49,22 @@ pub fn run(args: &TrainArgs, architecture: CaptionerArchitecture) -> Result<(), 
         ..defaults
     };
     let started = std::time::Instant::now();
-    let captioner = training
-        .run(&architecture, &mut train, &validation, |r| {
-            println!(
-                "epoch {:>2}  loss {:.4}  validation BLEU-4 {:.2}  exact {:.2}%  ({:.0}s)",
-                r.epoch,
-                r.mean_loss,
-                r.validation.bleu4 * 100.0,
-                r.validation.exact_match * 100.0,
-                started.elapsed().as_secs_f64()
-            );
-        })
-        .map_err(|e| e.to_string())?;
+    let captioner = training.run(&architecture, &mut train, &validation, |r| {
+        println!(
+            "epoch {:>2}  loss {:.4}  validation BLEU-4 {:.2}  exact {:.2}%  ({:.0}s)",
+            r.epoch,
+            r.mean_loss,
+            r.validation.bleu4 * 100.0,
+            r.validation.exact_match * 100.0,
+            started.elapsed().as_secs_f64()
+        );
+    })?;
 
-    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    captioner
-        .save(&out.join(WEIGHTS_FILE))
-        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&out).map_err(|source| CommandError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    captioner.save(&out.join(WEIGHTS_FILE))?;
     let config = ModelConfig::Caption(CaptionerModelConfig {
         version: "1".into(),
         weights: WEIGHTS_FILE.into(),

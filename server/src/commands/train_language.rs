@@ -5,6 +5,7 @@ use kiln_zoo::text::corpus::{Corpus, Split};
 use kiln_zoo::text::tokenizer::Tokenizer;
 use kiln_zoo::train::lm::LanguageModelTraining;
 
+use super::CommandError;
 use super::language_presets::{LanguagePreset, VOCAB_SIZE};
 use crate::cli::TrainArgs;
 use crate::repository::{BatchingConfig, GenerationConfig, LanguageModelConfig, ModelConfig};
@@ -12,13 +13,12 @@ use crate::repository::{BatchingConfig, GenerationConfig, LanguageModelConfig, M
 pub const WEIGHTS_FILE: &str = "weights.bpk";
 pub const VOCAB_FILE: &str = "vocab.txt";
 
-pub fn run(args: &TrainArgs, preset: &LanguagePreset) -> Result<(), String> {
+pub fn run(args: &TrainArgs, preset: &LanguagePreset) -> Result<(), CommandError> {
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| format!("models/{}", preset.name).into());
-    let corpus =
-        Corpus::from_module(&args.sword_dir.join(preset.corpus)).map_err(|e| e.to_string())?;
+    let corpus = Corpus::from_module(&args.sword_dir.join(preset.corpus))?;
     let tokenizer = Tokenizer::fit(corpus.train.iter().map(String::as_str), VOCAB_SIZE);
     let train = corpus.encoded(Split::Train, &tokenizer);
     let validation = corpus.encoded(Split::Validation, &tokenizer);
@@ -53,15 +53,14 @@ pub fn run(args: &TrainArgs, preset: &LanguagePreset) -> Result<(), String> {
                 started.elapsed().as_secs_f64()
             );
         })
-        .map_err(|e| e.to_string())?;
+        ?;
 
-    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    model
-        .save(&out.join(WEIGHTS_FILE))
-        .map_err(|e| e.to_string())?;
-    tokenizer
-        .save(&out.join(VOCAB_FILE))
-        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&out).map_err(|source| CommandError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    model.save(&out.join(WEIGHTS_FILE))?;
+    tokenizer.save(&out.join(VOCAB_FILE))?;
     let config = ModelConfig::LanguageModel(LanguageModelConfig {
         version: "1".into(),
         weights: WEIGHTS_FILE.into(),

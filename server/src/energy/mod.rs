@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use sources::{
-    CpuTimeEstimate, PowerProbe, PowerSource, RaplProbe, Reading, counter_delta,
+    CpuTimeEstimate, PowerError, PowerProbe, PowerSource, RaplProbe, Reading, counter_delta,
     process_cpu_seconds,
 };
 
-use crate::metrics::Metrics;
+use crate::metrics::{EnergySample, Metrics};
 
 /// Consecutive failed reads after which a source is dropped for the next one.
 const MAX_FAILURES: u32 = 3;
@@ -23,7 +23,9 @@ pub struct PowerMeter {
     /// Usable sources, best first; the first is the one being read.
     probes: Vec<Box<dyn PowerProbe>>,
     failures: u32,
-    last_joules: f64,
+    /// The current source's previous reading; `None` until a source taken over after a
+    /// failure has been read once, since its first reading counts from start-up.
+    last_joules: Option<f64>,
     last_at: std::time::Instant,
 }
 
@@ -59,7 +61,8 @@ impl PowerMeter {
         Self {
             probes,
             failures: 0,
-            last_joules: 0.0,
+            // Every probe counts from its creation, which is start-up for the first one.
+            last_joules: Some(0.0),
             last_at: std::time::Instant::now(),
         }
     }
@@ -77,12 +80,21 @@ impl PowerMeter {
         match probe.read() {
             Ok(reading) => {
                 self.failures = 0;
-                let joules = (reading.joules - self.last_joules).max(0.0);
                 let now = std::time::Instant::now();
                 let elapsed = now.duration_since(self.last_at);
-                self.last_joules = reading.joules;
+                let previous = self.last_joules.replace(reading.joules);
                 self.last_at = now;
-                metrics.record_energy(probe.source().label(), joules, elapsed, &reading);
+                // A source's first reading after a fail-over is only a baseline.
+                if let Some(previous) = previous {
+                    let joules = (reading.joules - previous).max(0.0);
+                    metrics.record_energy(EnergySample {
+                        source: probe.source().label(),
+                        joules,
+                        elapsed,
+                        gpu_utilization: reading.gpu_utilization,
+                        gpu_memory_used_bytes: reading.gpu_memory_used_bytes,
+                    });
+                }
             }
             Err(e) => {
                 self.failures += 1;
@@ -91,7 +103,7 @@ impl PowerMeter {
                     let next = self.source().map_or("none", PowerSource::label);
                     tracing::warn!(source = failed.label(), error = %e, next, "power source keeps failing; no longer polled");
                     self.failures = 0;
-                    self.last_joules = 0.0;
+                    self.last_joules = None;
                 }
             }
         }

@@ -30,11 +30,29 @@ pub struct Reading {
     pub gpu_memory_used_bytes: Option<u64>,
 }
 
+/// Why a power source cannot be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum PowerError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: unexpected format")]
+    Format(PathBuf),
+    #[error("no RAPL package domain under {0}")]
+    NoRapl(PathBuf),
+    #[error("NVML: {0}")]
+    Nvml(String),
+    #[error("the power source is unavailable: {0}")]
+    Unavailable(String),
+}
+
 /// A source of energy readings.
 pub trait PowerProbe: Send {
     fn source(&self) -> PowerSource;
     /// Energy since the probe was created, in joules.
-    fn read(&mut self) -> Result<Reading, String>;
+    fn read(&mut self) -> Result<Reading, PowerError>;
 }
 
 /// Sums RAPL package counters (`/sys/class/powercap/intel-rapl:N/energy_uj`), handling
@@ -52,8 +70,11 @@ struct RaplDomain {
 
 impl RaplProbe {
     /// The package domains under `root` (normally `/sys/class/powercap`), if readable.
-    pub fn open(root: &Path) -> Result<Self, String> {
-        let entries = std::fs::read_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    pub fn open(root: &Path) -> Result<Self, PowerError> {
+        let entries = std::fs::read_dir(root).map_err(|source| PowerError::Read {
+            path: root.to_path_buf(),
+            source,
+        })?;
         let mut domains = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -72,7 +93,7 @@ impl RaplProbe {
             });
         }
         if domains.is_empty() {
-            return Err(format!("no RAPL package domain under {}", root.display()));
+            return Err(PowerError::NoRapl(root.to_path_buf()));
         }
         Ok(Self {
             domains,
@@ -86,7 +107,7 @@ impl PowerProbe for RaplProbe {
         PowerSource::Rapl
     }
 
-    fn read(&mut self) -> Result<Reading, String> {
+    fn read(&mut self) -> Result<Reading, PowerError> {
         for domain in &mut self.domains {
             let now = read_u64(&domain.energy_file)?;
             self.joules += counter_delta(domain.last_uj, now, domain.range_uj) as f64 / 1e6;
@@ -108,12 +129,18 @@ pub fn counter_delta(previous: u64, now: u64, range: u64) -> u64 {
     }
 }
 
-fn read_u64(path: &Path) -> Result<u64, String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
+fn read_u64(path: &Path) -> Result<u64, PowerError> {
+    read_text(path)?
         .trim()
         .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|_| PowerError::Format(path.to_path_buf()))
+}
+
+fn read_text(path: &Path) -> Result<String, PowerError> {
+    std::fs::read_to_string(path).map_err(|source| PowerError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Configured full-load watts × the share of the machine's CPU time this process used.
@@ -131,7 +158,7 @@ pub struct CpuTimeEstimate {
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 impl CpuTimeEstimate {
-    pub fn new(watts_at_full_load: f64, stat_file: PathBuf) -> Result<Self, String> {
+    pub fn new(watts_at_full_load: f64, stat_file: PathBuf) -> Result<Self, PowerError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let last_cpu_seconds = process_cpu_seconds(&stat_file)?;
         Ok(Self {
@@ -150,7 +177,7 @@ impl PowerProbe for CpuTimeEstimate {
         PowerSource::Estimate
     }
 
-    fn read(&mut self) -> Result<Reading, String> {
+    fn read(&mut self) -> Result<Reading, PowerError> {
         let cpu = process_cpu_seconds(&self.stat_file)?;
         let now = Instant::now();
         let wall = now.duration_since(self.last_at).as_secs_f64();
@@ -168,10 +195,9 @@ impl PowerProbe for CpuTimeEstimate {
 }
 
 /// User + system CPU seconds from a `/proc/<pid>/stat` file.
-pub fn process_cpu_seconds(stat_file: &Path) -> Result<f64, String> {
-    let text =
-        std::fs::read_to_string(stat_file).map_err(|e| format!("{}: {e}", stat_file.display()))?;
-    parse_cpu_seconds(&text).ok_or_else(|| format!("{}: unexpected format", stat_file.display()))
+pub fn process_cpu_seconds(stat_file: &Path) -> Result<f64, PowerError> {
+    let text = read_text(stat_file)?;
+    parse_cpu_seconds(&text).ok_or_else(|| PowerError::Format(stat_file.to_path_buf()))
 }
 
 fn parse_cpu_seconds(stat: &str) -> Option<f64> {
@@ -197,11 +223,13 @@ pub struct NvmlProbe {
 
 #[cfg(feature = "nvml")]
 impl NvmlProbe {
-    pub fn open() -> Result<Self, String> {
-        let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML: {e}"))?;
-        let devices = nvml.device_count().map_err(|e| format!("NVML: {e}"))?;
+    pub fn open() -> Result<Self, PowerError> {
+        let nvml = nvml_wrapper::Nvml::init().map_err(|e| PowerError::Nvml(e.to_string()))?;
+        let devices = nvml
+            .device_count()
+            .map_err(|e| PowerError::Nvml(e.to_string()))?;
         if devices == 0 {
-            return Err("NVML: no GPU".into());
+            return Err(PowerError::Nvml("no GPU".into()));
         }
         let mut probe = Self {
             nvml,
@@ -233,15 +261,19 @@ impl PowerProbe for NvmlProbe {
         PowerSource::Nvml
     }
 
-    fn read(&mut self) -> Result<Reading, String> {
+    fn read(&mut self) -> Result<Reading, PowerError> {
         let mut watts = 0.0;
         let (mut utilization, mut memory) = (0.0, 0u64);
         for i in 0..self.devices {
             let device = self
                 .nvml
                 .device_by_index(i)
-                .map_err(|e| format!("NVML: {e}"))?;
-            watts += f64::from(device.power_usage().map_err(|e| format!("NVML: {e}"))?) / 1000.0;
+                .map_err(|e| PowerError::Nvml(e.to_string()))?;
+            watts += f64::from(
+                device
+                    .power_usage()
+                    .map_err(|e| PowerError::Nvml(e.to_string()))?,
+            ) / 1000.0;
             if let Ok(rates) = device.utilization_rates() {
                 utilization += f64::from(rates.gpu) / 100.0 / f64::from(self.devices);
             }

@@ -13,11 +13,11 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{admit, request_timeout};
-use crate::deadline::within_deadline;
 use crate::error::KilnError;
 use crate::metrics::{CountAndDuration, StatsSnapshot};
 use crate::registry::ModelHandle;
 use crate::state::AppState;
+use crate::task::run_request;
 use crate::v2::infer::{RequestedOutput, infer, timeout_micros};
 use crate::v2::tensor::{DataType, InputTensor, OutputTensor, TensorData};
 use crate::v2::{describe, repository};
@@ -256,7 +256,7 @@ async fn infer_one(
 ) -> Result<pb::ModelInferResponse, KilnError> {
     let handle = state.ready_model_version(&request.model_name, &request.model_version)?;
     let id = request.id.clone();
-    let outputs = within_deadline(&handle, timeout, |deadline: Instant| {
+    let outputs = run_request(&handle.metrics, timeout, |deadline: Instant| {
         let handle = &handle;
         async move {
             let decoded = decode_request(request)?;

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use kiln_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use kiln_proto::kiln::v1::tasks_server::TasksServer;
-use tokio::sync::OwnedSemaphorePermit;
 use tonic::Status;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataMap;
@@ -18,7 +17,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::check_api_key;
-use crate::error::{ErrorKind, KilnError};
+use crate::batching::Permit;
+use crate::error::KilnError;
 use crate::state::AppState;
 
 pub use inference::InferenceService;
@@ -89,7 +89,7 @@ fn authorize(state: &AppState, request: tonic::Request<()>) -> Result<tonic::Req
 }
 
 /// Admit an inference request ([`AppState::admit`]) until the permit is dropped.
-fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, Status> {
+fn admit(state: &AppState) -> Result<Permit, Status> {
     Ok(state.admit()?)
 }
 
@@ -126,9 +126,7 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 
 impl From<KilnError> for Status {
     fn from(e: KilnError) -> Self {
-        if e.kind == ErrorKind::Internal {
-            tracing::warn!(message = %e.message, "gRPC request failed");
-        }
+        let e = e.for_caller();
         Status::new(e.kind.grpc_code(), e.message)
     }
 }

@@ -1,5 +1,5 @@
 //! `kiln.v1.Tasks`: classification, captions, next words and streaming generation over
-//! gRPC, through the same checks and batchers as the `/v1` HTTP routes.
+//! gRPC: messages translated to and from the same task calls as the `/v1` HTTP routes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,21 +7,17 @@ use std::sync::Arc;
 use futures_util::{Stream, stream};
 use kiln_proto::kiln::v1 as pb;
 use kiln_proto::kiln::v1::tasks_server::Tasks;
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::{admit, request_timeout};
-use crate::deadline::{deadline_error, failure_reason, within_deadline};
 use crate::error::KilnError;
-use crate::generation::GenerationEvent;
-use crate::metrics::{FailureReason, RequestRecord};
 use crate::registry::ModelHandle;
 use crate::state::AppState;
-use crate::tasks;
-use crate::tasks::decode_off_thread_if_large;
-use crate::tasks::text_input::{GenerateRequest, StopStrings, next_word_count, plan_generation};
+use crate::task::caption::CaptionRequestOptions;
+use crate::task::image::ImageInput;
+use crate::task::language::request::{GenerateRequest, StopStrings, plan_generation};
+use crate::task::language::{DeadlineScope, GenerationDeadline, GenerationStream, StreamItem};
+use crate::task::{failure_reason, run_request};
 
 pub struct TaskService {
     state: AppState,
@@ -50,23 +46,18 @@ impl Tasks for TaskService {
         let timeout = request_timeout(request.metadata(), self.state.default_timeout());
         let r = request.into_inner();
         let handle = self.state.ready_model(&r.model)?;
-        let predictions = within_deadline(&handle, timeout, |deadline| {
+        let predictions = run_request(&handle.metrics, timeout, |deadline| {
             let handle = &handle;
             async move {
                 let classifier = handle.classifier()?;
-                let k = tasks::class_count(optional_count(r.top_k), classifier.labels.len())?;
-                let spec = classifier.input_spec().clone();
-                let input = match r.input {
-                    Some(pb::classify_request::Input::Image(bytes)) => {
-                        decode_off_thread_if_large(bytes.len(), move || Ok(spec.decode(&bytes)?))
-                            .await?
-                    }
-                    Some(pb::classify_request::Input::Pixels(p)) => pixels_input(&spec, &p)?,
-                    None => {
-                        return Err(KilnError::bad_input("send an image or pixels"));
-                    }
+                let image = match r.input {
+                    Some(pb::classify_request::Input::Image(bytes)) => ImageInput::Encoded(bytes),
+                    Some(pb::classify_request::Input::Pixels(p)) => pixels_input(p),
+                    None => return Err(KilnError::bad_input("send an image or pixels")),
                 };
-                Ok(classifier.classify(input, k, Some(deadline)).await?)
+                classifier
+                    .classify(image, optional_count(r.top_k), deadline)
+                    .await
             }
         })
         .await?;
@@ -92,26 +83,21 @@ impl Tasks for TaskService {
         let timeout = request_timeout(request.metadata(), self.state.default_timeout());
         let r = request.into_inner();
         let handle = self.state.ready_model(&r.model)?;
-        let caption = within_deadline(&handle, timeout, |deadline| {
+        let caption = run_request(&handle.metrics, timeout, |deadline| {
             let handle = &handle;
             async move {
                 let captioner = handle.captioner()?;
-                let options = captioner.options(
-                    r.beam_size.map(|n| n as usize),
-                    r.max_tokens.map(|n| n as usize),
-                )?;
-                let spec = captioner.input_spec().clone();
-                let input = match r.input {
-                    Some(pb::caption_request::Input::Image(bytes)) => {
-                        decode_off_thread_if_large(bytes.len(), move || Ok(spec.decode(&bytes)?))
-                            .await?
-                    }
-                    Some(pb::caption_request::Input::Pixels(p)) => pixels_input(&spec, &p)?,
-                    None => {
-                        return Err(KilnError::bad_input("send an image or pixels"));
-                    }
+                let options = CaptionRequestOptions {
+                    beam_size: r.beam_size.map(|n| n as usize),
+                    max_tokens: r.max_tokens.map(|n| n as usize),
                 };
-                Ok(captioner.caption(input, options, Some(deadline)).await?)
+                let image = match r.input {
+                    Some(pb::caption_request::Input::Image(bytes)) => ImageInput::Encoded(bytes),
+                    Some(pb::caption_request::Input::Pixels(p)) => pixels_input(p),
+                    None => return Err(KilnError::bad_input("send an image or pixels")),
+                };
+                let mut captions = captioner.caption(vec![image], options, deadline).await?;
+                Ok(captions.remove(0))
             }
         })
         .await?;
@@ -140,20 +126,21 @@ impl Tasks for TaskService {
         let timeout = request_timeout(request.metadata(), self.state.default_timeout());
         let r = request.into_inner();
         let handle = self.state.ready_model(&r.model)?;
-        let (prompt_tokens, words) = within_deadline(&handle, timeout, |deadline| {
+        let words = run_request(&handle.metrics, timeout, |deadline| {
             let handle = &handle;
             async move {
                 let lm = handle.language_model()?;
-                let k = next_word_count(optional_count(r.top_k))?;
-                tasks::next_words(lm, &r.text, k, deadline).await
+                lm.next_words(&r.text, optional_count(r.top_k), deadline)
+                    .await
             }
         })
         .await?;
         Ok(Response::new(pb::NextWordResponse {
             model: handle.name.clone(),
             model_version: handle.version.clone(),
-            prompt_tokens: prompt_tokens as u32,
+            prompt_tokens: words.prompt_tokens as u32,
             predictions: words
+                .predictions
                 .into_iter()
                 .map(|w| pb::WordProbability {
                     word: w.word,
@@ -177,49 +164,36 @@ impl Tasks for TaskService {
             None => None,
             Some(_) => {
                 let timeout = request_timeout(request.metadata(), self.state.default_timeout())?;
-                Some((Instant::now() + timeout, timeout))
+                Some(GenerationDeadline::new(timeout, DeadlineScope::WholeAnswer))
             }
         };
         let r = request.into_inner();
         let handle = self.state.ready_model(&r.model)?;
         let record = handle.metrics.start_request();
-        let receiver = match start(&handle, r) {
-            Ok(receiver) => receiver,
+        let plan = handle.language_model().and_then(|lm| {
+            let plan = plan_generation(generate_request(r), &lm.config.generation, true)?;
+            Ok((lm, plan))
+        });
+        let (lm, plan) = match plan {
+            Ok(plan) => plan,
             Err(e) => {
                 record.finish(Some(failure_reason(e.kind)));
                 return Err(e.into());
             }
         };
-        Ok(Response::new(Box::pin(events(
-            handle, record, receiver, deadline, permit,
-        ))))
+        let generation = lm.generate(plan, record, deadline, Some(permit))?;
+        Ok(Response::new(Box::pin(events(handle, generation))))
     }
 }
 
-/// Check a generation against the model's limits and hand it to its loop.
-fn start(
-    handle: &ModelHandle,
-    request: pb::GenerateRequest,
-) -> Result<UnboundedReceiver<GenerationEvent>, KilnError> {
-    let lm = handle.language_model()?;
-    let plan = plan_generation(generate_request(request), &lm.config.generation, true)?;
-    tasks::start_generation(lm, plan)
-}
-
-/// Pixels (height × width × channels, 0–255) as model input.
-fn pixels_input(
-    spec: &kiln_zoo::image_input::ImageSpec,
-    p: &pb::Pixels,
-) -> Result<Vec<f32>, KilnError> {
-    let (h, w, c) = (p.height as usize, p.width as usize, p.channels as usize);
-    if h.checked_mul(w).and_then(|n| n.checked_mul(c)) != Some(p.values.len()) {
-        return Err(KilnError::unprocessable(format!(
-            "{} pixel values do not fill {h}×{w}×{c}",
-            p.values.len()
-        )));
+/// Pixels (height × width × channels, 0–255) as an image.
+fn pixels_input(p: pb::Pixels) -> ImageInput {
+    ImageInput::Pixels {
+        height: p.height as usize,
+        width: p.width as usize,
+        channels: p.channels as usize,
+        values: p.values.iter().map(|&v| f32::from(v)).collect(),
     }
-    let hwc: Vec<f32> = p.values.iter().map(|&v| f32::from(v)).collect();
-    Ok(spec.from_pixels(h, w, c, &hwc)?)
 }
 
 fn generate_request(r: pb::GenerateRequest) -> GenerateRequest {
@@ -236,83 +210,36 @@ fn generate_request(r: pb::GenerateRequest) -> GenerateRequest {
     }
 }
 
-/// Tokens, then the finish; the request counts as finished when the stream ends, and a
-/// caller that goes away drops the stream, which stops the generation.
+/// Tokens, then the finish; a caller that goes away drops the stream, which stops the
+/// generation. Without `grpc-timeout` a stream runs until it finishes (as an SSE stream
+/// does); with one, it ends with DEADLINE_EXCEEDED when the deadline passes.
 fn events(
     handle: Arc<ModelHandle>,
-    record: RequestRecord,
-    receiver: UnboundedReceiver<GenerationEvent>,
-    deadline: Option<(Instant, std::time::Duration)>,
-    permit: OwnedSemaphorePermit,
+    generation: GenerationStream,
 ) -> impl Stream<Item = Result<pb::GenerateResponse, Status>> + Send {
-    struct Progress {
-        handle: Arc<ModelHandle>,
-        record: Option<RequestRecord>,
-        receiver: UnboundedReceiver<GenerationEvent>,
-        deadline: Option<(Instant, std::time::Duration)>,
-        _permit: OwnedSemaphorePermit,
-    }
-    impl Progress {
-        fn end(&mut self, failure: Option<FailureReason>) {
-            if let Some(record) = self.record.take() {
-                record.finish(failure);
-            }
+    stream::unfold(generation, move |mut generation| {
+        let handle = handle.clone();
+        async move {
+            let item = generation.next().await?.map_err(Status::from);
+            let event = item.map(|item| match item {
+                StreamItem::Token(t) => pb::generate_response::Event::Token(pb::Token {
+                    id: t.id,
+                    text: t.text,
+                    logprob: t.logprob,
+                }),
+                StreamItem::Finished(s) => pb::generate_response::Event::Finished(pb::Finished {
+                    model: handle.name.clone(),
+                    model_version: handle.version.clone(),
+                    finish_reason: s.reason.label().into(),
+                    text: s.text,
+                    prompt_tokens: s.prompt_tokens as u32,
+                    completion_tokens: s.completion_tokens as u32,
+                }),
+            });
+            Some((
+                event.map(|event| pb::GenerateResponse { event: Some(event) }),
+                generation,
+            ))
         }
-    }
-    let progress = Progress {
-        handle,
-        record: Some(record),
-        receiver,
-        deadline,
-        _permit: permit,
-    };
-    stream::unfold(progress, |mut p| async move {
-        p.record.as_ref()?;
-        let next = match p.deadline {
-            Some((at, timeout)) => tokio::time::timeout_at(at, p.receiver.recv())
-                .await
-                .map_err(|_| deadline_error(timeout)),
-            None => Ok(p.receiver.recv().await),
-        };
-        let item = match next {
-            Ok(Some(GenerationEvent::Token { id, text, logprob })) => Ok(pb::GenerateResponse {
-                event: Some(pb::generate_response::Event::Token(pb::Token {
-                    id,
-                    text,
-                    logprob,
-                })),
-            }),
-            Ok(Some(GenerationEvent::Finished {
-                reason,
-                prompt_tokens,
-                completion_tokens,
-                text,
-            })) => {
-                p.end(None);
-                Ok(pb::GenerateResponse {
-                    event: Some(pb::generate_response::Event::Finished(pb::Finished {
-                        model: p.handle.name.clone(),
-                        model_version: p.handle.version.clone(),
-                        finish_reason: reason.label().into(),
-                        text,
-                        prompt_tokens: prompt_tokens as u32,
-                        completion_tokens: completion_tokens as u32,
-                    })),
-                })
-            }
-            Ok(Some(GenerationEvent::Failed(message))) => {
-                p.end(Some(FailureReason::Backend));
-                Err(Status::internal(message))
-            }
-            Ok(None) => {
-                p.end(Some(FailureReason::Backend));
-                Err(tasks::generation_stopped().into())
-            }
-            Err(e) => {
-                p.end(Some(FailureReason::Timeout));
-                Err(e.into())
-            }
-        };
-        Some((item, p))
     })
 }

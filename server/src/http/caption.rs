@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::deadline::request_timeout;
+use super::guard::Admitted;
 use super::image_body::read_image_body;
 use super::input::{self, CaptionJson};
 use super::openapi::{ErrorBody, FileBytes, ImageUpload};
-use crate::deadline::within_deadline;
+use super::request::request_timeout;
 use crate::error::KilnError;
+use crate::task::caption::CaptionRequestOptions;
+use crate::task::run_request;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +63,7 @@ pub struct CaptionResponse {
         (status = 429, description = "queue full", body = ErrorBody),
         (status = 504, description = "deadline passed", body = ErrorBody)))]
 pub async fn caption(
+    _admitted: Admitted,
     State(state): State<AppState>,
     Path(model): Path<String>,
     query: Result<Query<CaptionQuery>, QueryRejection>,
@@ -68,19 +71,16 @@ pub async fn caption(
 ) -> Result<Json<CaptionResponse>, KilnError> {
     let handle = &state.ready_model(&model)?;
     let timeout = request_timeout(&request, state.default_timeout());
-    let caption = within_deadline(handle, timeout, |deadline| async move {
+    let caption = run_request(&handle.metrics, timeout, |deadline| async move {
         let Query(query) = query.map_err(|e| KilnError::bad_input(e.body_text()))?;
         let captioner = handle.captioner()?;
-        let (image, body) =
-            read_image_body(captioner.input_spec(), request, input::decode_caption_json).await?;
-        let options = captioner.options(
-            query.beam_size.or(body.beam_size),
-            query.max_tokens.or(body.max_tokens),
-        )?;
-        captioner
-            .caption(image, options, Some(deadline))
-            .await
-            .map_err(KilnError::from)
+        let (image, body) = read_image_body(request, input::parse_caption_json).await?;
+        let options = CaptionRequestOptions {
+            beam_size: query.beam_size.or(body.beam_size),
+            max_tokens: query.max_tokens.or(body.max_tokens),
+        };
+        let mut captions = captioner.caption(vec![image], options, deadline).await?;
+        Ok(captions.remove(0))
     })
     .await?;
     let words = kiln_zoo::captioning::vocabulary::CaptionVocabulary;

@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::deadline::request_timeout;
+use super::guard::Admitted;
 use super::image_body::read_image_body;
 use super::input::{self, ClassifyJson};
 use super::openapi::{ErrorBody, FileBytes, ImageUpload};
-use crate::deadline::within_deadline;
+use super::request::request_timeout;
 use crate::error::KilnError;
-use crate::registry::Prediction;
-use crate::tasks::class_count;
+use crate::task::classify::Prediction;
+use crate::task::run_request;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +50,7 @@ pub struct ClassifyResponse {
         (status = 429, description = "queue full", body = ErrorBody),
         (status = 504, description = "deadline passed", body = ErrorBody)))]
 pub async fn classify(
+    _admitted: Admitted,
     State(state): State<AppState>,
     Path(model): Path<String>,
     query: Result<Query<ClassifyQuery>, QueryRejection>,
@@ -57,16 +58,13 @@ pub async fn classify(
 ) -> Result<Json<ClassifyResponse>, KilnError> {
     let handle = &state.ready_model(&model)?;
     let timeout = request_timeout(&request, state.default_timeout());
-    let predictions = within_deadline(handle, timeout, |deadline| async move {
+    let predictions = run_request(&handle.metrics, timeout, |deadline| async move {
         let Query(query) = query.map_err(|e| KilnError::bad_input(e.body_text()))?;
         let classifier = handle.classifier()?;
-        let (input, body_top_k) =
-            read_image_body(classifier.input_spec(), request, input::decode_json_input).await?;
-        let k = class_count(query.top_k.or(body_top_k), classifier.labels.len())?;
+        let (image, body_top_k) = read_image_body(request, input::parse_classify_json).await?;
         classifier
-            .classify(input, k, Some(deadline))
+            .classify(image, query.top_k.or(body_top_k), deadline)
             .await
-            .map_err(KilnError::from)
     })
     .await?;
     Ok(Json(ClassifyResponse {

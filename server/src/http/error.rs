@@ -8,12 +8,10 @@ use crate::error::{ErrorKind, KilnError};
 
 impl IntoResponse for KilnError {
     fn into_response(self) -> Response {
-        let status = self.kind.http_status();
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), message = %self.message, "request failed");
-        }
-        let body = Json(serde_json::json!({ "error": self.message }));
-        match self.kind {
+        let this = self.for_caller();
+        let status = this.kind.http_status();
+        let body = Json(serde_json::json!({ "error": this.message }));
+        match this.kind {
             ErrorKind::Overloaded => (status, [(RETRY_AFTER, "1")], body).into_response(),
             ErrorKind::Unauthorized => {
                 (status, [(WWW_AUTHENTICATE, "Bearer")], body).into_response()

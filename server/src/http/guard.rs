@@ -1,42 +1,29 @@
-//! Middleware that decides whether a request may proceed: API keys, shutdown, and the
-//! global limit on requests in flight.
+//! What decides whether a request may proceed: API keys, the shutdown, and the global limit
+//! on requests in flight.
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::{AUTHORIZATION, CONNECTION};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 
 use super::AppState;
 use crate::auth::check_api_key;
+use crate::batching::Permit;
+use crate::error::KilnError;
 
-/// Admit an inference request ([`AppState::admit`]) for as long as its answer runs.
-pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let permit = match state.admit() {
-        Ok(permit) => permit,
-        Err(e) => return e.into_response(),
-    };
-    let response = next.run(request).await;
-    if !is_event_stream(&response) {
-        return response;
+/// An inference request admitted ([`AppState::admit`]): in flight until the permit is
+/// dropped. A handler keeps it while it answers, or hands it to what outlives it (a
+/// generation stream).
+pub struct Admitted(pub Permit);
+
+impl FromRequestParts<AppState> for Admitted {
+    type Rejection = KilnError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, KilnError> {
+        state.admit().map(Admitted)
     }
-    // A stream is in flight until its last event: it keeps its permit, so the limit counts
-    // it and a drain waits for it, as for a gRPC stream.
-    let (parts, body) = response.into_parts();
-    let held = body.into_data_stream().map(move |chunk| {
-        let _held = &permit;
-        chunk
-    });
-    Response::from_parts(parts, Body::from_stream(held))
-}
-
-fn is_event_stream(response: &Response) -> bool {
-    response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
 /// With API keys configured, require `Authorization: Bearer <key>` matching one of them.
@@ -49,4 +36,20 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// While the server drains, every answer closes its connection, so clients move on before
+/// the listener closes instead of finding their kept-alive connection gone.
+pub async fn close_when_draining(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if state.is_draining() {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

@@ -5,23 +5,21 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::CONTENT_TYPE;
-use kiln_zoo::image_input::ImageSpec;
 
-use super::deadline::body_error;
-use super::input;
+use super::request;
 use crate::error::{ErrorKind, KilnError};
-use crate::tasks::decode_off_thread_if_large;
+use crate::task::decode_off_thread_if_large;
+use crate::task::image::ImageInput;
 
-/// Decodes a JSON body into the model input and the route's options.
-pub type JsonDecoder<O> = fn(&ImageSpec, &[u8]) -> Result<(Vec<f32>, O), KilnError>;
+/// Parses a JSON body into the image and the route's options.
+pub type JsonParser<O> = fn(&[u8]) -> Result<(ImageInput, O), KilnError>;
 
-/// The preprocessed image, and the options the body carried when it is JSON (`json`
-/// decodes that form); an image file or upload carries none.
+/// The image, and the options the body carried when it is JSON (`json` parses that form);
+/// an image file or upload carries none.
 pub async fn read_image_body<O: Default + Send + 'static>(
-    spec: &ImageSpec,
     request: Request,
-    json: JsonDecoder<O>,
-) -> Result<(Vec<f32>, O), KilnError> {
+    json: JsonParser<O>,
+) -> Result<(ImageInput, O), KilnError> {
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -40,15 +38,16 @@ pub async fn read_image_body<O: Default + Send + 'static>(
                 .await
                 .map_err(|e| KilnError::bad_input(e.body_text()))?;
             let bytes = first_file(multipart).await?;
-            off_thread_if_large(spec, bytes, image_only).await
+            Ok((ImageInput::Encoded(bytes.into()), O::default()))
         }
         "application/json" => {
+            // Base64 of a large image takes long enough to stall an async worker.
             let body = read_body(request).await?;
-            off_thread_if_large(spec, body, json).await
+            decode_off_thread_if_large(body.len(), move || json(&body)).await
         }
         m if m.starts_with("image/") || m == "application/octet-stream" => {
             let body = read_body(request).await?;
-            off_thread_if_large(spec, body, image_only).await
+            Ok((ImageInput::Encoded(body.into()), O::default()))
         }
         other => Err(KilnError::new(
             ErrorKind::UnsupportedMediaType,
@@ -60,9 +59,7 @@ pub async fn read_image_body<O: Default + Send + 'static>(
 }
 
 async fn read_body(request: Request) -> Result<Bytes, KilnError> {
-    let body = Bytes::from_request(request, &())
-        .await
-        .map_err(body_error)?;
+    let body = request::read_body(request).await?;
     if body.is_empty() {
         return Err(KilnError::bad_input("the request body is empty"));
     }
@@ -84,26 +81,5 @@ async fn first_file(mut multipart: Multipart) -> Result<Bytes, KilnError> {
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> KilnError {
-    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        KilnError::new(
-            ErrorKind::TooLarge,
-            "the request body exceeds the size limit",
-        )
-    } else {
-        KilnError::bad_input(e.body_text())
-    }
-}
-
-fn image_only<O: Default>(spec: &ImageSpec, bytes: &[u8]) -> Result<(Vec<f32>, O), KilnError> {
-    Ok((input::decode_image_bytes(spec, bytes)?, O::default()))
-}
-
-/// Run a body decoder, off the async workers when the body is large.
-async fn off_thread_if_large<O: Send + 'static>(
-    spec: &ImageSpec,
-    body: Bytes,
-    decode: JsonDecoder<O>,
-) -> Result<(Vec<f32>, O), KilnError> {
-    let spec = spec.clone();
-    decode_off_thread_if_large(body.len(), move || decode(&spec, &body)).await
+    request::read_error(e.status(), e.body_text())
 }

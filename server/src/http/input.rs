@@ -1,55 +1,68 @@
-//! Decoding request bodies into model input, without I/O: the JSON forms of an image
-//! (base64 bytes or raw pixels) and encoded image bytes. Kept pure so fuzzers and property
-//! tests can drive them directly.
+//! The JSON forms of an image request (base64 bytes or raw pixels, beside the route's
+//! options), parsed into the task's [`ImageInput`] without I/O; and the same carried through
+//! to model input, so fuzzers and property tests can drive the whole decoding directly.
 
 use base64::Engine;
 use kiln_zoo::image_input::ImageSpec;
 use serde::Deserialize;
 
 use crate::error::KilnError;
+use crate::task::caption::CaptionRequestOptions;
+use crate::task::image::ImageInput;
 
-/// A decoded request: the model input and any `top_k` the body carried.
-pub type DecodedInput = (Vec<f32>, Option<usize>);
+/// The image of a JSON classify body and any `top_k` it carried.
+pub fn parse_classify_json(body: &[u8]) -> Result<(ImageInput, Option<usize>), KilnError> {
+    let json: ClassifyJson = parse(body)?;
+    Ok((image_input(json.image, json.pixels)?, json.top_k))
+}
+
+/// The image of a JSON caption body and the search options it carried.
+pub fn parse_caption_json(body: &[u8]) -> Result<(ImageInput, CaptionRequestOptions), KilnError> {
+    let json: CaptionJson = parse(body)?;
+    let options = CaptionRequestOptions {
+        beam_size: json.beam_size,
+        max_tokens: json.max_tokens,
+    };
+    Ok((image_input(json.image, json.pixels)?, options))
+}
 
 /// Model input and any `top_k` carried in a JSON classify body.
-pub fn decode_json_input(spec: &ImageSpec, body: &[u8]) -> Result<DecodedInput, KilnError> {
-    let json: ClassifyJson = serde_json::from_slice(body)
-        .map_err(|e| KilnError::bad_input(format!("invalid JSON body: {e}")))?;
-    Ok((image_input(spec, json.image, json.pixels)?, json.top_k))
+pub fn decode_json_input(
+    spec: &ImageSpec,
+    body: &[u8],
+) -> Result<(Vec<f32>, Option<usize>), KilnError> {
+    let (image, top_k) = parse_classify_json(body)?;
+    Ok((image.prepare(spec)?, top_k))
 }
 
 /// Model input and the search options carried in a JSON caption body.
 pub fn decode_caption_json(
     spec: &ImageSpec,
     body: &[u8],
-) -> Result<(Vec<f32>, CaptionBodyOptions), KilnError> {
-    let json: CaptionJson = serde_json::from_slice(body)
-        .map_err(|e| KilnError::bad_input(format!("invalid JSON body: {e}")))?;
-    let options = CaptionBodyOptions {
-        beam_size: json.beam_size,
-        max_tokens: json.max_tokens,
-    };
-    Ok((image_input(spec, json.image, json.pixels)?, options))
-}
-
-/// The image of a JSON body: exactly one of base64 bytes and raw pixels.
-fn image_input(
-    spec: &ImageSpec,
-    image: Option<String>,
-    pixels: Option<Pixels>,
-) -> Result<Vec<f32>, KilnError> {
-    match (image, pixels) {
-        (Some(b64), None) => decode_image_bytes(spec, &decode_base64(&b64)?),
-        (None, Some(pixels)) => pixels_to_input(spec, pixels),
-        _ => Err(KilnError::bad_input(
-            "send exactly one of \"image\" (base64) and \"pixels\"",
-        )),
-    }
+) -> Result<(Vec<f32>, CaptionRequestOptions), KilnError> {
+    let (image, options) = parse_caption_json(body)?;
+    Ok((image.prepare(spec)?, options))
 }
 
 /// Model input from encoded image bytes (PNG, JPEG or WebP).
 pub fn decode_image_bytes(spec: &ImageSpec, bytes: &[u8]) -> Result<Vec<f32>, KilnError> {
-    spec.decode(bytes).map_err(KilnError::from)
+    ImageInput::Encoded(bytes.to_vec()).prepare(spec)
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, KilnError> {
+    serde_json::from_slice(body)
+        .map_err(|e| KilnError::bad_input(format!("invalid JSON body: {e}")))
+}
+
+/// The image of a JSON body: exactly one of base64 bytes and raw pixels.
+fn image_input(image: Option<String>, pixels: Option<Pixels>) -> Result<ImageInput, KilnError> {
+    match (image, pixels) {
+        (Some(b64), None) => Ok(ImageInput::Encoded(decode_base64(&b64)?)),
+        (None, Some(pixels)) => pixels_input(pixels),
+        _ => Err(KilnError::bad_input(
+            "send exactly one of \"image\" (base64) and \"pixels\"",
+        )),
+    }
 }
 
 /// The JSON form of a classify request: exactly one of `image` and `pixels`.
@@ -78,13 +91,6 @@ pub struct CaptionJson {
     max_tokens: Option<usize>,
 }
 
-/// Search options a caption body may carry.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CaptionBodyOptions {
-    pub beam_size: Option<usize>,
-    pub max_tokens: Option<usize>,
-}
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Pixels {
@@ -102,9 +108,9 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, KilnError> {
         .map_err(|e| KilnError::bad_input(format!("\"image\" is not valid base64: {e}")))
 }
 
-fn pixels_to_input(spec: &ImageSpec, pixels: Pixels) -> Result<Vec<f32>, KilnError> {
+fn pixels_input(pixels: Pixels) -> Result<ImageInput, KilnError> {
     let ragged = || KilnError::unprocessable("\"pixels\" rows must all have the same length");
-    let (height, width, channels, flat) = match pixels {
+    let (height, width, channels, values) = match pixels {
         Pixels::Gray(rows) => {
             let width = rows.first().map_or(0, Vec::len);
             if rows.iter().any(|r| r.len() != width) {
@@ -134,6 +140,10 @@ fn pixels_to_input(spec: &ImageSpec, pixels: Pixels) -> Result<Vec<f32>, KilnErr
             )
         }
     };
-    spec.from_pixels(height, width, channels, &flat)
-        .map_err(KilnError::from)
+    Ok(ImageInput::Pixels {
+        height,
+        width,
+        channels,
+        values,
+    })
 }

@@ -3,34 +3,34 @@
 //! Server-Sent Events stream of tokens).
 
 use std::convert::Infallible;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::ACCEPT;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, Stream};
+use futures_util::StreamExt;
+use futures_util::stream;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::deadline::{body_error, request_timeout};
+use super::guard::Admitted;
 use super::openapi::ErrorBody;
-use crate::deadline::{deadline_error, failure_reason, within_deadline};
-use crate::error::{ErrorKind, KilnError};
-use crate::generation::GenerationEvent;
-use crate::metrics::{FailureReason, RequestRecord};
-use crate::registry::{ModelHandle, WordProbability};
-use crate::tasks;
-use crate::tasks::text_input::{
-    GenerateRequest, NextWordRequest, decode_generate, decode_next_word,
+use super::request::{read_body, request_timeout};
+use crate::error::KilnError;
+use crate::registry::ModelHandle;
+use crate::task::language::request::{GenerateRequest, NextWordRequest, decode_generate};
+use crate::task::language::{
+    DeadlineScope, GeneratedToken, GenerationDeadline, GenerationStream, GenerationSummary,
+    StreamItem, WordProbability,
 };
+use crate::task::{deadline_error, failure_reason, run_request};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NextWordResponse {
@@ -52,31 +52,27 @@ pub struct NextWordResponse {
         (status = 429, description = "queue full", body = ErrorBody),
         (status = 504, description = "deadline passed", body = ErrorBody)))]
 pub async fn next_word(
+    _admitted: Admitted,
     State(state): State<AppState>,
     Path(model): Path<String>,
     request: Request,
 ) -> Result<Json<NextWordResponse>, KilnError> {
     let handle = &state.ready_model(&model)?;
     let timeout = request_timeout(&request, state.default_timeout());
-    let (prompt_tokens, predictions) = within_deadline(handle, timeout, |deadline| async move {
+    let words = run_request(&handle.metrics, timeout, |deadline| async move {
         let lm = handle.language_model()?;
         let body = read_body(request).await?;
-        let (text, k) = decode_next_word(&body)?;
-        tasks::next_words(lm, &text, k, deadline).await
+        let NextWordRequest { text, top_k } = serde_json::from_slice(&body)
+            .map_err(|e| KilnError::bad_input(format!("invalid JSON body: {e}")))?;
+        lm.next_words(&text, top_k, deadline).await
     })
     .await?;
     Ok(Json(NextWordResponse {
         model: handle.name.clone(),
         model_version: handle.version().to_string(),
-        prompt_tokens,
-        predictions,
+        prompt_tokens: words.prompt_tokens,
+        predictions: words.predictions,
     }))
-}
-
-async fn read_body(request: Request) -> Result<Bytes, KilnError> {
-    <Bytes as axum::extract::FromRequest<()>>::from_request(request, &())
-        .await
-        .map_err(|e: BytesRejection| body_error(e))
 }
 
 fn wants_events(headers: &HeaderMap) -> bool {
@@ -99,6 +95,7 @@ fn wants_events(headers: &HeaderMap) -> bool {
         (status = 429, description = "too many generations queued", body = ErrorBody),
         (status = 504, description = "deadline passed", body = ErrorBody)))]
 pub async fn generate(
+    Admitted(in_flight): Admitted,
     State(state): State<AppState>,
     Path(model): Path<String>,
     request: Request,
@@ -108,50 +105,59 @@ pub async fn generate(
         Err(e) => return e.into_response(),
     };
     let record = handle.metrics.start_request();
-    let timeout = match request_timeout(&request, state.default_timeout()) {
-        Ok(t) => t,
-        Err(e) => return fail(record, e),
-    };
-    let deadline = Instant::now() + timeout;
     let events_accepted = wants_events(request.headers());
+    let timeout = request_timeout(&request, state.default_timeout());
+    let limit = timeout.as_ref().copied().unwrap_or(Duration::ZERO);
+    let at = Instant::now() + limit;
     let started = async {
+        let timeout = timeout?;
         let lm = handle.language_model()?;
         let body = read_body(request).await?;
         let plan = decode_generate(&body, &lm.config.generation, events_accepted)?;
-        let stream = plan.stream;
-        let receiver = tasks::start_generation(lm, plan)?;
-        Ok::<_, KilnError>((stream, receiver))
+        Ok::<_, KilnError>((lm, plan, timeout))
     };
-    let (stream, receiver) = match tokio::time::timeout_at(deadline, started).await {
-        Ok(Ok(started)) => started,
-        Ok(Err(e)) => return fail(record, e),
-        Err(_) => return fail(record, deadline_error(timeout)),
+    let started = tokio::time::timeout_at(at, started)
+        .await
+        .unwrap_or_else(|_| Err(deadline_error(limit)));
+    let (lm, plan, timeout) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            record.finish(Some(failure_reason(e.kind)));
+            return e.into_response();
+        }
+    };
+    let stream = plan.stream;
+    let deadline = GenerationDeadline {
+        at,
+        timeout,
+        scope: if stream {
+            DeadlineScope::FirstToken
+        } else {
+            DeadlineScope::WholeAnswer
+        },
+    };
+    let generation = match lm.generate(plan, record, Some(deadline), Some(in_flight)) {
+        Ok(generation) => generation,
+        Err(e) => return e.into_response(),
     };
     if stream {
-        return event_stream(handle, record, receiver).into_response();
+        return event_stream(handle, generation).await;
     }
-    match tokio::time::timeout_at(deadline, collect(receiver)).await {
-        Ok(Ok(answer)) => {
-            record.finish(None);
-            Json(GenerateResponse {
-                model: handle.name.clone(),
-                model_version: handle.version.clone(),
-                text: answer.text,
-                tokens: answer.tokens,
-                finish_reason: answer.finish_reason,
-                usage: answer.usage,
-            })
-            .into_response()
-        }
-        Ok(Err(e)) => fail(record, e),
-        // Dropping the receiver tells the loop to stop this generation.
-        Err(_) => fail(record, deadline_error(timeout)),
+    match generation.collect().await {
+        Ok(answer) => Json(GenerateResponse {
+            model: handle.name.clone(),
+            model_version: handle.version.clone(),
+            text: answer.summary.text,
+            tokens: answer.tokens,
+            finish_reason: answer.summary.reason.label(),
+            usage: Usage {
+                prompt_tokens: answer.summary.prompt_tokens,
+                completion_tokens: answer.summary.completion_tokens,
+            },
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
     }
-}
-
-fn fail(record: RequestRecord, error: KilnError) -> Response {
-    record.finish(Some(failure_reason(error.kind)));
-    error.into_response()
 }
 
 /// A whole generation, answered at once.
@@ -160,7 +166,7 @@ pub struct GenerateResponse {
     model: String,
     model_version: String,
     text: String,
-    tokens: Vec<TokenOut>,
+    tokens: Vec<GeneratedToken>,
     /// "length" or "stop".
     finish_reason: &'static str,
     usage: Usage,
@@ -172,116 +178,49 @@ struct Usage {
     completion_tokens: usize,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-struct TokenOut {
-    id: u32,
-    text: String,
-    logprob: f32,
-}
-
-struct Answer {
-    text: String,
-    tokens: Vec<TokenOut>,
-    finish_reason: &'static str,
-    usage: Usage,
-}
-
-async fn collect(mut receiver: UnboundedReceiver<GenerationEvent>) -> Result<Answer, KilnError> {
-    let mut tokens = Vec::new();
-    while let Some(event) = receiver.recv().await {
-        match event {
-            GenerationEvent::Token { id, text, logprob } => {
-                tokens.push(TokenOut { id, text, logprob })
-            }
-            GenerationEvent::Finished {
-                reason,
-                prompt_tokens,
-                completion_tokens,
-                text,
-            } => {
-                return Ok(Answer {
-                    text,
-                    tokens,
-                    finish_reason: reason.label(),
-                    usage: Usage {
-                        prompt_tokens,
-                        completion_tokens,
-                    },
-                });
-            }
-            GenerationEvent::Failed(message) => {
-                return Err(KilnError::new(ErrorKind::Internal, message));
-            }
-        }
-    }
-    Err(tasks::generation_stopped())
-}
-
 /// Each token as an SSE `data:` event, then one event with the finish reason, the whole text
-/// and the usage, then `data: [DONE]`. The request counts as finished when the stream ends;
-/// a client that disconnects drops the stream, which stops the generation.
-fn event_stream(
+/// and the usage, then `data: [DONE]`; a failure mid-stream is an `error` event. The answer
+/// starts once the first token is there, so a generation that cannot start in time (its
+/// deadline, a full queue) gets its status code. A client that disconnects drops the
+/// stream, which stops the generation.
+async fn event_stream(
     handle: std::sync::Arc<ModelHandle>,
-    record: RequestRecord,
-    receiver: UnboundedReceiver<GenerationEvent>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    struct Progress {
-        receiver: UnboundedReceiver<GenerationEvent>,
-        record: Option<RequestRecord>,
-        done: bool,
-        handle: std::sync::Arc<ModelHandle>,
-    }
-    let progress = Progress {
-        receiver,
-        record: Some(record),
-        done: false,
-        handle,
+    mut generation: GenerationStream,
+) -> Response {
+    let first = match generation.next().await {
+        Some(Ok(item)) => item,
+        Some(Err(e)) => return e.into_response(),
+        None => return crate::task::language::generation_stopped().into_response(),
     };
-    let events = stream::unfold(progress, |mut p| async move {
-        if p.done {
-            return None;
-        }
-        let event = match p.receiver.recv().await {
-            Some(GenerationEvent::Token { id, text, logprob }) => Event::default()
-                .json_data(json!({ "token": TokenOut { id, text, logprob } }))
-                .expect("serialisable"),
-            Some(GenerationEvent::Finished {
-                reason,
-                prompt_tokens,
-                completion_tokens,
-                text,
-            }) => {
-                if let Some(r) = p.record.take() {
-                    r.finish(None);
-                }
-                p.done = true;
-                Event::default()
-                    .json_data(json!({
-                        "model": p.handle.name,
-                        "model_version": p.handle.version(),
-                        "text": text,
-                        "finish_reason": reason.label(),
-                        "usage": Usage { prompt_tokens, completion_tokens },
-                    }))
-                    .expect("serialisable")
-            }
-            failed => {
-                let message = match failed {
-                    Some(GenerationEvent::Failed(message)) => message,
-                    _ => "the model stopped generating".to_string(),
-                };
-                if let Some(r) = p.record.take() {
-                    r.finish(Some(FailureReason::Backend));
-                }
-                p.done = true;
-                Event::default()
-                    .event("error")
-                    .json_data(json!({ "error": message }))
-                    .expect("serialisable")
-            }
-        };
-        Some((Ok(event), p))
+    let summary = move |s: GenerationSummary| {
+        json!({
+            "model": handle.name,
+            "model_version": handle.version(),
+            "text": s.text,
+            "finish_reason": s.reason.label(),
+            "usage": Usage { prompt_tokens: s.prompt_tokens, completion_tokens: s.completion_tokens },
+        })
+    };
+    let event = move |item: Result<StreamItem, KilnError>| match item {
+        Ok(StreamItem::Token(token)) => Event::default()
+            .json_data(json!({ "token": token }))
+            .expect("serialisable"),
+        Ok(StreamItem::Finished(s)) => Event::default()
+            .json_data(summary(s))
+            .expect("serialisable"),
+        Err(e) => Event::default()
+            .event("error")
+            .json_data(json!({ "error": e.for_caller().message }))
+            .expect("serialisable"),
+    };
+    let rest = stream::unfold(generation, |mut g| async move {
+        g.next().await.map(|item| (item, g))
     });
+    let events = stream::once(async { Ok(first) })
+        .chain(rest)
+        .map(move |item| Ok::<_, Infallible>(event(item)));
     let done = stream::once(async { Ok(Event::default().data("[DONE]")) });
-    Sse::new(futures_util::StreamExt::chain(events, done)).keep_alive(KeepAlive::default())
+    Sse::new(events.chain(done))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

@@ -3,7 +3,6 @@
 
 mod caption;
 mod classify;
-mod deadline;
 mod error;
 mod guard;
 mod health;
@@ -11,6 +10,7 @@ mod image_body;
 pub mod input;
 mod language;
 mod openapi;
+mod request;
 mod v2;
 pub mod v2_codec;
 
@@ -28,8 +28,9 @@ use utoipa_axum::routes;
 use crate::error::{ErrorKind, KilnError};
 pub use crate::state::AppState;
 
-/// The whole HTTP API. Inference routes pass the shutdown and concurrency guard; with API
-/// keys configured, everything but the public health, metrics and OpenAPI routes needs one.
+/// The whole HTTP API. Inference handlers are admitted through [`guard::Admitted`] (the
+/// shutdown and the concurrency limit); with API keys configured, everything but the public
+/// health, metrics and OpenAPI routes needs one.
 pub fn app(state: AppState) -> Router {
     let inference = OpenApiRouter::new()
         .routes(routes!(classify::classify))
@@ -37,8 +38,7 @@ pub fn app(state: AppState) -> Router {
         .routes(routes!(language::next_word))
         .routes(routes!(language::generate))
         .routes(routes!(v2::infer))
-        .routes(routes!(v2::version_infer))
-        .route_layer(from_fn_with_state(state.clone(), guard::admit));
+        .routes(routes!(v2::version_infer));
     let metadata = OpenApiRouter::new()
         .routes(routes!(v2::server_metadata))
         .routes(routes!(v2::all_stats))
@@ -88,6 +88,10 @@ pub fn app(state: AppState) -> Router {
         // compression); the size limit applies to the decompressed body.
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(from_fn_with_state(
+            state.clone(),
+            guard::close_when_draining,
+        ))
         .with_state(state)
 }
 

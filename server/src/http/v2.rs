@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,15 +15,16 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::deadline::{body_error, request_timeout};
+use super::guard::Admitted;
 use super::openapi::ErrorBody;
+use super::request::{read_body, request_timeout};
 use super::v2_codec::{
     DecodedInfer, HEADER_LENGTH, InferRequestJson, InferResponseJson, decode_infer, encode_infer,
 };
-use crate::deadline::within_deadline;
 use crate::error::KilnError;
 use crate::metrics::{CountAndDuration, StatsSnapshot};
 use crate::registry::ModelHandle;
+use crate::task::run_request;
 use crate::v2::describe::{self, TensorMetadata};
 use crate::v2::repository::{self, IndexEntry};
 
@@ -330,6 +331,7 @@ fn stats_json(handle: &ModelHandle) -> ModelStatsJson {
         (status = 429, description = "queue full", body = ErrorBody),
         (status = 504, description = "deadline passed", body = ErrorBody)))]
 pub async fn infer(
+    _admitted: Admitted,
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
     request: Request,
@@ -347,12 +349,10 @@ pub async fn infer(
                 })?,
         ),
     };
-    let (reply, outputs) = within_deadline(&handle, timeout, |deadline| {
+    let (reply, outputs) = run_request(&handle.metrics, timeout, |deadline| {
         let handle = &handle;
         async move {
-            let body = Bytes::from_request(request, &())
-                .await
-                .map_err(body_error)?;
+            let body = read_body(request).await?;
             let DecodedInfer {
                 id,
                 inputs,
@@ -400,11 +400,12 @@ pub async fn infer(
         (status = 200, description = "the outputs", body = InferResponseJson),
         (status = 404, description = "unknown model or version", body = ErrorBody)))]
 pub async fn version_infer(
+    admitted: Admitted,
     state: State<AppState>,
     path: Path<ModelPath>,
     request: Request,
 ) -> Result<Response, KilnError> {
-    infer(state, path, request).await
+    infer(admitted, state, path, request).await
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

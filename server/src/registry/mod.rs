@@ -1,26 +1,32 @@
-//! The models a running server knows: each one's state (loading, ready or failed) and, once
-//! ready, the handle that requests go through.
+//! The models a running server knows, by name: each one's state (loading, ready or failed)
+//! and, once ready, the handle requests go through; loading and unloading them, one change
+//! at a time; and the server's [`Lifecycle`].
+//!
+//! Loads and unloads — at start-up or asked for through the repository extension — take
+//! turns. A request to load a model that a load begun after the request has since finished
+//! (the start-up's, or another request's) is answered by that load instead of building the
+//! model again; the start-up load skips a model that was unloaded or loaded on request
+//! while it waited.
 
-mod captioner;
-mod language;
-mod loader;
+mod lifecycle;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kiln_zoo::BackendKind;
-use kiln_zoo::classifier::{softmax_in_place, top_k};
-use kiln_zoo::image_input::ImageSpec;
-use tokio::time::Instant;
+use tokio::sync::Mutex;
 
-pub use captioner::CaptionerRunner;
-pub use language::{LanguageModelRunner, WordProbability};
-pub use loader::load_model;
+pub use lifecycle::{Lifecycle, Phase};
 
-use crate::batching::{Batcher, InferError};
 use crate::error::{ErrorKind, KilnError};
-use crate::metrics::ModelMetrics;
-use crate::repository::{ClassifierConfig, Task};
+use crate::metrics::{Metrics, ModelMetrics};
+use crate::placement::Placement;
+use crate::repository::{ConfigFileError, ModelConfig, ModelEntry, ModelRepository, Task};
+use crate::task::caption::{self, CaptionerRunner};
+use crate::task::classify::{self, ClassifierRunner};
+use crate::task::language::{self, LanguageModelRunner};
+use crate::task::{LoadContext, LoadError, Loaded};
 
 /// Where a model of the repository stands.
 #[derive(Clone)]
@@ -44,21 +50,6 @@ pub enum TaskRunner {
     Classifier(ClassifierRunner),
     LanguageModel(LanguageModelRunner),
     Captioner(CaptionerRunner),
-}
-
-/// An image classifier behind its batcher.
-pub struct ClassifierRunner {
-    pub config: ClassifierConfig,
-    pub labels: Vec<String>,
-    batcher: Batcher<Vec<f32>, Vec<f32>>,
-}
-
-/// One ranked class of a classification answer.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct Prediction {
-    pub label: String,
-    pub index: usize,
-    pub probability: f32,
 }
 
 impl ModelHandle {
@@ -111,90 +102,297 @@ impl ModelHandle {
     }
 }
 
-impl ClassifierRunner {
-    pub fn input_spec(&self) -> &ImageSpec {
-        &self.config.input
-    }
+/// The folders start-up is to load, as [`ModelRegistry::begin_startup`] marked them.
+pub struct Startup {
+    entries: Vec<ModelEntry>,
+    /// The number of the marking.
+    change: u64,
+}
 
-    /// Raw class scores for one preprocessed image, through the batcher. A request still
-    /// queued at `deadline` is dropped before compute.
-    pub async fn logits(
-        &self,
-        input: Vec<f32>,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<f32>, InferError> {
-        self.batcher.infer_by(input, deadline).await
-    }
-
-    /// Class probabilities for one preprocessed image.
-    pub async fn probabilities(
-        &self,
-        input: Vec<f32>,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<f32>, InferError> {
-        let mut scores = self.logits(input, deadline).await?;
-        softmax_in_place(&mut scores);
-        Ok(scores)
-    }
-
-    /// The `k` most likely classes for one preprocessed image.
-    pub async fn classify(
-        &self,
-        input: Vec<f32>,
-        k: usize,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<Prediction>, InferError> {
-        let probabilities = self.probabilities(input, deadline).await?;
-        Ok(top_k(&probabilities, k)
-            .into_iter()
-            .map(|index| Prediction {
-                label: self
-                    .labels
-                    .get(index)
-                    .cloned()
-                    .unwrap_or_else(|| index.to_string()),
-                index,
-                probability: probabilities[index],
-            })
-            .collect())
-    }
+/// A model's state and the change that set it.
+#[derive(Clone)]
+struct Slot {
+    state: ModelState,
+    /// Number of the load (or the start-up's marking) that set `state`; numbers grow.
+    change: u64,
 }
 
 /// Every model of the repository, by name.
-#[derive(Default)]
 pub struct ModelRegistry {
-    models: RwLock<BTreeMap<String, ModelState>>,
+    models: RwLock<BTreeMap<String, Slot>>,
+    /// Held while a model is loaded or unloaded, so those happen one at a time.
+    changes: Mutex<()>,
+    next_change: AtomicU64,
+    repository: ModelRepository,
+    placement: Placement,
+    metrics: Arc<Metrics>,
 }
 
 impl ModelRegistry {
-    pub fn set(&self, name: &str, state: ModelState) {
-        self.models
-            .write()
-            .expect("registry lock")
-            .insert(name.to_string(), state);
+    pub fn new(repository: ModelRepository, placement: Placement, metrics: Arc<Metrics>) -> Self {
+        Self {
+            models: RwLock::new(BTreeMap::new()),
+            changes: Mutex::new(()),
+            next_change: AtomicU64::new(1),
+            repository,
+            placement,
+            metrics,
+        }
     }
 
-    /// Take a model out; requests already holding its handle finish, and its batcher and
-    /// threads stop once the last handle is gone.
-    pub fn remove(&self, name: &str) -> Option<ModelState> {
-        self.models.write().expect("registry lock").remove(name)
+    pub fn repository(&self) -> &ModelRepository {
+        &self.repository
     }
 
     pub fn get(&self, name: &str) -> Option<ModelState> {
-        self.models
-            .read()
-            .expect("registry lock")
-            .get(name)
-            .cloned()
+        self.read().get(name).map(|slot| slot.state.clone())
     }
 
     /// Names and states, sorted by name.
     pub fn all(&self) -> Vec<(String, ModelState)> {
-        self.models
-            .read()
-            .expect("registry lock")
+        self.read()
             .iter()
-            .map(|(n, s)| (n.clone(), s.clone()))
+            .map(|(n, s)| (n.clone(), s.state.clone()))
             .collect()
     }
+
+    /// The named model if it can take requests and serves `version` (any, when empty),
+    /// else the error to answer with.
+    pub fn ready(&self, name: &str, version: &str) -> Result<Arc<ModelHandle>, KilnError> {
+        let handle = match self.get(name) {
+            Some(ModelState::Ready(handle)) => handle,
+            Some(ModelState::Loading) => {
+                return Err(KilnError::new(
+                    ErrorKind::NotReady,
+                    format!("model '{name}' is still loading"),
+                ));
+            }
+            Some(ModelState::Failed(_)) => {
+                return Err(KilnError::new(
+                    ErrorKind::NotReady,
+                    format!("model '{name}' failed to load; see the server log"),
+                ));
+            }
+            None => return Err(KilnError::unknown_model(name)),
+        };
+        if !version.is_empty() && version != handle.version {
+            return Err(KilnError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "model '{name}' has no version '{version}'; it serves version '{}'",
+                    handle.version
+                ),
+            ));
+        }
+        Ok(handle)
+    }
+
+    /// Every model that can take requests, by name.
+    pub fn ready_models(&self) -> Vec<Arc<ModelHandle>> {
+        self.read()
+            .values()
+            .filter_map(|slot| match &slot.state {
+                ModelState::Ready(handle) => Some(handle.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Mark every folder of the repository as loading and return them, for
+    /// [`load_startup`](Self::load_startup). Marked at once, so a load or unload asked
+    /// for from then on is ordered with the start-up's.
+    pub fn begin_startup(&self) -> Startup {
+        let entries = match self.repository.scan() {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!("{e}");
+                Vec::new()
+            }
+        };
+        if entries.is_empty() {
+            tracing::warn!(repository = %self.repository.root().display(), "no models found");
+        }
+        let change = self.next_change.fetch_add(1, Ordering::AcqRel);
+        let mut models = self.write();
+        for entry in &entries {
+            models.insert(
+                entry.name.clone(),
+                Slot {
+                    state: ModelState::Loading,
+                    change,
+                },
+            );
+        }
+        Startup { entries, change }
+    }
+
+    /// Load the folders [`begin_startup`](Self::begin_startup) marked, one after another,
+    /// skipping those unloaded or loaded on request meanwhile. A failure is logged and shown
+    /// in the repository index; the others still load.
+    pub async fn load_startup(&self, startup: Startup) {
+        for entry in startup.entries {
+            let _one_at_a_time = self.changes.lock().await;
+            let still_marked = self.read().get(&entry.name).is_some_and(|slot| {
+                slot.change == startup.change && matches!(slot.state, ModelState::Loading)
+            });
+            if still_marked {
+                let _ = self.load_locked(entry).await;
+            }
+        }
+    }
+
+    /// Load (or reload) the folder `name`; answers once it is ready or has failed. A model
+    /// already serving keeps serving until its replacement is ready, and if that fails.
+    pub async fn load(&self, name: &str) -> Result<(), KilnError> {
+        // Loads begun after this point (or the one under way for a loading model) answer
+        // this request too.
+        let asked = match self.read().get(name) {
+            Some(slot) if matches!(slot.state, ModelState::Loading) => slot.change - 1,
+            _ => self.next_change.fetch_add(1, Ordering::AcqRel),
+        };
+        let _one_at_a_time = self.changes.lock().await;
+        if let Some(slot) = self.read().get(name).filter(|s| s.change > asked) {
+            match &slot.state {
+                ModelState::Ready(_) => return Ok(()),
+                ModelState::Failed(reason) => return Err(load_failed(name, reason)),
+                ModelState::Loading => {}
+            }
+        }
+        let entry = self
+            .repository
+            .scan()
+            .map_err(|e| KilnError::new(ErrorKind::Internal, e.to_string()))?
+            .into_iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| {
+                KilnError::new(
+                    ErrorKind::NotFound,
+                    format!("the model repository has no folder '{name}' with a model.toml"),
+                )
+            })?;
+        self.load_locked(entry)
+            .await
+            .map_err(|reason| load_failed(name, &reason.to_string()))
+    }
+
+    /// Stop serving `name`: new requests get 404 at once, requests in flight finish.
+    pub async fn unload(&self, name: &str) -> Result<(), KilnError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let removed = self.write().remove(name).is_some();
+        if !removed
+            && !self
+                .repository
+                .scan()
+                .map_err(|e| KilnError::new(ErrorKind::Internal, e.to_string()))?
+                .iter()
+                .any(|e| e.name == name)
+        {
+            return Err(KilnError::unknown_model(name));
+        }
+        tracing::info!(model = %name, "model unloaded");
+        Ok(())
+    }
+
+    /// Load one folder on a blocking thread and put it in the registry; the caller holds
+    /// `changes`.
+    async fn load_locked(&self, entry: ModelEntry) -> Result<(), ModelLoadError> {
+        let name = entry.name.clone();
+        let change = self.next_change.fetch_add(1, Ordering::AcqRel);
+        let serving = matches!(self.get(&name), Some(ModelState::Ready(_)));
+        if !serving {
+            self.set(&name, ModelState::Loading, change);
+        }
+        let placement = self.placement;
+        let metrics = self.metrics.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_model(&entry, &placement, &metrics))
+            .await
+            .unwrap_or_else(|e| Err(ModelLoadError::Crashed(e.to_string())));
+        match loaded {
+            Ok(handle) => {
+                tracing::info!(model = %name, backend = %handle.backend, "model ready");
+                self.set(&name, ModelState::Ready(Arc::new(handle)), change);
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::error!(model = %name, %reason, "model failed to load");
+                if !serving {
+                    self.set(&name, ModelState::Failed(reason.to_string()), change);
+                }
+                Err(reason)
+            }
+        }
+    }
+
+    fn set(&self, name: &str, state: ModelState, change: u64) {
+        self.write()
+            .insert(name.to_string(), Slot { state, change });
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Slot>> {
+        self.models.read().expect("registry lock")
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Slot>> {
+        self.models.write().expect("registry lock")
+    }
+}
+
+/// Why a folder of the repository could not be served.
+#[derive(Debug, thiserror::Error)]
+enum ModelLoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigFileError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("the loader crashed: {0}")]
+    Crashed(String),
+}
+
+fn load_failed(name: &str, reason: &str) -> KilnError {
+    KilnError::bad_input(format!("failed to load '{name}': {reason}"))
+}
+
+/// Load a model folder and start what runs its task. Blocking: call it off the async
+/// workers, inside a tokio runtime context.
+fn load_model(
+    entry: &ModelEntry,
+    placement: &Placement,
+    metrics: &Metrics,
+) -> Result<ModelHandle, ModelLoadError> {
+    let context = LoadContext {
+        name: &entry.name,
+        dir: &entry.dir,
+        placement,
+        metrics,
+    };
+    let config = entry.config.clone()?;
+    let (version, loaded) = match config {
+        ModelConfig::Classify(c) => (
+            c.version.clone(),
+            runner(classify::load(&context, c)?, TaskRunner::Classifier),
+        ),
+        ModelConfig::LanguageModel(c) => (
+            c.version.clone(),
+            runner(language::load(&context, c)?, TaskRunner::LanguageModel),
+        ),
+        ModelConfig::Caption(c) => (
+            c.version.clone(),
+            runner(caption::load(&context, c)?, TaskRunner::Captioner),
+        ),
+    };
+    let (backend, metrics, runner) = loaded;
+    Ok(ModelHandle {
+        name: entry.name.clone(),
+        version,
+        backend,
+        metrics,
+        runner,
+    })
+}
+
+fn runner<R>(
+    loaded: Loaded<R>,
+    wrap: fn(R) -> TaskRunner,
+) -> (BackendKind, Arc<ModelMetrics>, TaskRunner) {
+    (loaded.backend, loaded.metrics, wrap(loaded.runner))
 }

@@ -6,10 +6,11 @@ pub mod config;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{
-    BatchingConfig, CONFIG_FILE, CaptionDecodingConfig, CaptionerModelConfig, ClassifierConfig,
-    GenerationConfig, LanguageModelConfig, ModelConfig, Task, read_labels,
-};
+pub use crate::batching::BatchingConfig;
+pub use crate::task::caption::{CaptionDecodingConfig, CaptionerModelConfig};
+pub use crate::task::classify::{ClassifierConfig, read_labels};
+pub use crate::task::language::{GenerationConfig, LanguageModelConfig};
+pub use config::{CONFIG_FILE, ConfigFileError, ModelConfig, Task};
 
 /// A model folder found in the repository.
 #[derive(Debug, Clone)]
@@ -17,7 +18,15 @@ pub struct ModelEntry {
     /// The folder name, which is the model's name in the API.
     pub name: String,
     pub dir: PathBuf,
-    pub config: Result<ModelConfig, String>,
+    pub config: Result<ModelConfig, ConfigFileError>,
+}
+
+/// The repository folder cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read model repository {path}: {source}")]
+pub struct ScanError {
+    path: PathBuf,
+    source: std::io::Error,
 }
 
 /// The folder that `kiln serve` loads models from.
@@ -36,9 +45,11 @@ impl ModelRepository {
     }
 
     /// Every sub-folder with a `model.toml`, sorted by name.
-    pub fn scan(&self) -> Result<Vec<ModelEntry>, String> {
-        let dir = std::fs::read_dir(&self.root)
-            .map_err(|e| format!("cannot read model repository {}: {e}", self.root.display()))?;
+    pub fn scan(&self) -> Result<Vec<ModelEntry>, ScanError> {
+        let dir = std::fs::read_dir(&self.root).map_err(|source| ScanError {
+            path: self.root.clone(),
+            source,
+        })?;
         let mut entries: Vec<ModelEntry> = dir
             .filter_map(|e| e.ok())
             .map(|e| e.path())

@@ -2,8 +2,8 @@
 //! its configuration, shared by the HTTP and gRPC endpoints.
 
 use super::tensor::DataType;
+use crate::batching::BatchingConfig;
 use crate::registry::{ModelHandle, TaskRunner};
-use crate::repository::BatchingConfig;
 
 /// A classifier's input: FP32 `[N, C, H, W]` (also UINT8 `[N, H, W, C]` or BYTES `[N]`).
 pub const CLASSIFIER_INPUT: &str = "input";

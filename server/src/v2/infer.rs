@@ -5,9 +5,6 @@
 
 use std::time::Duration;
 
-use futures_util::future::try_join_all;
-use kiln_zoo::classifier::softmax_in_place;
-use kiln_zoo::text::tokenizer::BOS_ID;
 use tokio::time::Instant;
 
 use super::describe::{
@@ -15,13 +12,12 @@ use super::describe::{
     CLASSIFIER_OUTPUT, LM_LOG_PROBS_OUTPUT, LM_TEXT_INPUT, LM_TOKEN_IDS_INPUT,
 };
 use super::tensor::{InputTensor, OutputTensor, TensorData};
-use crate::deadline::deadline_error;
 use crate::error::KilnError;
-use crate::registry::{
-    CaptionerRunner, ClassifierRunner, LanguageModelRunner, ModelHandle, TaskRunner,
-};
-use crate::tasks::decode_off_thread_if_large;
-use crate::tasks::text_input::check_prompt_length;
+use crate::registry::{ModelHandle, TaskRunner};
+use crate::task::caption::{CaptionRequestOptions, CaptionerRunner};
+use crate::task::deadline_error;
+use crate::task::image::ImageInput;
+use crate::task::language::{LanguageModelRunner, Prompt};
 
 /// Most classes a classification output may ask for.
 pub const MAX_CLASSIFICATION: usize = 1000;
@@ -73,24 +69,23 @@ async fn run(
         TaskRunner::Captioner(c) => return caption_rows(c, inputs, requested, deadline).await,
         TaskRunner::Classifier(c) => {
             check_outputs(&requested, &[CLASSIFIER_OUTPUT, CLASSIFIER_LOGITS_OUTPUT])?;
-            let logits = classify_rows(c, inputs, deadline).await?;
-            // Logits are copied only when asked for; the probabilities reuse their rows.
-            let wants_logits = requested.iter().any(|o| o.name == CLASSIFIER_LOGITS_OUTPUT);
-            let (mut probabilities, logits) = if wants_logits {
-                (logits.clone(), Some(logits))
-            } else {
-                (logits, None)
-            };
-            for row in &mut probabilities {
-                softmax_in_place(row);
-            }
-            let mut outputs = vec![(CLASSIFIER_OUTPUT, probabilities)];
-            outputs.extend(logits.map(|logits| (CLASSIFIER_LOGITS_OUTPUT, logits)));
+            let images = image_inputs(single_input(inputs, &[CLASSIFIER_INPUT])?, c.input_spec())?;
+            let (logits, probabilities): (Vec<Vec<f32>>, Vec<Vec<f32>>) = c
+                .scores(images, deadline)
+                .await?
+                .into_iter()
+                .map(|s| (s.logits, s.probabilities))
+                .unzip();
+            let outputs = vec![
+                (CLASSIFIER_OUTPUT, probabilities),
+                (CLASSIFIER_LOGITS_OUTPUT, logits),
+            ];
             (outputs, Labels::Classes(&c.labels))
         }
         TaskRunner::LanguageModel(lm) => {
             check_outputs(&requested, &[LM_LOG_PROBS_OUTPUT])?;
-            let rows = next_token_rows(lm, inputs, deadline).await?;
+            let input = single_input(inputs, &[LM_TEXT_INPUT, LM_TOKEN_IDS_INPUT])?;
+            let rows = lm.log_probs(prompts(&input)?, deadline).await?;
             (vec![(LM_LOG_PROBS_OUTPUT, rows)], Labels::Words(lm))
         }
     };
@@ -196,19 +191,10 @@ async fn caption_rows(
         ));
     }
     let input = single_input(inputs, &[CLASSIFIER_INPUT])?;
-    let spec = captioner.input_spec().clone();
-    let images = decode_off_thread_if_large(input.data.byte_len(), move || {
-        preprocess_images(&spec, input)
-    })
-    .await?;
-    let options = captioner.options(None, None)?;
-    let captions = try_join_all(
-        images
-            .into_iter()
-            .map(|image| captioner.caption(image, options, Some(deadline))),
-    )
-    .await
-    .map_err(KilnError::from)?;
+    let images = image_inputs(input, captioner.input_spec())?;
+    let captions = captioner
+        .caption(images, CaptionRequestOptions::default(), deadline)
+        .await?;
     let names: Vec<String> = if requested.is_empty() {
         vec![CAPTION_OUTPUT.to_string()]
     } else {
@@ -236,34 +222,12 @@ async fn caption_rows(
         .collect())
 }
 
-/// Preprocess each image, then run them through the classifier's batcher together; the
-/// network's logits for each.
-async fn classify_rows(
-    classifier: &ClassifierRunner,
-    inputs: Vec<InputTensor>,
-    deadline: Instant,
-) -> Result<Vec<Vec<f32>>, KilnError> {
-    let input = single_input(inputs, &[CLASSIFIER_INPUT])?;
-    let spec = classifier.input_spec().clone();
-    let images = decode_off_thread_if_large(input.data.byte_len(), move || {
-        preprocess_images(&spec, input)
-    })
-    .await?;
-    try_join_all(
-        images
-            .into_iter()
-            .map(|image| classifier.logits(image, Some(deadline))),
-    )
-    .await
-    .map_err(KilnError::from)
-}
-
-/// Model inputs from FP32 `[N, C, H, W]` (already normalised), UINT8 `[N, H, W, C]` (pixels
-/// 0–255), or BYTES `[N]` (PNG/JPEG/WebP files).
-fn preprocess_images(
-    spec: &kiln_zoo::image_input::ImageSpec,
+/// Each image of an image input: FP32 `[N, C, H, W]` (already normalised), UINT8
+/// `[N, H, W, C]` (pixels 0–255), or BYTES `[N]` (PNG/JPEG/WebP files).
+fn image_inputs(
     input: InputTensor,
-) -> Result<Vec<Vec<f32>>, KilnError> {
+    spec: &kiln_zoo::image_input::ImageSpec,
+) -> Result<Vec<ImageInput>, KilnError> {
     let (c, h, w) = (spec.channels, spec.height, spec.width);
     let wrong_shape = |layout: &str, expected: [usize; 3]| {
         KilnError::unprocessable(format!(
@@ -275,18 +239,15 @@ fn preprocess_images(
             input.shape
         ))
     };
-    match &input.data {
+    let images = match &input.data {
         TensorData::Fp32(values) => {
             if input.shape.len() != 4 || input.shape[1..] != [c, h, w] {
                 return Err(wrong_shape("N, C, H, W", [c, h, w]));
             }
-            if values.iter().any(|v| !v.is_finite()) {
-                return Err(KilnError::unprocessable("FP32 input holds NaN or infinity"));
-            }
-            Ok(values
+            values
                 .chunks_exact(c * h * w)
-                .map(<[f32]>::to_vec)
-                .collect())
+                .map(|image| ImageInput::Tensor(image.to_vec()))
+                .collect()
         }
         TensorData::Uint8(pixels) => {
             if input.shape.len() != 4 || input.shape[1..] != [h, w, c] {
@@ -294,48 +255,33 @@ fn preprocess_images(
             }
             pixels
                 .chunks_exact(h * w * c)
-                .map(|image| {
-                    let hwc: Vec<f32> = image.iter().map(|&p| f32::from(p)).collect();
-                    spec.from_pixels(h, w, c, &hwc).map_err(KilnError::from)
+                .map(|image| ImageInput::Pixels {
+                    height: h,
+                    width: w,
+                    channels: c,
+                    values: image.iter().map(|&p| f32::from(p)).collect(),
                 })
                 .collect()
         }
-        TensorData::Bytes(files) => {
+        TensorData::Bytes(_) => {
             string_rows(&input)?;
-            files
-                .iter()
-                .map(|file| spec.decode(file).map_err(KilnError::from))
-                .collect()
+            Vec::new()
         }
-        TensorData::Int32(_) | TensorData::Int64(_) => Err(KilnError::unprocessable(
-            "an image input is FP32 [N, C, H, W], UINT8 [N, H, W, C] or BYTES [N] (encoded images)",
-        )),
-    }
+        TensorData::Int32(_) | TensorData::Int64(_) => {
+            return Err(KilnError::unprocessable(
+                "an image input is FP32 [N, C, H, W], UINT8 [N, H, W, C] or BYTES [N] (encoded images)",
+            ));
+        }
+    };
+    Ok(match input.data {
+        TensorData::Bytes(files) => files.into_iter().map(ImageInput::Encoded).collect(),
+        _ => images,
+    })
 }
 
-/// Next-token log-probabilities for each prompt: BYTES `text` `[N]`, or token ids `[N, L]`
+/// Each prompt of a language model's input: BYTES `text` `[N]`, or token ids `[N, L]`
 /// (INT64 or INT32) after which the model predicts.
-async fn next_token_rows(
-    lm: &LanguageModelRunner,
-    inputs: Vec<InputTensor>,
-    deadline: Instant,
-) -> Result<Vec<Vec<f32>>, KilnError> {
-    let input = single_input(inputs, &[LM_TEXT_INPUT, LM_TOKEN_IDS_INPUT])?;
-    let prompts = prompts(lm, &input)?;
-    for prompt in &prompts {
-        check_prompt_length(prompt.len(), &lm.config.generation, lm.context_length())?;
-    }
-    try_join_all(
-        prompts
-            .into_iter()
-            .map(|prompt| lm.log_probs(prompt, Some(deadline))),
-    )
-    .await
-    .map_err(KilnError::from)
-}
-
-/// `<bos>` and each prompt's tokens.
-fn prompts(lm: &LanguageModelRunner, input: &InputTensor) -> Result<Vec<Vec<u32>>, KilnError> {
+fn prompts(input: &InputTensor) -> Result<Vec<Prompt>, KilnError> {
     match (&input.name[..], &input.data) {
         (LM_TEXT_INPUT, TensorData::Bytes(texts)) => {
             string_rows(input)?;
@@ -343,15 +289,15 @@ fn prompts(lm: &LanguageModelRunner, input: &InputTensor) -> Result<Vec<Vec<u32>
                 .iter()
                 .map(|t| {
                     std::str::from_utf8(t)
-                        .map(|text| lm.encode_prompt(text))
+                        .map(|text| Prompt::Text(text.to_string()))
                         .map_err(|_| KilnError::bad_input("a text element is not valid UTF-8"))
                 })
                 .collect()
         }
-        (LM_TOKEN_IDS_INPUT, TensorData::Int64(ids)) => id_prompts(lm, &input.shape, ids),
+        (LM_TOKEN_IDS_INPUT, TensorData::Int64(ids)) => id_rows(&input.shape, ids),
         (LM_TOKEN_IDS_INPUT, TensorData::Int32(ids)) => {
             let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
-            id_prompts(lm, &input.shape, &ids)
+            id_rows(&input.shape, &ids)
         }
         (name, data) => Err(KilnError::unprocessable(format!(
             "input '{name}' cannot be {}: '{LM_TEXT_INPUT}' is BYTES, '{LM_TOKEN_IDS_INPUT}' INT64 or INT32",
@@ -360,35 +306,20 @@ fn prompts(lm: &LanguageModelRunner, input: &InputTensor) -> Result<Vec<Vec<u32>
     }
 }
 
-/// Rows of token ids, `[N, L]`, each checked against the vocabulary.
-fn id_prompts(
-    lm: &LanguageModelRunner,
-    shape: &[usize],
-    ids: &[i64],
-) -> Result<Vec<Vec<u32>>, KilnError> {
-    let &[rows, len] = shape else {
+/// Rows of token ids, `[N, L]`.
+fn id_rows(shape: &[usize], ids: &[i64]) -> Result<Vec<Prompt>, KilnError> {
+    let &[_, len] = shape else {
         return Err(KilnError::unprocessable(format!(
             "'{LM_TOKEN_IDS_INPUT}' must have shape [N, L], not {shape:?}"
         )));
     };
-    let vocab = lm.tokenizer.vocab_size();
-    (0..rows)
-        .map(|r| {
-            std::iter::once(Ok(BOS_ID))
-                .chain(ids[r * len..(r + 1) * len].iter().map(|&id| {
-                    usize::try_from(id)
-                        .ok()
-                        .filter(|&i| i < vocab)
-                        .map(|i| i as u32)
-                        .ok_or_else(|| {
-                            KilnError::unprocessable(format!(
-                                "token id {id} is outside this model's vocabulary of {vocab}"
-                            ))
-                        })
-                }))
-                .collect()
-        })
-        .collect()
+    if len == 0 {
+        return Ok(vec![Prompt::TokenIds(Vec::new()); shape[0]]);
+    }
+    Ok(ids
+        .chunks_exact(len)
+        .map(|row| Prompt::TokenIds(row.to_vec()))
+        .collect())
 }
 
 /// The raw scores, `[N, width]` FP32.

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use crate::error::{ErrorKind, KilnError};
 use crate::registry::ModelState;
-use crate::repository::ModelRepository;
 use crate::state::AppState;
 
 /// One model of the index.
@@ -22,8 +21,13 @@ pub struct IndexEntry {
 
 /// Every model folder of the repository and every model the server holds, by name.
 pub fn index(state: &AppState, ready_only: bool) -> Result<Vec<IndexEntry>, KilnError> {
+    let folders = state
+        .registry
+        .repository()
+        .scan()
+        .map_err(|e| KilnError::new(ErrorKind::Internal, e.to_string()))?;
     let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
-    for folder in scan(state)? {
+    for folder in folders {
         entries.insert(
             folder.name.clone(),
             IndexEntry {
@@ -58,34 +62,10 @@ pub fn index(state: &AppState, ready_only: bool) -> Result<Vec<IndexEntry>, Kiln
 
 /// Load (or reload) the model in folder `name`. Answers once it is ready or has failed.
 pub async fn load(state: &AppState, name: &str) -> Result<(), KilnError> {
-    let _one_at_a_time = state.repository_changes.lock().await;
-    let entry = scan(state)?
-        .into_iter()
-        .find(|e| e.name == name)
-        .ok_or_else(|| {
-            KilnError::new(
-                ErrorKind::NotFound,
-                format!("the model repository has no folder '{name}' with a model.toml"),
-            )
-        })?;
-    state
-        .load_entry(entry)
-        .await
-        .map_err(|reason| KilnError::bad_input(format!("failed to load '{name}': {reason}")))
+    state.registry.load(name).await
 }
 
 /// Stop serving `name`: new requests get 404 at once, requests in flight finish.
 pub async fn unload(state: &AppState, name: &str) -> Result<(), KilnError> {
-    let _one_at_a_time = state.repository_changes.lock().await;
-    if state.registry.remove(name).is_none() && !scan(state)?.iter().any(|e| e.name == name) {
-        return Err(KilnError::unknown_model(name));
-    }
-    tracing::info!(model = %name, "model unloaded");
-    Ok(())
-}
-
-fn scan(state: &AppState) -> Result<Vec<crate::repository::ModelEntry>, KilnError> {
-    ModelRepository::new(&state.settings.model_repository)
-        .scan()
-        .map_err(|e| KilnError::new(ErrorKind::Internal, e))
+    state.registry.unload(name).await
 }

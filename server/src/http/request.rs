@@ -1,10 +1,11 @@
-//! The HTTP side of deadlines and bodies: the caller's deadline from `kiln-timeout-ms` (or
-//! the server default), and body read failures as errors.
+//! The HTTP side of a request: the caller's deadline from `kiln-timeout-ms` (or the server
+//! default), and reading the body, with its failures as errors.
 
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
 
 use crate::error::{ErrorKind, KilnError};
 
@@ -28,13 +29,23 @@ pub fn request_timeout(request: &Request, default: Duration) -> Result<Duration,
         })
 }
 
-pub fn body_error(rejection: BytesRejection) -> KilnError {
-    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+/// The whole body, within the size limit.
+pub async fn read_body(request: Request) -> Result<Bytes, KilnError> {
+    Bytes::from_request(request, &()).await.map_err(body_error)
+}
+
+fn body_error(rejection: BytesRejection) -> KilnError {
+    read_error(rejection.status(), rejection.body_text())
+}
+
+/// A failure to read a body (or a part of one): 413 past the size limit, else 400.
+pub fn read_error(status: axum::http::StatusCode, detail: String) -> KilnError {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         KilnError::new(
             ErrorKind::TooLarge,
             "the request body exceeds the size limit",
         )
     } else {
-        KilnError::bad_input(rejection.body_text())
+        KilnError::bad_input(detail)
     }
 }

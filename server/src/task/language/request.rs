@@ -1,11 +1,13 @@
-//! Decoding and checking the JSON bodies of the language-model routes. Pure functions of the
-//! body bytes and the model's limits, so they can be tested and fuzzed without a server.
+//! What a language-model request asks for, checked against the model's limits: the JSON
+//! bodies of the task routes (which gRPC's messages are translated into) and the checks
+//! every protocol shares. Pure functions of the body bytes and the model's limits, so they
+//! can be tested and fuzzed without a server.
 
 use serde::Deserialize;
 
+use super::config::GenerationConfig;
+use super::sampling::SamplingParams;
 use crate::error::{ErrorKind, KilnError};
-use crate::generation::SamplingParams;
-use crate::repository::GenerationConfig;
 
 /// Next words returned when the caller does not say.
 pub const DEFAULT_TOP_K: usize = 5;

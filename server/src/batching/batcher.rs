@@ -3,44 +3,36 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
-use super::executor::{Batch, BatchExecutor, spawn_executor};
+use super::admission::Admission;
+use super::executor::{BatchExecutor, spawn_executor};
+use super::job::{Batch, Job};
 use super::{BatchObserver, BatchPolicy, InferError};
 
-/// A request admitted to a model's queue.
-pub(super) struct Job<I, O> {
-    pub input: I,
-    pub reply: oneshot::Sender<Result<O, InferError>>,
-    pub enqueued: Instant,
-    /// After this the request is answered with `DeadlineExceeded` instead of being run.
-    pub deadline: Option<Instant>,
-}
-
-/// A place in the queue, held by the caller: it is given back the moment the caller has
-/// its answer or goes away, which lets another request in.
-struct Admission {
-    _permit: OwnedSemaphorePermit,
-    observer: Arc<dyn BatchObserver>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.observer.released();
-    }
-}
-
-/// A queued request: await [`Submitted::wait`] for its answer; dropping it withdraws the
-/// request and frees its place in the queue at once.
+/// A queued request: await [`Submitted::wait`] for its answer. Dropping it withdraws the
+/// request: the batcher drops the job, and so gives its place back, at once.
 pub struct Submitted<O> {
-    reply: oneshot::Receiver<Result<O, InferError>>,
-    _admission: Admission,
+    reply: Option<oneshot::Receiver<Result<O, InferError>>>,
+    withdrawn: Arc<Notify>,
 }
 
 impl<O> Submitted<O> {
-    pub async fn wait(self) -> Result<O, InferError> {
-        self.reply.await.unwrap_or(Err(InferError::ShuttingDown))
+    pub async fn wait(mut self) -> Result<O, InferError> {
+        let reply = self
+            .reply
+            .take()
+            .expect("a submitted request is awaited once");
+        reply.await.unwrap_or(Err(InferError::ShuttingDown))
+    }
+}
+
+impl<O> Drop for Submitted<O> {
+    fn drop(&mut self) {
+        if self.reply.is_some() {
+            self.withdrawn.notify_one();
+        }
     }
 }
 
@@ -49,9 +41,8 @@ pub struct Batcher<I, O> {
     // Unbounded because places are counted by `admission`; the only jobs beyond it are
     // ones whose callers left, which the batcher discards as it reaches them.
     jobs: mpsc::UnboundedSender<Job<I, O>>,
-    admission: Arc<Semaphore>,
-    max_queue_size: usize,
-    observer: Arc<dyn BatchObserver>,
+    admission: Admission,
+    withdrawn: Arc<Notify>,
 }
 
 impl<I, O> Clone for Batcher<I, O> {
@@ -59,19 +50,20 @@ impl<I, O> Clone for Batcher<I, O> {
         Self {
             jobs: self.jobs.clone(),
             admission: self.admission.clone(),
-            max_queue_size: self.max_queue_size,
-            observer: self.observer.clone(),
+            withdrawn: self.withdrawn.clone(),
         }
     }
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    /// Start the batcher task and one executor thread per executor. Must be called within a
-    /// tokio runtime. The batcher and its threads stop once every handle is dropped and the
-    /// queue has drained.
+    /// Start the batcher task and one executor thread per executor, admitting through
+    /// `admission` (its limit is the queue's size). Must be called within a tokio runtime.
+    /// The batcher and its threads stop once every handle is dropped and the queue has
+    /// drained.
     pub fn spawn(
         name: &str,
         policy: BatchPolicy,
+        admission: Admission,
         executors: Vec<Box<dyn BatchExecutor<I, O>>>,
         observer: Arc<dyn BatchObserver>,
     ) -> std::io::Result<Self> {
@@ -79,7 +71,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             !executors.is_empty(),
             "a batcher needs at least one executor"
         );
-        assert!(policy.max_batch_size > 0 && policy.max_queue_size > 0);
+        assert!(policy.max_batch_size > 0 && admission.limit() > 0);
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (batches_tx, batches_rx) = crossbeam_channel::bounded(executors.len());
         let idle_executors = Arc::new(Semaphore::new(executors.len()));
@@ -91,20 +83,21 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 observer.clone(),
             )?;
         }
+        let withdrawn = Arc::new(Notify::new());
         let former = BatchFormer {
-            policy: policy.clone(),
+            policy,
             jobs: jobs_rx,
             pending: VecDeque::new(),
             batches: batches_tx,
             idle_executors,
-            observer: observer.clone(),
+            observer,
+            withdrawn: withdrawn.clone(),
         };
         tokio::spawn(former.run());
         Ok(Self {
             jobs: jobs_tx,
-            admission: Arc::new(Semaphore::new(policy.max_queue_size)),
-            max_queue_size: policy.max_queue_size,
-            observer,
+            admission,
+            withdrawn,
         })
     }
 
@@ -131,33 +124,25 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         input: I,
         deadline: Option<Instant>,
     ) -> Result<Submitted<O>, InferError> {
-        let permit = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| InferError::Overloaded(self.max_queue_size))?;
-        self.observer.admitted();
-        let admission = Admission {
-            _permit: permit,
-            observer: self.observer.clone(),
-        };
+        let permit = self.admission.try_admit()?;
         let (reply, receiver) = oneshot::channel();
         let job = Job {
             input,
             reply,
             enqueued: Instant::now(),
             deadline,
+            permit,
         };
         self.jobs.send(job).map_err(|_| InferError::ShuttingDown)?;
         Ok(Submitted {
-            reply: receiver,
-            _admission: admission,
+            reply: Some(receiver),
+            withdrawn: self.withdrawn.clone(),
         })
     }
 
     /// Requests queued or running.
     pub fn pending(&self) -> usize {
-        self.max_queue_size - self.admission.available_permits()
+        self.admission.taken()
     }
 }
 
@@ -170,6 +155,8 @@ struct BatchFormer<I, O> {
     batches: crossbeam_channel::Sender<Batch<I, O>>,
     idle_executors: Arc<Semaphore>,
     observer: Arc<dyn BatchObserver>,
+    /// Woken when a caller withdraws its request.
+    withdrawn: Arc<Notify>,
 }
 
 impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
@@ -209,11 +196,11 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
     /// Take arrivals until the batch is full, reaches a preferred size, or the oldest job has
     /// waited `max_queue_delay`. Returns false when no more jobs can ever arrive.
     async fn gather_until_due(&mut self) -> bool {
-        let Some(oldest) = self.pending.front() else {
-            return true;
-        };
-        let deadline = oldest.enqueued + self.policy.max_queue_delay;
         while !self.is_due_by_size() {
+            let Some(oldest) = self.pending.front() else {
+                return true;
+            };
+            let deadline = oldest.enqueued + self.policy.max_queue_delay;
             // Tokio rounds timers up to the next millisecond; once the deadline has passed,
             // take only what has already arrived instead of sleeping.
             if Instant::now() >= deadline {
@@ -225,6 +212,7 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
                     Some(job) => self.pending.push_back(job),
                     None => return false,
                 },
+                _ = self.withdrawn.notified() => self.drop_withdrawn(),
                 _ = sleep_until(deadline) => break,
             }
         }
@@ -251,12 +239,18 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
             tokio::select! {
                 biased;
                 permit = self.idle_executors.clone().acquire_owned() => return permit.ok(),
+                _ = self.withdrawn.notified() => self.drop_withdrawn(),
                 job = self.jobs.recv(), if room => match job {
                     Some(job) => self.pending.push_back(job),
                     None => *open = false,
                 },
             }
         }
+    }
+
+    /// Drop the queued jobs whose callers went away, giving their places back.
+    fn drop_withdrawn(&mut self) {
+        self.pending.retain(|job| !job.is_abandoned());
     }
 
     /// Up to `max_batch_size` of the oldest jobs that are within their deadline and whose
@@ -269,12 +263,12 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
                 break;
             };
             if job.deadline.is_some_and(|d| d <= now) {
-                self.observer.expired();
-                let _ = job.reply.send(Err(InferError::DeadlineExceeded));
+                let Job { reply, permit, .. } = job;
+                drop(permit);
+                let _ = reply.send(Err(InferError::DeadlineExceeded));
                 continue;
             }
-            if job.reply.is_closed() {
-                self.observer.abandoned();
+            if job.is_abandoned() {
                 continue;
             }
             self.observer.dequeued(job.enqueued.elapsed());

@@ -1,0 +1,16 @@
+//! The model's metrics as the batcher's observer.
+
+use std::time::Duration;
+
+use super::BatchObserver;
+use crate::metrics::ModelMetrics;
+
+impl BatchObserver for ModelMetrics {
+    fn dequeued(&self, waited: Duration) {
+        self.record_queued(waited);
+    }
+
+    fn executed(&self, size: usize, compute: Duration) {
+        self.record_batch(size, compute);
+    }
+}

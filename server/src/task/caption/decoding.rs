@@ -1,0 +1,121 @@
+//! Captioning on the step loop: a thread that owns the captioner and batches both stages.
+//! Starting requests encodes their images together in one encoder batch and opens their
+//! searches; each step then feeds one token to every live hypothesis of every request in a
+//! single decoder batch, each hypothesis with its own state.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use kiln_zoo::captioning::captioner::{Caption, CaptionOptions, Captioner};
+use kiln_zoo::captioning::search::CaptionSearch;
+use tokio::sync::oneshot;
+
+use super::metrics::CaptionMetrics;
+use crate::batching::{ExecutorError, InferError, Running, StepModel, Waiting};
+use crate::task::LoadError;
+
+/// How the loop schedules.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptionPolicy {
+    /// Most images encoded together.
+    pub max_encoder_batch_size: usize,
+    /// Most hypotheses decoded together; a request reserves its `beam_size`.
+    pub max_active_hypotheses: usize,
+}
+
+/// One captioning request.
+pub struct CaptionJob {
+    /// The image as the captioner takes it, `[3, 64, 64]`.
+    pub image: Vec<f32>,
+    pub options: CaptionOptions,
+    pub reply: oneshot::Sender<Result<Caption, InferError>>,
+}
+
+/// The captioner behind the loop.
+pub struct CaptionDecoder {
+    pub captioner: Captioner,
+    pub reload: Box<dyn Fn() -> Result<Captioner, LoadError> + Send>,
+    pub policy: CaptionPolicy,
+    pub metrics: CaptionMetrics,
+}
+
+impl StepModel for CaptionDecoder {
+    type Request = CaptionJob;
+    type State = CaptionSearch;
+
+    /// As many waiting images as the decoder has room for, up to one encoder batch; a
+    /// request always runs when nothing else does, whatever its beam.
+    fn room(&self, running: &[Running<Self>], waiting: &VecDeque<Waiting<CaptionJob>>) -> usize {
+        let mut reserved: usize = running.iter().map(|r| r.request.options.beam_size).sum();
+        let mut count = 0;
+        for job in waiting.iter().take(self.policy.max_encoder_batch_size) {
+            let beam = job.request.options.beam_size;
+            let alone = running.is_empty() && count == 0;
+            if reserved + beam > self.policy.max_active_hypotheses && !alone {
+                break;
+            }
+            reserved += beam;
+            count += 1;
+        }
+        count
+    }
+
+    fn start(
+        &mut self,
+        joining: &mut [Waiting<CaptionJob>],
+    ) -> Result<Vec<CaptionSearch>, ExecutorError> {
+        for job in joining.iter() {
+            self.metrics.model.record_queued(job.queued_at.elapsed());
+        }
+        let images: Vec<Vec<f32>> = joining
+            .iter_mut()
+            .map(|j| std::mem::take(&mut j.request.image))
+            .collect();
+        let started = Instant::now();
+        let states = self.captioner.start(&images).map_err(ExecutorError::new)?;
+        self.metrics.encoded(images.len(), started.elapsed());
+        Ok(states
+            .into_iter()
+            .zip(joining.iter())
+            .map(|(state, job)| CaptionSearch::new(state, job.request.options))
+            .collect())
+    }
+
+    fn step(&mut self, running: &mut [Running<Self>]) -> Result<(), ExecutorError> {
+        let started = Instant::now();
+        let searches = running.iter_mut().map(|r| &mut r.state);
+        let hypotheses = self
+            .captioner
+            .step_searches(searches)
+            .map_err(ExecutorError::new)?;
+        self.metrics.decoded(hypotheses, started.elapsed());
+        Ok(())
+    }
+
+    fn is_done(&self, running: &Running<Self>) -> bool {
+        running.state.is_done()
+    }
+
+    fn finish(&self, request: CaptionJob, search: CaptionSearch) {
+        let caption = search.caption(self.captioner.vocabulary());
+        let _ = request.reply.send(Ok(caption));
+    }
+
+    fn reload(&mut self) -> Result<(), ExecutorError> {
+        self.captioner = (self.reload)().map_err(ExecutorError::new)?;
+        Ok(())
+    }
+
+    fn is_abandoned(&self, request: &CaptionJob) -> bool {
+        request.reply.is_closed()
+    }
+
+    fn fail(&self, request: CaptionJob, error: InferError) {
+        let _ = request.reply.send(Err(error));
+    }
+
+    fn observe(&self, running: &[Running<Self>]) {
+        let live: usize = running.iter().map(|r| r.state.live_count()).sum();
+        self.metrics.active_hypotheses.set(live as f64);
+    }
+}

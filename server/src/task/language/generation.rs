@@ -1,0 +1,247 @@
+//! Text generation on the step loop: a thread that owns a copy of the network and runs
+//! iteration-level (continuous) batching. Starting a request prefills its prompt and picks
+//! its first token; each step then feeds one token to every running sequence in a single
+//! batch, each with its own recurrent state or key/value cache. Without continuous batching
+//! a batch is admitted only when the previous one has wholly finished (static batching, for
+//! comparison).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kiln_zoo::language_model::{LanguageModel, SequenceState};
+use kiln_zoo::text::tokenizer::{BOS_ID, EOS_ID, Tokenizer, UNK_ID};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::events::{FinishReason, GenerationEvent};
+use super::metrics::GenerationMetrics;
+use super::sampling::{SamplingParams, sample};
+use crate::batching::{ExecutorError, InferError, Running, StepModel, Waiting};
+
+/// Tokens never generated: `<bos>` only starts a prompt and `<unk>` is not a word.
+const BANNED: [u32; 2] = [BOS_ID, UNK_ID];
+const BANNED_WITH_EOS: [u32; 3] = [BOS_ID, UNK_ID, EOS_ID];
+
+/// One generation request.
+#[derive(Debug)]
+pub struct GenerationJob {
+    /// `<bos>` and the prompt's tokens.
+    pub prompt: Vec<u32>,
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    pub seed: u64,
+    /// Generation ends before any of these strings would appear in the text.
+    pub stop: Vec<String>,
+    /// Never end at `<eos>`: only `max_tokens`, a stop string or the context end it.
+    pub ignore_eos: bool,
+    pub events: UnboundedSender<GenerationEvent>,
+}
+
+/// How the loop schedules.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerPolicy {
+    pub max_active_sequences: usize,
+    pub continuous_batching: bool,
+}
+
+/// A running sequence's state.
+pub struct Sequence {
+    state: Option<SequenceState>,
+    last_token: u32,
+    generated: usize,
+    text: String,
+    rng: StdRng,
+    last_token_at: Instant,
+    started: Instant,
+    finished: Option<FinishReason>,
+}
+
+/// The network behind the generation loop, with what it needs to pick and spell tokens.
+pub struct Generator {
+    pub model: LanguageModel,
+    pub reload: Box<dyn Fn() -> Result<LanguageModel, crate::task::LoadError> + Send>,
+    pub tokenizer: Arc<Tokenizer>,
+    pub policy: SchedulerPolicy,
+    pub metrics: GenerationMetrics,
+}
+
+impl StepModel for Generator {
+    type Request = GenerationJob;
+    type State = Sequence;
+
+    fn room(
+        &self,
+        running: &[Running<Self>],
+        _waiting: &VecDeque<Waiting<GenerationJob>>,
+    ) -> usize {
+        if !self.policy.continuous_batching && !running.is_empty() {
+            return 0;
+        }
+        self.policy
+            .max_active_sequences
+            .saturating_sub(running.len())
+    }
+
+    fn start(
+        &mut self,
+        joining: &mut [Waiting<GenerationJob>],
+    ) -> Result<Vec<Sequence>, ExecutorError> {
+        let mut sequences = Vec::with_capacity(joining.len());
+        for waiting in joining.iter() {
+            let job = &waiting.request;
+            self.metrics
+                .queue_duration
+                .record(waiting.queued_at.elapsed().as_secs_f64());
+            let started = Instant::now();
+            let (log_probs, state) = self
+                .model
+                .prefill(&job.prompt)
+                .map_err(ExecutorError::new)?;
+            self.metrics
+                .prefill_duration
+                .record(started.elapsed().as_secs_f64());
+            let mut sequence = Sequence {
+                state: Some(state),
+                last_token: BOS_ID,
+                generated: 0,
+                text: String::new(),
+                rng: StdRng::seed_from_u64(job.seed),
+                last_token_at: waiting.queued_at,
+                started: waiting.queued_at,
+                finished: None,
+            };
+            self.choose_next(job, &mut sequence, &log_probs);
+            sequences.push(sequence);
+        }
+        Ok(sequences)
+    }
+
+    fn step(&mut self, running: &mut [Running<Self>]) -> Result<(), ExecutorError> {
+        let tokens: Vec<u32> = running.iter().map(|r| r.state.last_token).collect();
+        let states: Vec<SequenceState> = running
+            .iter_mut()
+            .map(|r| {
+                r.state
+                    .state
+                    .take()
+                    .expect("running sequences hold their state")
+            })
+            .collect();
+        let started = Instant::now();
+        let (log_probs, states) = self
+            .model
+            .decode(&tokens, states)
+            .map_err(ExecutorError::new)?;
+        self.metrics.step(tokens.len(), started.elapsed());
+        for ((r, state), log_probs) in running.iter_mut().zip(states).zip(log_probs) {
+            r.state.state = Some(state);
+            self.choose_next(&r.request, &mut r.state, &log_probs);
+        }
+        Ok(())
+    }
+
+    fn is_done(&self, running: &Running<Self>) -> bool {
+        running.state.finished.is_some()
+    }
+
+    fn finish(&self, request: GenerationJob, state: Sequence) {
+        let reason = state.finished.unwrap_or(FinishReason::Length);
+        self.metrics.finished(reason);
+        let _ = request.events.send(GenerationEvent::Finished {
+            reason,
+            prompt_tokens: request.prompt.len() - 1,
+            completion_tokens: state.generated,
+            text: state.text,
+        });
+    }
+
+    fn reload(&mut self) -> Result<(), ExecutorError> {
+        self.model = (self.reload)().map_err(ExecutorError::new)?;
+        Ok(())
+    }
+
+    fn is_abandoned(&self, request: &GenerationJob) -> bool {
+        request.events.is_closed()
+    }
+
+    fn fail(&self, request: GenerationJob, error: InferError) {
+        if matches!(error, InferError::Backend(_)) {
+            self.metrics.failed.increment(1);
+        }
+        let _ = request.events.send(GenerationEvent::Failed(error));
+    }
+
+    fn abandoned(&self, count: usize) {
+        self.metrics.canceled.increment(count as u64);
+    }
+
+    fn observe(&self, running: &[Running<Self>]) {
+        self.metrics.active_sequences.set(running.len() as f64);
+    }
+}
+
+impl Generator {
+    /// Sample the next token, send it, and decide whether the sequence is done.
+    fn choose_next(&self, job: &GenerationJob, sequence: &mut Sequence, log_probs: &[f32]) {
+        let banned: &[u32] = if job.ignore_eos {
+            &BANNED_WITH_EOS
+        } else {
+            &BANNED
+        };
+        let (token, logprob) = sample(log_probs, &job.sampling, banned, &mut sequence.rng);
+        if token == EOS_ID {
+            sequence.finished = Some(FinishReason::EndOfText);
+            return;
+        }
+        let previous = if sequence.generated == 0 {
+            job.prompt.last().copied()
+        } else {
+            Some(sequence.last_token)
+        };
+        let piece = self.tokenizer.continuation(previous, token);
+        let candidate = format!("{}{piece}", sequence.text);
+        if job
+            .stop
+            .iter()
+            .any(|s| !s.is_empty() && candidate.contains(s.as_str()))
+        {
+            sequence.finished = Some(FinishReason::StopSequence);
+            return;
+        }
+        let now = Instant::now();
+        if sequence.generated == 0 {
+            self.metrics
+                .time_to_first_token
+                .record((now - sequence.started).as_secs_f64());
+        } else {
+            self.metrics
+                .inter_token_latency
+                .record((now - sequence.last_token_at).as_secs_f64());
+        }
+        sequence.last_token_at = now;
+        sequence.text = candidate;
+        sequence.generated += 1;
+        sequence.last_token = token;
+        self.metrics.tokens.increment(1);
+        let _ = job.events.send(GenerationEvent::Token {
+            id: token,
+            text: piece,
+            logprob,
+        });
+        let context_full = match (
+            sequence
+                .state
+                .as_ref()
+                .and_then(SequenceState::context_used),
+            self.model.context_length(),
+        ) {
+            (Some(used), Some(limit)) => used >= limit,
+            _ => false,
+        };
+        if sequence.generated >= job.max_tokens || context_full {
+            sequence.finished = Some(FinishReason::Length);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The step loop on its own, with a fake model: a panic reloads the model, a request whose
+//! deadline passes while it waits is answered without being started, and every request
+//! holds its place from submission until its answer.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use kiln_server::batching::{
+    Admission, ExecutorError, InferError, Running, StepLoop, StepModel, Waiting,
+};
+use tokio::sync::oneshot;
+
+/// Doubles its value over `steps` steps; a request of 13 panics while running.
+struct Job {
+    value: u32,
+    steps: usize,
+    reply: oneshot::Sender<Result<u32, InferError>>,
+}
+
+#[derive(Default)]
+struct Log {
+    started: Mutex<Vec<u32>>,
+    reloads: AtomicUsize,
+}
+
+struct Doubler {
+    log: Arc<Log>,
+    /// One message lets one step run, when set.
+    gate: Option<Mutex<mpsc::Receiver<()>>>,
+    /// Requests running at once.
+    room: usize,
+}
+
+impl StepModel for Doubler {
+    type Request = Job;
+    type State = usize;
+
+    fn room(&self, running: &[Running<Self>], _: &VecDeque<Waiting<Job>>) -> usize {
+        self.room - running.len()
+    }
+
+    fn start(&mut self, joining: &mut [Waiting<Job>]) -> Result<Vec<usize>, ExecutorError> {
+        let mut log = self.log.started.lock().unwrap();
+        log.extend(joining.iter().map(|w| w.request.value));
+        Ok(joining.iter().map(|w| w.request.steps).collect())
+    }
+
+    fn step(&mut self, running: &mut [Running<Self>]) -> Result<(), ExecutorError> {
+        if let Some(gate) = &self.gate {
+            gate.lock().unwrap().recv().unwrap();
+        }
+        for r in running.iter_mut() {
+            if r.request.value == 13 {
+                panic!("unlucky request");
+            }
+            r.state -= 1;
+        }
+        Ok(())
+    }
+
+    fn is_done(&self, running: &Running<Self>) -> bool {
+        running.state == 0
+    }
+
+    fn finish(&self, request: Job, _: usize) {
+        let _ = request.reply.send(Ok(request.value * 2));
+    }
+
+    fn reload(&mut self) -> Result<(), ExecutorError> {
+        self.log.reloads.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn is_abandoned(&self, request: &Job) -> bool {
+        request.reply.is_closed()
+    }
+
+    fn fail(&self, request: Job, error: InferError) {
+        let _ = request.reply.send(Err(error));
+    }
+}
+
+fn submit(
+    step_loop: &StepLoop<Job>,
+    value: u32,
+    steps: usize,
+    deadline: Option<tokio::time::Instant>,
+) -> oneshot::Receiver<Result<u32, InferError>> {
+    let (reply, answer) = oneshot::channel();
+    step_loop
+        .submit(
+            Job {
+                value,
+                steps,
+                reply,
+            },
+            deadline,
+        )
+        .unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn a_panic_fails_its_requests_and_reloads_the_model() {
+    let log = Arc::new(Log::default());
+    let model = Doubler {
+        log: log.clone(),
+        gate: None,
+        room: 4,
+    };
+    let step_loop = StepLoop::spawn("test-panic".into(), model, Admission::new(8)).unwrap();
+    let failed = submit(&step_loop, 13, 2, None).await.unwrap();
+    match failed {
+        Err(InferError::Backend(message)) => assert!(message.contains("unlucky"), "{message}"),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    assert_eq!(log.reloads.load(Ordering::SeqCst), 1);
+    assert_eq!(submit(&step_loop, 21, 3, None).await.unwrap(), Ok(42));
+    assert_eq!(log.reloads.load(Ordering::SeqCst), 1);
+    assert_eq!(step_loop.pending(), 0);
+}
+
+#[tokio::test]
+async fn a_request_whose_deadline_passes_while_queued_is_never_started() {
+    let (go, gate) = mpsc::channel();
+    let log = Arc::new(Log::default());
+    let model = Doubler {
+        log: log.clone(),
+        gate: Some(Mutex::new(gate)),
+        room: 1,
+    };
+    let step_loop = StepLoop::spawn("test-deadline".into(), model, Admission::new(8)).unwrap();
+    // The first request takes the only room and holds it until its steps are let through.
+    let first = submit(&step_loop, 1, 2, None);
+    while log.started.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let late = submit(&step_loop, 2, 1, Some(tokio::time::Instant::now()));
+    // Both hold a place: the running request and the queued one.
+    assert_eq!(step_loop.pending(), 2);
+    go.send(()).unwrap();
+    assert_eq!(late.await.unwrap(), Err(InferError::DeadlineExceeded));
+    go.send(()).unwrap();
+    assert_eq!(first.await.unwrap(), Ok(2));
+    assert_eq!(*log.started.lock().unwrap(), vec![1]);
+    assert_eq!(step_loop.pending(), 0);
+}
+
+#[tokio::test]
+async fn a_full_queue_is_refused_at_once() {
+    let (go, gate) = mpsc::channel();
+    let model = Doubler {
+        log: Arc::default(),
+        gate: Some(Mutex::new(gate)),
+        room: 1,
+    };
+    let step_loop = StepLoop::spawn("test-full".into(), model, Admission::new(2)).unwrap();
+    let first = submit(&step_loop, 1, 1, None);
+    let second = submit(&step_loop, 2, 1, None);
+    let (reply, _answer) = oneshot::channel();
+    let refused = step_loop.submit(
+        Job {
+            value: 3,
+            steps: 1,
+            reply,
+        },
+        None,
+    );
+    assert_eq!(refused, Err(InferError::Overloaded(2)));
+    go.send(()).unwrap();
+    go.send(()).unwrap();
+    assert_eq!(first.await.unwrap(), Ok(2));
+    assert_eq!(second.await.unwrap(), Ok(4));
+}
