@@ -31,3 +31,12 @@ pub enum CommandError {
     #[error("{0}")]
     Usage(String),
 }
+
+/// Create `path` and its parents, for a model folder to write into.
+#[cfg(feature = "train")]
+fn create_dir(path: &std::path::Path) -> Result<(), CommandError> {
+    std::fs::create_dir_all(path).map_err(|source| CommandError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -53,10 +53,7 @@ pub fn run(args: &TrainArgs) -> Result<(), CommandError> {
         );
     })?;
 
-    std::fs::create_dir_all(out).map_err(|source| CommandError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    super::create_dir(out)?;
     let net = kiln_zoo::classifier::ClassifierNet::LeNet5(model);
     save_burnpack(&net, &out.join("weights.bpk"))?;
     let labels = out.join("labels.txt");

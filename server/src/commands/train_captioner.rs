@@ -60,10 +60,7 @@ pub fn run(args: &TrainArgs, architecture: CaptionerArchitecture) -> Result<(), 
         );
     })?;
 
-    std::fs::create_dir_all(&out).map_err(|source| CommandError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    super::create_dir(&out)?;
     captioner.save(&out.join(WEIGHTS_FILE))?;
     let config = ModelConfig::Caption(CaptionerModelConfig {
         version: "1".into(),

@@ -52,13 +52,9 @@ pub fn run(args: &TrainArgs, preset: &LanguagePreset) -> Result<(), CommandError
                 r.validation.top5 * 100.0,
                 started.elapsed().as_secs_f64()
             );
-        })
-        ?;
+        })?;
 
-    std::fs::create_dir_all(&out).map_err(|source| CommandError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    super::create_dir(&out)?;
     model.save(&out.join(WEIGHTS_FILE))?;
     tokenizer.save(&out.join(VOCAB_FILE))?;
     let config = ModelConfig::LanguageModel(LanguageModelConfig {
