@@ -1,7 +1,8 @@
 //! Inference on raw tensors for every model: what `POST /v2/models/{m}/infer` and gRPC
-//! `ModelInfer` do once their wire format is decoded. Each row of a request goes to the
-//! model's batcher as its own item, all at once, so the rows of one request and those of
-//! concurrent requests share batches — the same batcher the task routes use.
+//! `ModelInfer` do once their wire format is decoded. The tensor's rows become the task's
+//! own inputs and go to its entry point together, each as its own item, so the rows of one
+//! request and those of concurrent requests share batches — the same batcher or step loop
+//! the task routes use.
 
 use std::time::Duration;
 
