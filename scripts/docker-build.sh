@@ -7,11 +7,19 @@
 #     toolchain (the one `rustc` here runs);
 #   - the crates come from `cargo vendor` into vendor/, which the Dockerfile prefers to
 #     the registry when present.
-# Base images already present (pulled, or made by an earlier run) are kept.
+# Base images already present (pulled, or made by an earlier run) are kept. Installs
+# debootstrap from Debian if missing.
 #
 #   scripts/docker-build.sh [DOCKER_BUILD_ARGS...]     e.g. --build-arg FEATURES=wgpu
+#   scripts/docker-build.sh --base-images-only         only the two base images
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/setup.sh
+base_images_only=false
+if [ "${1:-}" = --base-images-only ]; then
+    base_images_only=true
+    shift
+fi
 tag=${KILN_IMAGE:-kiln:local}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 runtime_image=debian:bookworm-slim
@@ -21,9 +29,7 @@ have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # debian_rootfs DIR [PACKAGES]: minimal Debian bookworm in DIR, slimmed.
 debian_rootfs() {
-    if ! command -v debootstrap >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
-    fi
+    need_packages debootstrap
     local include=()
     [ -n "${2:-}" ] && include=(--include="$2")
     debootstrap --variant=minbase "${include[@]}" bookworm "$1" "$mirror" >/dev/null
@@ -51,6 +57,8 @@ if ! have_image "$rust_image"; then
         --change 'ENV CARGO_HOME=/usr/local/cargo' \
         --change 'CMD ["bash"]' - "$rust_image" >/dev/null
 fi
+
+$base_images_only && exit 0
 
 echo "vendoring crates into vendor/"
 cargo vendor --locked --quiet --no-delete vendor >/dev/null

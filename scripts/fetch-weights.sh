@@ -18,10 +18,11 @@ if [ "$model" != efficientnet-lite0 ]; then
     exit 2
 fi
 
-kiln=${KILN_BIN:-target/debug/kiln}
+# The conversion is `kiln export`: KILN_BIN names the binary to use (the test suite passes
+# the one its build made); otherwise the release binary, built if missing.
+kiln=${KILN_BIN:-target/release/kiln}
 if [ -z "${KILN_BIN:-}" ]; then
-    # The same features as the test suite, so the binary it builds is reused.
-    cargo build --quiet --workspace --bins --features kiln-zoo/train,kiln-zoo/fault-injection
+    cargo build --release --quiet -p kiln-server
 fi
 
 work=$(mktemp -d)

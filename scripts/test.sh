@@ -1,34 +1,64 @@
 #!/usr/bin/env bash
-# Runs Kiln's test suite on a fresh machine: installs what the tests need first
-# (Debian's Fashion-MNIST, SWORD Bible texts and Prometheus packages, cargo-nextest;
-# Triton's Python clients, and PyTorch with torchvision, in virtual environments; the
-# EfficientNet-Lite0 weights), then runs every test: the Rust suite, the interop suite that
-# drives the kiln binary with tritonclient over HTTP and gRPC, the GPU suite on Mesa's software
-# Vulkan (wgpu against the CPU backend, half precision, the memory limit), the parity suite that
-# checks the CNN zoo against PyTorch, and the deployment suite that builds the Docker image
-# offline and runs it with docker run, compose (Prometheus, nginx) and the Kubernetes manifests.
+# Kiln's test suite on a fresh machine. Installs what the tests need when it is missing —
+# Debian's Fashion-MNIST, the SWORD Bibles, Prometheus, Mesa's software Vulkan,
+# docker-compose and debootstrap; cargo-nextest; Triton's Python clients, PyTorch with
+# torchvision and onnxruntime, and the deployment tests' packages in virtual environments
+# under target/; the EfficientNet-Lite0 weights — then runs every suite:
+#   1. the Rust suite (cargo nextest): unit and integration tests, the fuzzers' kept inputs
+#      replayed, and the GPU suite (wgpu on Mesa's software Vulkan against the CPU backend);
+#   2. interop: Triton's own clients (tritonclient, HTTP and gRPC) against the kiln binary;
+#   3. parity: the CNN zoo against PyTorch and the ONNX model against onnxruntime;
+#   4. deployment: the Docker image built offline, with docker run, compose, the scaled-out
+#      stack and the Kubernetes manifests (a Docker engine must be running).
+# Suites 1–3 share one dev build (features in scripts/lib/setup.sh); the image's build stage
+# is the one release build. The Python environments and Docker's base images are prepared in
+# the background while the Rust build compiles.
+#
+#   scripts/test.sh [NEXTEST_ARGS...]             everything
+#   scripts/test.sh --quick [NEXTEST_ARGS...]     the Rust tests on the CPU backend only
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/setup.sh
+source scripts/lib/steps.sh
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-# Debian packages: the Fashion-MNIST data set, the World English Bible and Reina-Valera 1909
-# (the language models' corpora), and Prometheus for the scrape test.
-missing=()
-[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
-[ -d /usr/share/sword/modules/texts/ztext/engWEB2015eb ] || missing+=(sword-text-web)
-[ -d /usr/share/sword/modules/texts/ztext/spaRV1909eb ] || missing+=(sword-text-sparv)
-command -v prometheus >/dev/null || missing+=(prometheus)
-if [ ${#missing[@]} -gt 0 ]; then
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
-if ! cargo nextest --version >/dev/null 2>&1; then
-    cargo install --locked cargo-nextest
+if [ "${1:-}" = --quick ]; then
+    shift
+    need_packages dataset-fashion-mnist sword-text-web sword-text-sparv prometheus
+    need_nextest
+    # No wgpu: the GPU suite and the Python suites are left to the full run.
+    exec cargo nextest run --workspace --features kiln-server/train,kiln-zoo/fault-injection "$@"
 fi
 
-cargo nextest run --workspace --features kiln-zoo/train,kiln-zoo/fault-injection "$@"
-scripts/gpu-test.sh
-scripts/interop.sh
-scripts/parity.sh
+step "install Debian packages, cargo-nextest" bash -c 'source scripts/lib/setup.sh; need_test_packages; need_nextest'
+
+# Downloads that need no CPU to speak of run beside the Rust build.
+mkdir -p target/prepare
+background() {
+    local name=$1
+    shift
+    ( began=$SECONDS; status=0; "$@" >"target/prepare/$name.log" 2>&1 || status=$?
+      echo "$((SECONDS - began)) $status" >"target/prepare/$name.done" ) &
+}
+wait_background() {
+    local name=$1 secs status
+    while [ ! -f "target/prepare/$name.done" ]; do sleep 1; done
+    read -r secs status <"target/prepare/$name.done"
+    note_step "$name (in the background)" "$secs" "$([ "$status" = 0 ] && echo ok || echo "failed ($status)")"
+    if [ "$status" != 0 ]; then
+        cat "target/prepare/$name.log" >&2
+        return 1
+    fi
+}
+rm -f target/prepare/*.done
+background python-environments bash -c 'source scripts/lib/setup.sh; need_interop_venv; need_torch_venv; need_deploy_venv'
+background docker-base-images scripts/docker-build.sh --base-images-only
+
+# Mesa's window-system code asks for a session folder; a private one keeps its log quiet.
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+step "Rust build (dev, one feature set)" cargo nextest run --no-run --workspace --features "$KILN_TEST_FEATURES"
+step "Rust tests (nextest, incl. GPU suite)" cargo nextest run --workspace --features "$KILN_TEST_FEATURES" "$@"
+wait_background python-environments
+step "interop (tritonclient)" scripts/interop.sh
+step "parity (PyTorch, onnxruntime)" scripts/parity.sh
+wait_background docker-base-images
 scripts/deploy-test.sh
