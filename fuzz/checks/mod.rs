@@ -5,9 +5,7 @@
 // Each fuzz target calls one of these; the replay test calls them all.
 #![allow(dead_code)]
 
-use kiln_server::http::input::{
-    decode_caption_json, decode_image_bytes, decode_json_input,
-};
+use kiln_server::http::input::{decode_caption_json, decode_image_bytes, decode_json_input};
 use kiln_server::http::v2_codec::{decode_infer, encode_infer};
 use kiln_server::repository::GenerationConfig;
 use kiln_server::task::language::request::{decode_generate, decode_next_word};
@@ -108,7 +106,11 @@ pub fn v2_infer_body(data: &[u8]) {
                 })
                 .collect();
             let encoded = encode_infer("m", "1", decoded.id.as_deref(), &outputs, |i| i % 2 == 0);
-            assert!(encoded.header_length.is_some_and(|n| n <= encoded.body.len()));
+            assert!(
+                encoded
+                    .header_length
+                    .is_some_and(|n| n <= encoded.body.len())
+            );
         }
         Err(e) => assert!(!e.message.is_empty()),
     }

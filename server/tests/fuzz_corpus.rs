@@ -76,12 +76,16 @@ fn v2_infer_body_corpus() {
 
 #[test]
 fn every_fuzz_target_is_replayed() {
-    let targets = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/fuzz_targets"))
-        .expect("the fuzz targets folder")
-        .map(|entry| {
-            let path = entry.expect("a folder entry").path();
-            path.file_stem().expect("a file name").to_string_lossy().into_owned()
-        });
+    let targets =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/fuzz_targets"))
+            .expect("the fuzz targets folder")
+            .map(|entry| {
+                let path = entry.expect("a folder entry").path();
+                path.file_stem()
+                    .expect("a file name")
+                    .to_string_lossy()
+                    .into_owned()
+            });
     for target in targets {
         assert!(
             checks::TARGETS.iter().any(|(name, _)| *name == target),
