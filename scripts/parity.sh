@@ -14,6 +14,6 @@ cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
 
 need_torch_venv
-cargo build --quiet --workspace --bins --features "$KILN_TEST_FEATURES"
+need_test_binaries
 [ -f models/efficientnet-lite0/weights.bpk ] || KILN_BIN=target/debug/kiln scripts/fetch-weights.sh efficientnet-lite0
 KILN_BIN=target/debug/kiln target/torch-venv/bin/pytest -q tests/parity "$@"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Kiln's test suite on a fresh machine. Installs what the tests need when it is missing —
 # Debian's Fashion-MNIST, the SWORD Bibles, Prometheus, Mesa's software Vulkan,
-# docker-compose and debootstrap; cargo-nextest; Triton's Python clients, PyTorch with
+# docker-compose and debootstrap; cargo-nextest; Triton's and OpenAI's Python clients, PyTorch with
 # torchvision and onnxruntime, and the deployment tests' packages in virtual environments
 # under target/; the EfficientNet-Lite0 weights — then runs every suite:
 #   1. the Rust suite (cargo nextest): unit and integration tests, the fuzzers' kept inputs
 #      replayed, and the GPU suite (wgpu on Mesa's software Vulkan against the CPU backend);
-#   2. interop: Triton's own clients (tritonclient, HTTP and gRPC) against the kiln binary;
+#   2. interop: Triton's own clients (tritonclient, HTTP and gRPC) and the official `openai`
+#      client against the kiln binary;
 #   3. parity: the CNN zoo against PyTorch and the ONNX model against onnxruntime;
 #   4. deployment: the Docker image built offline, with docker run, compose, the scaled-out
 #      stack and the Kubernetes manifests (a Docker engine must be running).
@@ -58,7 +59,7 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 step "Rust build (dev, one feature set)" cargo nextest run --no-run --workspace --features "$KILN_TEST_FEATURES"
 step "Rust tests (nextest, incl. GPU suite)" cargo nextest run --workspace --features "$KILN_TEST_FEATURES" "$@"
 wait_background python-environments
-step "interop (tritonclient)" scripts/interop.sh
+step "interop (tritonclient, openai)" scripts/interop.sh
 step "parity (PyTorch, onnxruntime)" scripts/parity.sh
 wait_background docker-base-images
 scripts/deploy-test.sh

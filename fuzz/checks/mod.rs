@@ -13,8 +13,11 @@ use kiln_server::v2::tensor::{DataType, OutputTensor, TensorData};
 use kiln_zoo::data::idx::parse_idx;
 use kiln_zoo::text::tokenizer::Tokenizer;
 
+/// What a fuzz target checks of one input.
+pub type Check = fn(&[u8]);
+
 /// The fuzz targets by name, as `cargo fuzz list` names them.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Check); 5] = [
     ("classify_json", classify_json),
     ("generate_json", generate_json),
     ("idx_file", idx_file),

@@ -35,6 +35,14 @@ need_venv() {
     "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
 }
 
+# The test build's binaries (target/debug/kiln), for the suites that drive a real process.
+# Built as `cargo test` builds them — features resolved with the dev-dependencies — so after
+# the Rust suite's build this is a no-op: `cargo build --bins` resolves features without the
+# dev-dependencies and would compile half the graph a second time.
+need_test_binaries() {
+    cargo test --no-run --quiet --workspace --features "$KILN_TEST_FEATURES"
+}
+
 need_nextest() {
     cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 }
@@ -42,8 +50,8 @@ need_nextest() {
 # The Python environments of the test suites, by name (used by the suites and by
 # scripts/test.sh, which prepares them while the Rust build runs).
 need_interop_venv() {
-    need_venv target/interop-venv python3 'tritonclient.http, tritonclient.grpc, pytest, numpy' \
-        'tritonclient[http,grpc]==2.73.0' 'pytest==8.*' numpy
+    need_venv target/interop-venv python3 'tritonclient.http, tritonclient.grpc, openai, pytest, numpy' \
+        'tritonclient[http,grpc]==2.73.0' 'openai==3.60.*' 'pytest==8.*' numpy
 }
 need_torch_venv() {
     need_venv target/torch-venv python3 'torch, torchvision, skimage, safetensors, onnx, onnxruntime, pytest' \

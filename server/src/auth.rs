@@ -1,5 +1,7 @@
 //! API keys: the one check that HTTP and gRPC requests both pass when keys are configured.
 
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
 
 use crate::error::{ErrorKind, KilnError};
@@ -24,6 +26,14 @@ pub fn check_api_key(keys: &[String], authorization: Option<&str>) -> Result<(),
             "an API key is needed: send `authorization: Bearer <key>`",
         )),
     }
+}
+
+/// [`check_api_key`] on an HTTP request's `Authorization` header.
+pub fn check_http_api_key(keys: &[String], headers: &HeaderMap) -> Result<(), KilnError> {
+    check_api_key(
+        keys,
+        headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// Compare against every key in constant time per key, so timing tells nothing about how

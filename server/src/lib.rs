@@ -1,7 +1,7 @@
 //! Kiln's server: loads the models of a model repository, groups concurrent requests into
 //! batches per model, and answers over HTTP and gRPC.
 //!
-//! A request enters through a protocol module — [`http`], [`grpc`], or the Open Inference
+//! A request enters through a protocol module — [`http`], [`openai`], [`grpc`], or the Open Inference
 //! Protocol's shared core [`v2`] — which decodes the wire form and calls its task's entry
 //! point in [`task`]. The task prepares the input and hands it to its model's
 //! [`batching::Batcher`] (classification, next words) or [`batching::StepLoop`]
@@ -21,6 +21,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod openai;
 pub mod placement;
 pub mod registry;
 pub mod repository;

@@ -90,7 +90,11 @@ impl RunningServer {
                 lifecycle.serve();
             }),
         ];
-        let http = serve(http_listener, http_tls, app(state.clone()));
+        let http = serve(
+            http_listener,
+            http_tls,
+            app(state.clone(), crate::openai::router(&state)),
+        );
         let grpc = serve(
             grpc_listener,
             grpc_tls,

@@ -446,3 +446,249 @@ async fn a_running_generation_counts_in_the_pending_requests() {
     );
     server.shutdown().await.unwrap();
 }
+
+// The OpenAI-compatible API (its Python client is driven in tests/interop).
+
+async fn send(
+    client: &reqwest::Client,
+    url: String,
+    body: Value,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let mut request = client.post(url).json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn openai_completions_are_the_native_generations() {
+    let (server, base) = start(ServeSettings::for_tests(bundled_repository())).await;
+    let client = reqwest::Client::new();
+    let native = |seed: u64| {
+        post(
+            &client,
+            format!("{base}/v1/models/gru-web-en/generate"),
+            json!({ "text": "In the beginning", "max_tokens": 10, "temperature": 1.0, "seed": seed }),
+        )
+    };
+    let (_, five) = native(5).await;
+    let (_, six) = native(6).await;
+    let (status, answer) = post(
+        &client,
+        format!("{base}/v1/completions"),
+        json!({ "model": "gru-web-en", "prompt": "In the beginning", "max_tokens": 10,
+                "temperature": 1.0, "seed": 5, "n": 2, "logprobs": 2 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], "text_completion");
+    assert_eq!(answer["model"], "gru-web-en");
+    // Choice j of a seeded request is the native generation with seed + j.
+    assert_eq!(answer["choices"][0]["text"], five["text"]);
+    assert_eq!(answer["choices"][1]["text"], six["text"]);
+    assert_eq!(answer["choices"][1]["index"], 1);
+    assert_eq!(answer["choices"][0]["finish_reason"], five["finish_reason"]);
+    let logprobs = &answer["choices"][0]["logprobs"];
+    let tokens: Vec<&str> = logprobs["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.concat(), five["text"].as_str().unwrap());
+    for (i, top) in logprobs["top_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let top = top.as_object().unwrap();
+        assert!(!top.is_empty() && top.len() <= 2, "{top:?}");
+        // The alternatives are the step's likeliest tokens: none less likely than the pick.
+        let best = top
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .fold(f64::MIN, f64::max);
+        assert!(best >= logprobs["token_logprobs"][i].as_f64().unwrap() - 1e-6);
+    }
+    let completion_tokens = five["usage"]["completion_tokens"].as_u64().unwrap()
+        + six["usage"]["completion_tokens"].as_u64().unwrap();
+    assert_eq!(answer["usage"]["completion_tokens"], completion_tokens);
+    assert_eq!(
+        answer["usage"]["prompt_tokens"],
+        five["usage"]["prompt_tokens"]
+    );
+    // Counted like every other request: two natives, then two choices.
+    let text = metrics_text(&client, &base).await;
+    let series = "{backend=\"flex\",model=\"gru-web-en\",version=\"1\"}";
+    assert_eq!(
+        metric(&text, &format!("kiln_request_success_total{series}")),
+        Some(4.0)
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_openai_chat_stream_sends_the_role_the_words_the_usage_and_done() {
+    let (server, base) = start(ServeSettings::for_tests(bundled_repository())).await;
+    let client = reqwest::Client::new();
+    let body = |stream: bool| {
+        json!({ "model": "lstm-web-en", "max_tokens": 12, "seed": 11, "stream": stream,
+                "stream_options": { "include_usage": true },
+                "messages": [{ "role": "user", "content": "The Lord is my shepherd" }] })
+    };
+    let (status, whole) = post(&client, format!("{base}/v1/chat/completions"), body(false)).await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["choices"][0]["message"]["role"], "assistant");
+    let reply = whole["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(!reply.is_empty() && !reply.starts_with(' '), "{reply:?}");
+    let mut response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let events = read_events(&mut response, 100).await;
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    assert!(chunks.iter().all(|c| c["id"] == chunks[0]["id"]));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, reply);
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"], whole["usage"]);
+    let finish = &chunks[chunks.len() - 2]["choices"][0];
+    assert_eq!(
+        finish["finish_reason"],
+        whole["choices"][0]["finish_reason"]
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn openai_errors_and_keys_come_in_openais_shape() {
+    let mut settings = ServeSettings::for_tests(bundled_repository());
+    settings.api_keys = vec!["sk-kiln".into()];
+    let (server, base) = start(settings).await;
+    let client = reqwest::Client::new();
+    let key = Some("sk-kiln");
+    let completions = format!("{base}/v1/completions");
+    let cases = [
+        (
+            json!({ "model": "no-such-model", "prompt": "a" }),
+            404,
+            None,
+            Some("model_not_found"),
+        ),
+        (
+            json!({ "model": "lenet-fashion", "prompt": "a" }),
+            400,
+            None,
+            None,
+        ),
+        (
+            json!({ "model": "gru-web-en", "prompt": "a", "max_tokens": 0 }),
+            422,
+            None,
+            None,
+        ),
+        (
+            json!({ "model": "gru-web-en", "prompt": "a", "n": 100 }),
+            422,
+            Some("n"),
+            None,
+        ),
+        (
+            json!({ "model": "gru-web-en", "prompt": [1, 2] }),
+            400,
+            Some("prompt"),
+            None,
+        ),
+        (
+            json!({ "model": "gru-web-en", "prompt": "a", "frequency_penalty": 1 }),
+            400,
+            Some("frequency_penalty"),
+            None,
+        ),
+        (json!({ "prompt": "a" }), 400, None, None),
+    ];
+    for (body, status, param, code) in cases {
+        let (got, answer) = send(&client, completions.clone(), body.clone(), key).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        let error = &answer["error"];
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+        assert!(error["type"].is_string(), "{answer}");
+        assert_eq!(error["param"].as_str(), param, "{answer}");
+        assert_eq!(error["code"].as_str(), code, "{answer}");
+    }
+    let (status, answer) = send(
+        &client,
+        format!("{base}/v1/chat/completions"),
+        json!({ "model": "gru-web-en", "messages": [{ "role": "tool", "content": "x" }] }),
+        key,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["param"].as_str()),
+        (400, Some("messages"))
+    );
+    // Without the key: 401, in OpenAI's shape, on every route of this API.
+    let (status, answer) = send(
+        &client,
+        completions,
+        json!({ "model": "gru-web-en", "prompt": "a" }),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(answer["error"]["type"], "authentication_error");
+    let models = client
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 401);
+    // With it, the language models and nothing else.
+    let models: Value = client
+        .get(format!("{base}/v1/models"))
+        .bearer_auth("sk-kiln")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for model in LANGUAGE_MODELS {
+        assert!(ids.contains(&model), "{ids:?}");
+    }
+    assert!(!ids.contains(&"lenet-fashion"), "{ids:?}");
+    assert!(models["data"][0]["created"].as_u64().unwrap() > 1_700_000_000);
+    server.shutdown().await.unwrap();
+}

@@ -1,4 +1,4 @@
-"""A real Kiln server for the interop tests: the kiln binary serving LeNet, a GRU
+"""A real Kiln server for the interop tests (tritonclient, openai): the kiln binary serving LeNet, a GRU
 language model and the Transformer captioner from the bundled repository, on free
 loopback ports."""
 

@@ -3,13 +3,13 @@
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderValue;
-use axum::http::header::{AUTHORIZATION, CONNECTION};
+use axum::http::header::CONNECTION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::auth::check_api_key;
+use crate::auth::check_http_api_key;
 use crate::batching::Permit;
 use crate::error::KilnError;
 
@@ -28,11 +28,7 @@ impl FromRequestParts<AppState> for Admitted {
 
 /// With API keys configured, require `Authorization: Bearer <key>` matching one of them.
 pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let authorization = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match check_api_key(&state.settings.api_keys, authorization) {
+    match check_http_api_key(&state.settings.api_keys, request.headers()) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }

@@ -10,7 +10,7 @@ mod image_body;
 pub mod input;
 mod language;
 mod openapi;
-mod request;
+pub(crate) mod request;
 mod v2;
 pub mod v2_codec;
 
@@ -30,8 +30,9 @@ pub use crate::state::AppState;
 
 /// The whole HTTP API. Inference handlers are admitted through [`guard::Admitted`] (the
 /// shutdown and the concurrency limit); with API keys configured, everything but the public
-/// health, metrics and OpenAPI routes needs one.
-pub fn app(state: AppState) -> Router {
+/// health, metrics and OpenAPI routes needs one. `more` holds the routes of other APIs served
+/// on the same port (the OpenAI-compatible API), which get the same limits and fallback.
+pub fn app(state: AppState, more: Router<AppState>) -> Router {
     let inference = OpenApiRouter::new()
         .routes(routes!(classify::classify))
         .routes(routes!(caption::caption))
@@ -83,6 +84,7 @@ pub fn app(state: AppState) -> Router {
             "/openapi.json",
             get(move || async move { ([(CONTENT_TYPE, "application/json")], document) }),
         )
+        .merge(more)
         .fallback(not_found)
         // Bodies sent with `Content-Encoding: gzip` or `deflate` (tritonclient's request
         // compression); the size limit applies to the decompressed body.

@@ -43,6 +43,8 @@ pub struct ModelHandle {
     pub backend: BackendKind,
     pub metrics: Arc<ModelMetrics>,
     pub runner: TaskRunner,
+    /// When the model became ready (OpenAI's `created`).
+    pub loaded_at: std::time::SystemTime,
 }
 
 /// The machinery behind one task.
@@ -387,6 +389,7 @@ fn load_model(
         backend,
         metrics,
         runner,
+        loaded_at: std::time::SystemTime::now(),
     })
 }
 

@@ -31,6 +31,8 @@ pub enum GenerationEvent {
         id: u32,
         text: String,
         logprob: f32,
+        /// The likeliest tokens of the step, if asked for: id, text and log-probability.
+        alternatives: Vec<(u32, String, f32)>,
     },
     Finished {
         reason: FinishReason,

@@ -9,8 +9,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use kiln_zoo::classifier::top_k;
 use kiln_zoo::language_model::{LanguageModel, SequenceState};
-use kiln_zoo::text::tokenizer::{BOS_ID, EOS_ID, Tokenizer, UNK_ID};
+use kiln_zoo::text::tokenizer::{BOS_ID, EOS, EOS_ID, Tokenizer, UNK_ID};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc::UnboundedSender;
@@ -36,6 +37,8 @@ pub struct GenerationJob {
     pub stop: Vec<String>,
     /// Never end at `<eos>`: only `max_tokens`, a stop string or the context end it.
     pub ignore_eos: bool,
+    /// How many of the likeliest alternatives to send beside each token.
+    pub top_logprobs: usize,
     pub events: UnboundedSender<GenerationEvent>,
 }
 
@@ -225,10 +228,12 @@ impl Generator {
         sequence.generated += 1;
         sequence.last_token = token;
         self.metrics.tokens.increment(1);
+        let alternatives = self.alternatives(job.top_logprobs, previous, log_probs, banned);
         let _ = job.events.send(GenerationEvent::Token {
             id: token,
             text: piece,
             logprob,
+            alternatives,
         });
         let context_full = match (
             sequence
@@ -243,5 +248,33 @@ impl Generator {
         if sequence.generated >= job.max_tokens || context_full {
             sequence.finished = Some(FinishReason::Length);
         }
+    }
+
+    /// The `count` likeliest tokens a step could have chosen (never a banned one), each
+    /// with the text it would have added.
+    fn alternatives(
+        &self,
+        count: usize,
+        previous: Option<u32>,
+        log_probs: &[f32],
+        banned: &[u32],
+    ) -> Vec<(u32, String, f32)> {
+        if count == 0 {
+            return Vec::new();
+        }
+        top_k(log_probs, count + banned.len())
+            .into_iter()
+            .map(|id| id as u32)
+            .filter(|id| !banned.contains(id))
+            .take(count)
+            .map(|id| {
+                let text = if id == EOS_ID {
+                    EOS.to_string()
+                } else {
+                    self.tokenizer.continuation(previous, id)
+                };
+                (id, text, log_probs[id as usize])
+            })
+            .collect()
     }
 }

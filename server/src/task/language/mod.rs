@@ -28,7 +28,7 @@ pub use generation::GenerationJob;
 pub use load::load;
 pub use request::{GenerateRequest, GenerationPlan, NextWordRequest, StopStrings};
 pub use stream::{
-    DeadlineScope, GeneratedToken, Generation, GenerationDeadline, GenerationStream,
+    Alternative, DeadlineScope, GeneratedToken, Generation, GenerationDeadline, GenerationStream,
     GenerationSummary, StreamItem, generation_stopped,
 };
 
@@ -166,6 +166,7 @@ impl LanguageModelRunner {
             seed: plan.seed.unwrap_or_else(rand::random),
             stop: plan.stop,
             ignore_eos: plan.ignore_eos,
+            top_logprobs: plan.top_logprobs.min(request::MAX_TOP_LOGPROBS),
             events,
         };
         self.generation.submit(job, deadline.map(|d| d.at))?;

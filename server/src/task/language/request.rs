@@ -16,6 +16,8 @@ pub const MAX_TOP_K: usize = 100;
 /// Most stop strings per request, and the longest one.
 pub const MAX_STOP_STRINGS: usize = 8;
 pub const MAX_STOP_LENGTH: usize = 64;
+/// Most alternatives reported beside each generated token.
+pub const MAX_TOP_LOGPROBS: usize = 20;
 const MAX_TEMPERATURE: f32 = 5.0;
 
 /// `POST /v1/models/{m}/next-word`.
@@ -69,6 +71,8 @@ pub struct GenerationPlan {
     pub stop: Vec<String>,
     pub stream: bool,
     pub ignore_eos: bool,
+    /// How many of the likeliest alternatives to report beside each token (0: none).
+    pub top_logprobs: usize,
 }
 
 fn unprocessable(message: impl Into<String>) -> KilnError {
@@ -160,6 +164,7 @@ pub fn plan_generation(
         stop,
         stream: request.stream.unwrap_or(wants_events),
         ignore_eos: request.ignore_eos,
+        top_logprobs: 0,
     })
 }
 

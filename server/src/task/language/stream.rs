@@ -47,6 +47,17 @@ pub struct GeneratedToken {
     pub id: u32,
     pub text: String,
     pub logprob: f32,
+    /// The likeliest tokens of this step, most likely first, when they were asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Alternative>,
+}
+
+/// A token a step could have chosen, with its log-probability.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Alternative {
+    pub id: u32,
+    pub text: String,
+    pub logprob: f32,
 }
 
 /// How a generation ended.
@@ -113,9 +124,20 @@ impl GenerationStream {
         };
         self.started = true;
         Some(match event {
-            Some(GenerationEvent::Token { id, text, logprob }) => {
-                Ok(StreamItem::Token(GeneratedToken { id, text, logprob }))
-            }
+            Some(GenerationEvent::Token {
+                id,
+                text,
+                logprob,
+                alternatives,
+            }) => Ok(StreamItem::Token(GeneratedToken {
+                id,
+                text,
+                logprob,
+                alternatives: alternatives
+                    .into_iter()
+                    .map(|(id, text, logprob)| Alternative { id, text, logprob })
+                    .collect(),
+            })),
             Some(GenerationEvent::Finished {
                 reason,
                 prompt_tokens,
