@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kiln's test suite on a fresh machine. Installs what the tests need when it is missing —
-# Debian's Fashion-MNIST, the SWORD Bibles, Prometheus, Mesa's software Vulkan,
+# Debian's Fashion-MNIST, the SWORD Bibles, Prometheus, Mesa's software Vulkan, Chromium,
 # docker-compose and debootstrap; cargo-nextest; Triton's and OpenAI's Python clients, PyTorch with
 # torchvision and onnxruntime, and the deployment tests' packages in virtual environments
 # under target/; the EfficientNet-Lite0 weights — then runs every suite:
@@ -9,9 +9,10 @@
 #   2. interop: Triton's own clients (tritonclient, HTTP and gRPC) and the official `openai`
 #      client against the kiln binary;
 #   3. parity: the CNN zoo against PyTorch and the ONNX model against onnxruntime;
-#   4. deployment: the Docker image built offline, with docker run, compose, the scaled-out
+#   4. browser: the web playground in headless Chromium, driven by Selenium;
+#   5. deployment: the Docker image built offline, with docker run, compose, the scaled-out
 #      stack and the Kubernetes manifests (a Docker engine must be running).
-# Suites 1–3 share one dev build (features in scripts/lib/setup.sh); the image's build stage
+# Suites 1–4 share one dev build (features in scripts/lib/setup.sh); the image's build stage
 # is the one release build. The Python environments and Docker's base images are prepared in
 # the background while the Rust build compiles.
 #
@@ -61,5 +62,6 @@ step "Rust tests (nextest, incl. GPU suite)" cargo nextest run --workspace --fea
 wait_background python-environments
 step "interop (tritonclient, openai)" scripts/interop.sh
 step "parity (PyTorch, onnxruntime)" scripts/parity.sh
+step "browser (playground in Chromium)" scripts/browser-test.sh
 wait_background docker-base-images
 scripts/deploy-test.sh

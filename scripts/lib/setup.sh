@@ -50,8 +50,8 @@ need_nextest() {
 # The Python environments of the test suites, by name (used by the suites and by
 # scripts/test.sh, which prepares them while the Rust build runs).
 need_interop_venv() {
-    need_venv target/interop-venv python3 'tritonclient.http, tritonclient.grpc, openai, pytest, numpy' \
-        'tritonclient[http,grpc]==2.73.0' 'openai==3.60.*' 'pytest==8.*' numpy
+    need_venv target/interop-venv python3 'tritonclient.http, tritonclient.grpc, openai, selenium, pytest, numpy' \
+        'tritonclient[http,grpc]==2.73.0' 'openai==3.60.*' 'selenium==4.51.*' 'pytest==8.*' numpy
 }
 need_torch_venv() {
     need_venv target/torch-venv python3 'torch, torchvision, skimage, safetensors, onnx, onnxruntime, pytest' \
@@ -68,5 +68,5 @@ need_deploy_venv() {
 # debootstrap (the deployment suite).
 need_test_packages() {
     need_packages dataset-fashion-mnist sword-text-web sword-text-sparv prometheus \
-        mesa-vulkan-drivers libvulkan1 docker-compose debootstrap
+        mesa-vulkan-drivers libvulkan1 docker-compose debootstrap chromium chromium-driver
 }

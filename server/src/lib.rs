@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod net;
 pub mod openai;
 pub mod placement;
+pub mod playground;
 pub mod registry;
 pub mod repository;
 pub mod server;

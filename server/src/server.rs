@@ -93,7 +93,7 @@ impl RunningServer {
         let http = serve(
             http_listener,
             http_tls,
-            app(state.clone(), crate::openai::router(&state)),
+            app(state.clone(), other_apis(&state)),
         );
         let grpc = serve(
             grpc_listener,
@@ -235,5 +235,16 @@ async fn upkeep(metrics: Arc<Metrics>) {
     loop {
         ticker.tick().await;
         metrics.run_upkeep();
+    }
+}
+
+/// The APIs served beside the HTTP API on its port: OpenAI's, and the playground unless it
+/// is turned off.
+fn other_apis(state: &AppState) -> axum::Router<AppState> {
+    let apis = crate::openai::router(state);
+    if state.settings.no_playground {
+        apis
+    } else {
+        apis.merge(crate::playground::router(state))
     }
 }

@@ -62,6 +62,9 @@ pub struct ServeSettings {
     /// Require the API key for /metrics too (public by default, for scrapers).
     #[arg(long, env = "KILN_AUTH_METRICS")]
     pub auth_metrics: bool,
+    /// Serve no web playground at `/` (and no stats feed for it).
+    #[arg(long, env = "KILN_NO_PLAYGROUND")]
+    pub no_playground: bool,
     /// How often power is sampled, in milliseconds.
     #[arg(long, env = "KILN_POWER_SAMPLE_MS", default_value_t = 1000)]
     pub power_sample_ms: u64,
@@ -95,6 +98,7 @@ impl ServeSettings {
             api_keys: Vec::new(),
             auth_health: false,
             auth_metrics: false,
+            no_playground: false,
             tls_cert: None,
             tls_key: None,
             power_sample_ms: 1000,

@@ -219,3 +219,92 @@ async fn a_full_queue_answers_429_at_once() {
     assert!(metrics.contains("kiln_request_failure_total{backend=\"flex\",model=\"lenet-fashion\",reason=\"rejected\",version=\"1\"} 1"), "{metrics}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_playground_page_and_its_stats_feed() {
+    let repository = repository_with_lenet("lenet", |_| {});
+    let mut settings = ServeSettings::for_tests(repository.path().to_path_buf());
+    settings.api_keys = vec!["sk-play".into()];
+    let (server, base) = start(settings).await;
+    let client = reqwest::Client::new();
+    // The page and its assets are public and come from the binary.
+    let page = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("/playground/app.js"));
+    for (asset, kind) in [("app.js", "text/javascript"), ("style.css", "text/css")] {
+        let response = client
+            .get(format!("{base}/playground/{asset}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+    // The feed needs the key, as every route the page calls.
+    let feed = client
+        .get(format!("{base}/v1/playground/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 401);
+    let feed = |client: reqwest::Client, base: String| async move {
+        let response = client
+            .get(format!("{base}/v1/playground/stats"))
+            .bearer_auth("sk-play")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+    let before = feed(client.clone(), base.clone()).await;
+    assert_eq!(before["models"][0]["model"], "lenet");
+    assert_eq!(before["models"][0]["task"], "classify");
+    assert_eq!(before["models"][0]["requests"], 0);
+    assert!(before["models"][0]["latency_p99_ms"].is_null());
+    let data = test_set();
+    for index in 0..3 {
+        let response = client
+            .post(format!("{base}/v1/models/lenet/classify"))
+            .bearer_auth("sk-play")
+            .header("content-type", "image/png")
+            .body(png(&data, index))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let after = feed(client.clone(), base.clone()).await;
+    let model = &after["models"][0];
+    assert_eq!(model["requests"], 3);
+    assert_eq!(model["inferences"], 3);
+    let (p50, p99) = (
+        model["latency_p50_ms"].as_f64().unwrap(),
+        model["latency_p99_ms"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99, "{model}");
+    assert!(model["items_per_second"].as_f64().unwrap() > 0.0);
+    assert!(["measured", "estimated", "none"].contains(&after["energy"].as_str().unwrap()));
+    server.shutdown().await.unwrap();
+
+    // Turned off, there is no page and no feed.
+    let mut settings = ServeSettings::for_tests(repository.path().to_path_buf());
+    settings.no_playground = true;
+    let (server, base) = start(settings).await;
+    for path in ["/", "/playground/app.js", "/v1/playground/stats"] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    server.shutdown().await.unwrap();
+}

@@ -27,6 +27,7 @@ use utoipa_axum::routes;
 
 use crate::error::{ErrorKind, KilnError};
 pub use crate::state::AppState;
+pub use guard::authorize;
 
 /// The whole HTTP API. Inference handlers are admitted through [`guard::Admitted`] (the
 /// shutdown and the concurrency limit); with API keys configured, everything but the public

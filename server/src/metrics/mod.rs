@@ -6,6 +6,7 @@
 //! through its [`MetricsScope`]. Rates (items/s) and the energy share are brought up to date
 //! when `/metrics` is rendered. This module imports nothing else of the server.
 
+mod live;
 mod model;
 mod scope;
 mod stats;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+pub use live::LiveModelStats;
 pub use model::{FailureReason, ModelMetrics, RequestRecord};
 pub use scope::MetricsScope;
 pub use stats::{BatchStats, CountAndDuration, InferenceStats, StatsSnapshot};
@@ -152,12 +154,39 @@ impl Metrics {
 
     /// Prometheus text exposition of every metric, with rates brought up to date.
     pub fn render(&self) -> String {
+        self.refresh_rates();
+        self.handle.render()
+    }
+
+    /// Every model's live figures (rates brought up to date), in load order.
+    pub fn live(&self) -> Vec<LiveModelStats> {
+        self.refresh_rates()
+            .into_iter()
+            .map(|(model, summary)| model.live(summary))
+            .collect()
+    }
+
+    /// Where the energy figures come from: `measured` (NVML or RAPL), `estimated` (CPU time
+    /// × the configured watts), or `none` before the first reading.
+    pub fn energy_kind(&self) -> &'static str {
+        let sources = self.sources.lock().expect("metrics lock");
+        if sources.keys().any(|s| s != "estimate") {
+            "measured"
+        } else if sources.is_empty() {
+            "none"
+        } else {
+            "estimated"
+        }
+    }
+
+    /// Bring every model's windowed rates and efficiency gauges up to date.
+    fn refresh_rates(&self) -> Vec<(Arc<ModelMetrics>, WindowSummary)> {
         let energy = self
             .energy_timeline
             .lock()
             .expect("energy lock")
             .joules_within(RATE_WINDOW);
-        let models = self.models.lock().expect("metrics lock");
+        let models = self.models.lock().expect("metrics lock").clone();
         let summaries: Vec<WindowSummary> = models.iter().map(|m| m.refresh_rate()).collect();
         let total_compute: f64 = summaries.iter().map(|s| s.compute_secs).sum();
         for (model, summary) in models.iter().zip(&summaries) {
@@ -169,8 +198,7 @@ impl Metrics {
             };
             model.set_efficiency(energy * share, summary.items);
         }
-        drop(models);
-        self.handle.render()
+        models.into_iter().zip(summaries).collect()
     }
 
     /// Fold recorded histogram samples into their buckets. Rendering does it too; between

@@ -7,6 +7,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram};
 
 use super::RATE_WINDOW;
+use super::live::{LiveModelStats, RecentLatencies};
 use super::scope::MetricsScope;
 use super::stats::{InferenceStats, StatsSnapshot};
 use super::window::{ThroughputWindow, WindowSummary};
@@ -52,6 +53,9 @@ pub struct ModelMetrics {
     tokens_per_second: Gauge,
     token_window: Mutex<ThroughputWindow>,
     stats: InferenceStats,
+    recent: Mutex<RecentLatencies>,
+    /// Items per joule as last computed for the efficiency gauges.
+    items_per_joule: Mutex<f64>,
 }
 
 impl ModelMetrics {
@@ -106,6 +110,8 @@ impl ModelMetrics {
             window: Mutex::new(ThroughputWindow::new(RATE_WINDOW)),
             token_window: Mutex::new(ThroughputWindow::new(RATE_WINDOW)),
             stats: InferenceStats::default(),
+            recent: Mutex::new(RecentLatencies::default()),
+            items_per_joule: Mutex::new(0.0),
             scope,
         }
     }
@@ -149,6 +155,10 @@ impl ModelMetrics {
     pub fn request_finished(&self, elapsed: Duration, failure: Option<FailureReason>) {
         self.request_duration.record(elapsed.as_secs_f64());
         self.stats.request_finished(elapsed, failure.is_none());
+        self.recent
+            .lock()
+            .expect("latency lock")
+            .record(std::time::Instant::now(), elapsed);
         match failure {
             None => self.request_success.increment(1),
             Some(reason) => self.failed(reason),
@@ -225,6 +235,35 @@ impl ModelMetrics {
         };
         self.joules_per_item.set(per_item);
         self.items_per_second_per_watt.set(per_joule);
+        *self.items_per_joule.lock().expect("efficiency lock") = per_joule;
+    }
+
+    /// The live figures, with the rate of `summary` (as [`Self::refresh_rate`] returned it).
+    pub(super) fn live(&self, summary: WindowSummary) -> LiveModelStats {
+        let stats = self.stats.snapshot();
+        let quantiles = self
+            .recent
+            .lock()
+            .expect("latency lock")
+            .quantiles_at(std::time::Instant::now(), &[0.5, 0.99]);
+        let label = |name| self.scope.label(name).unwrap_or_default().to_string();
+        LiveModelStats {
+            model: label("model"),
+            version: label("version"),
+            backend: label("backend"),
+            requests: stats.success.count + stats.fail.count,
+            failures: stats.fail.count,
+            inferences: stats.inference_count,
+            executions: stats.execution_count,
+            latency_p50_ms: quantiles.as_ref().map(|q| q[0] * 1e3),
+            latency_p99_ms: quantiles.as_ref().map(|q| q[1] * 1e3),
+            items_per_second: if summary.span_secs > 0.0 {
+                summary.items as f64 / summary.span_secs
+            } else {
+                0.0
+            },
+            items_per_joule: *self.items_per_joule.lock().expect("efficiency lock"),
+        }
     }
 }
 

@@ -311,8 +311,10 @@ impl ModelRegistry {
             .unwrap_or_else(|e| Err(ModelLoadError::Crashed(e.to_string())));
         match loaded {
             Ok(handle) => {
-                tracing::info!(model = %name, backend = %handle.backend, "model ready");
+                let backend = handle.backend;
                 self.set(&name, ModelState::Ready(Arc::new(handle)), change);
+                // Logged once requests can reach it: tests and operators act on this line.
+                tracing::info!(model = %name, %backend, "model ready");
                 Ok(())
             }
             Err(reason) => {
