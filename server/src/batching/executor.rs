@@ -103,7 +103,7 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
 }
 
 /// What a caught panic says, for the log and the request's error.
-pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     let detail = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use admission::{Admission, Permit, Refused};
 pub use batcher::{Batcher, Submitted};
 pub use config::{BatchingConfig, BatchingConfigError};
-pub use executor::{BatchExecutor, ExecutorError};
+pub use executor::{BatchExecutor, ExecutorError, panic_message};
 pub use step_loop::{Running, StepLoop, StepModel, Waiting};
 
 /// Batching limits of one model.

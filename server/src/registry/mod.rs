@@ -306,9 +306,9 @@ impl ModelRegistry {
         }
         let placement = self.placement;
         let metrics = self.metrics.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_model(&entry, &placement, &metrics))
+        let loaded = on_loader_thread(&name, move || load_model(&entry, &placement, &metrics))
             .await
-            .unwrap_or_else(|e| Err(ModelLoadError::Crashed(e.to_string())));
+            .unwrap_or_else(|crash| Err(ModelLoadError::Crashed(crash)));
         match loaded {
             Ok(handle) => {
                 let backend = handle.backend;
@@ -350,6 +350,34 @@ enum ModelLoadError {
     Load(#[from] LoadError),
     #[error("the loader crashed: {0}")]
     Crashed(String),
+}
+
+/// Stack of a loader thread. Loading walks Burn's derived module code (`Module::map` over the
+/// whole network), whose frames for a large network such as Inception v3 outgrow the 2 MiB
+/// of a runtime thread in unoptimised builds.
+const LOADER_STACK_BYTES: usize = 64 << 20;
+
+/// Run `load` on a thread of its own with room on its stack, inside the runtime (a model's
+/// batcher starts its tasks as it loads); a panic comes back as its message.
+async fn on_loader_thread<T: Send + 'static>(
+    model: &str,
+    load: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name(format!("kiln-load-{model}"))
+        .stack_size(LOADER_STACK_BYTES)
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
+                .map_err(|panic| crate::batching::panic_message(&panic));
+            let _ = done.send(outcome);
+        })
+        .map_err(|e| format!("cannot start a loader thread: {e}"))?;
+    result
+        .await
+        .unwrap_or_else(|_| Err("the loader thread ended without an answer".into()))
 }
 
 fn load_failed(name: &str, reason: &str) -> KilnError {
