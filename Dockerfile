@@ -20,8 +20,9 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS builder
 ARG FEATURES=""
 WORKDIR /src
-# Dependencies get their own layer: the workspace's manifests over empty crates, built
-# once, so a change to Kiln's own source rebuilds only Kiln.
+# Dependencies get their own layer: the workspace's manifests over empty crates (and empty
+# files for the targets a manifest names), built once, so a change to Kiln's own source
+# rebuilds only Kiln.
 COPY Cargo.toml Cargo.lock ./
 COPY server/Cargo.toml server/
 COPY model-zoo/Cargo.toml model-zoo/
@@ -40,8 +41,10 @@ RUN if ls vendor/*/Cargo.toml >/dev/null 2>&1; then \
     && echo 'fn main() {}' > loadtest/src/main.rs \
     && mkdir -p model-zoo/benches && cp server/src/main.rs model-zoo/benches/lenet.rs \
     && cp server/src/main.rs model-zoo/benches/cnn.rs \
+    && mkdir -p server/tests && : > server/tests/fault_isolation.rs \
     && cargo build --release --locked -p kiln-server --features "$FEATURES" \
     && rm -rf server/src loadtest/src model-zoo/src proto/src onnx-models/src model-zoo/benches \
+        server/tests \
         target/release/.fingerprint/kiln-* target/release/deps/*kiln_* target/release/kiln*
 
 COPY . .
