@@ -10,6 +10,9 @@
 # POST /v1/models/{model}/caption with the scenes' PNG bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/setup.sh
+# The test images come from Debian's Fashion-MNIST.
+need_packages dataset-fashion-mnist
 
 scenes=$(mktemp -d)
 repo=$(mktemp -d)

@@ -22,6 +22,9 @@
 # the standard library of that same build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/setup.sh
+# The test images come from Debian's Fashion-MNIST.
+need_packages dataset-fashion-mnist
 
 sweep=${1:-1:64:x4}
 watts_per_core=10
