@@ -165,7 +165,8 @@ def test_autoscaler_metric_is_one_kiln_exports_and_the_adapter_serves():
     name = manifest("HorizontalPodAutoscaler")["spec"]["metrics"][0]["pods"]["metric"]["name"]
     rules = yaml.safe_load(manifest("ConfigMap")["data"]["config.yaml"])["rules"]
     assert [rule["name"]["as"] for rule in rules] == [name]
-    assert f'"{name}"' in (ROOT / "server/src/metrics/mod.rs").read_text()
+    metrics_code = "".join(f.read_text() for f in (ROOT / "server/src/metrics").glob("*.rs"))
+    assert f'"{name}"' in metrics_code
 
 
 def test_kserve_runtime_serves_the_inference_service_on_its_port():
