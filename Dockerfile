@@ -6,7 +6,7 @@
 #
 # Build arguments:
 #   FEATURES          cargo features of kiln-server beyond the default CPU build, e.g.
-#                     "wgpu,cuda" (CUDA's driver library is loaded at run time)
+#                     "wgpu,cuda" (CUDA's driver and NVRTC are loaded at run time)
 #   RUNTIME_PACKAGES  Debian packages the runtime needs for them, e.g. "libvulkan1
 #                     mesa-vulkan-drivers" for wgpu (NVIDIA hosts bring their own driver)
 # GPU backends keep compiled kernels in KILN_KERNEL_CACHE_DIR (/var/cache/kiln): mount a
@@ -29,6 +29,8 @@ COPY model-zoo/Cargo.toml model-zoo/
 COPY loadtest/Cargo.toml loadtest/
 COPY proto/Cargo.toml proto/
 COPY onnx-models/Cargo.toml onnx-models/
+# The crate Cargo.toml patches in for cubecl-llvm (CUDA without LLVM): resolved in every build.
+COPY patches patches/
 COPY vendor vendor/
 RUN if ls vendor/*/Cargo.toml >/dev/null 2>&1; then \
         mkdir -p .cargo && printf '%s\n' '[source.crates-io]' 'replace-with = "vendored"' \

@@ -57,6 +57,7 @@ background docker-base-images scripts/docker-build.sh --base-images-only
 
 # Mesa's window-system code asks for a session folder; a private one keeps its log quiet.
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+step "CUDA graph without LLVM (cargo tree)" scripts/check-cuda-deps.sh
 step "Rust build (dev, one feature set)" cargo nextest run --no-run --workspace --features "$KILN_TEST_FEATURES"
 step "Rust tests (nextest, incl. GPU suite)" cargo nextest run --workspace --features "$KILN_TEST_FEATURES" "$@"
 wait_background python-environments

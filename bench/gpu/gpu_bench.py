@@ -1,6 +1,6 @@
-"""One-shot GPU benchmark: Kiln serving LeNet-5, ResNet-50 and EfficientNet-Lite0 on each GPU
-backend (driven over HTTP by Kiln's load generator at concurrency 1..256), beside PyTorch
-eager on the same GPU, networks and weights (batch 1..256). Board power is sampled from NVML
+"""One-shot GPU benchmark: Kiln serving LeNet-5, ResNet-50, GoogLeNet and EfficientNet-Lite0
+on each GPU backend (driven over HTTP by Kiln's load generator at concurrency 1..256), beside
+PyTorch eager on the same GPU, networks and weights (batch 1..256). Board power is sampled from NVML
 (nvidia-smi) during every measurement; img/s, p99 and img/s/W land in one CSV and one JSON.
 
     python gpu_bench.py --kiln BIN --loadtest BIN --out DIR [--backends wgpu,cuda]
@@ -94,6 +94,21 @@ def wait_ready(base, process, timeout):
     raise RuntimeError(f"kiln was not ready after {timeout} s")
 
 
+def log_lines(path, start):
+    """The lines Kiln wrote to `path` after byte `start`."""
+    with open(path, errors="replace") as f:
+        f.seek(start)
+        return f.read().splitlines()
+
+
+def opened_device(path, start):
+    """The device Kiln's log names in its "GPU device opened" line."""
+    for line in log_lines(path, start):
+        if "GPU device opened" in line and "device=" in line:
+            return line.split("device=", 1)[1].split(" kernel_cache=")[0].strip()
+    return "an unnamed device"
+
+
 def row(model, runtime, level, img_s, p99_ms, watts):
     return {"model": model, "runtime": runtime, "batch_or_concurrency": level,
             "img_per_s": round(img_s, 1), "p99_ms": round(p99_ms, 2),
@@ -113,6 +128,8 @@ def bench_kiln(args, backend, repository, power, log, deadline):
     http, grpc = free_port(), free_port()
     base = f"http://127.0.0.1:{http}"
     started = time.monotonic()
+    log.flush()
+    log_start = log.tell()  # the server writes through the same open file
     server = subprocess.Popen(
         [args.kiln, "serve", "--backend", backend, "--model-repository", str(repository),
          "--http-addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc}",
@@ -121,7 +138,13 @@ def bench_kiln(args, backend, repository, power, log, deadline):
     rows = []
     try:
         wait_ready(base, server, max(1.0, min(args.ready_timeout, deadline - time.monotonic())))
-        print(f"kiln {backend}: ready in {time.monotonic() - started:.1f} s", flush=True)
+        device = opened_device(args.out / "kiln.log", log_start)
+        print(f"kiln {backend}: ready in {time.monotonic() - started:.1f} s on {device}", flush=True)
+        # On a machine with an NVIDIA GPU, wgpu falling back to a software rasteriser would
+        # measure the CPU; without one (a plumbing check on lavapipe) it is what there is.
+        if backend == "wgpu" and shutil.which("nvidia-smi") and "nvidia" not in device.lower():
+            raise RuntimeError(f"wgpu opened {device}, not the NVIDIA GPU: is NVIDIA's Vulkan "
+                               "driver (nvidia_icd.json) visible to the Vulkan loader?")
         for model in args.models:
             for level in args.levels:
                 if out_of_time(deadline, f"kiln-{backend} {model} at {level}"):
@@ -194,7 +217,7 @@ def main():
     parser.add_argument("--loadtest", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--backends", default="wgpu,cuda")
-    parser.add_argument("--models", default="lenet-fashion,resnet-50,efficientnet-lite0")
+    parser.add_argument("--models", default="lenet-fashion,resnet-50,googlenet,efficientnet-lite0")
     parser.add_argument("--levels", default="1,4,16,64,256")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--ready-timeout", type=float, default=150.0)
@@ -220,7 +243,12 @@ def main():
             try:
                 rows += bench_kiln(args, backend, repository, power, log, deadline)
             except (RuntimeError, subprocess.CalledProcessError) as e:
-                print(f"kiln {backend} failed: {e} (see kiln.log)", flush=True)
+                log.flush()
+                # The server's own words on why, e.g. "cannot start the wgpu backend: ...".
+                said = [line for line in log_lines(args.out / "kiln.log", 0)
+                        if "ERROR" in line or "cannot" in line][-2:]
+                print(f"kiln {backend} failed: {e}", *said, "(see kiln.log)", sep="\n  ",
+                      flush=True)
     rows += bench_torch(args, networks, power, began + args.budget)
     power.stop()
 

@@ -1,9 +1,10 @@
-"""The three networks of the GPU benchmark, in plain PyTorch (no torchvision needed), and the
+"""The four networks of the GPU benchmark, in plain PyTorch (no torchvision needed), and the
 Kiln model folders that serve the same networks with the same weights.
 
 LeNet-5 is Kiln's bundled lenet-fashion (its trained weights, read from `kiln export`'s
-safetensors); ResNet-50 (torchvision's layout) and EfficientNet-Lite0 get seeded random
-weights unless the real Lite0 weights were fetched: throughput does not depend on values.
+safetensors); ResNet-50 and GoogLeNet (torchvision's layouts, so their state dicts load into
+Kiln's `resnet` and `googlenet`) and EfficientNet-Lite0 get seeded random weights unless the
+real Lite0 weights were fetched: throughput does not depend on values.
 
     python models.py KILN_BIN OUT_REPOSITORY
 """
@@ -111,6 +112,67 @@ class ResNet50(torch.nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class BasicConv2d(torch.nn.Module):
+    """torchvision's GoogLeNet convolution: no bias, batch norm (eps 0.001), ReLU."""
+
+    def __init__(self, inp, out, kernel, stride=1, padding=0):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(inp, out, kernel, stride, padding, bias=False)
+        self.bn = torch.nn.BatchNorm2d(out, eps=0.001)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class Inception(torch.nn.Module):
+    """Four branches concatenated; the third is 3x3, as in torchvision's weights."""
+
+    def __init__(self, inp, ch1, ch3_reduce, ch3, ch5_reduce, ch5, pool_proj):
+        super().__init__()
+        self.branch1 = BasicConv2d(inp, ch1, 1)
+        self.branch2 = torch.nn.Sequential(BasicConv2d(inp, ch3_reduce, 1),
+                                           BasicConv2d(ch3_reduce, ch3, 3, padding=1))
+        self.branch3 = torch.nn.Sequential(BasicConv2d(inp, ch5_reduce, 1),
+                                           BasicConv2d(ch5_reduce, ch5, 3, padding=1))
+        self.branch4 = torch.nn.Sequential(torch.nn.MaxPool2d(3, 1, 1, ceil_mode=True),
+                                           BasicConv2d(inp, pool_proj, 1))
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class GoogLeNet(torch.nn.Module):
+    """torchvision's googlenet(aux_logits=False, transform_input=False): Kiln's `googlenet`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = BasicConv2d(3, 64, 7, 2, 3)
+        self.conv2 = BasicConv2d(64, 64, 1)
+        self.conv3 = BasicConv2d(64, 192, 3, padding=1)
+        self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)
+        self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64)
+        self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)
+        self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64)
+        self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64)
+        self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128)
+        self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
+        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
+        self.fc = torch.nn.Linear(1024, 1000)
+
+    def forward(self, x):
+        pool = lambda x: F.max_pool2d(x, 3, 2, ceil_mode=True)  # noqa: E731
+        x = pool(self.conv1(x))
+        x = pool(self.conv3(self.conv2(x)))
+        x = pool(self.inception3b(self.inception3a(x)))
+        for block in (self.inception4a, self.inception4b, self.inception4c, self.inception4d,
+                      self.inception4e):
+            x = block(x)
+        x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+        x = self.inception5b(self.inception5a(x))
+        return self.fc(x.mean((2, 3)))
+
+
 def batching(max_batch=MAX_BATCH):
     return f"""
 [batching]
@@ -135,12 +197,12 @@ labels = "labels.txt"
 {batching()}""")
 
 
-NAMES = ["lenet-fashion", "resnet-50", "efficientnet-lite0"]
+NAMES = ["lenet-fashion", "resnet-50", "googlenet", "efficientnet-lite0"]
 
 
 def write_repository(kiln, out, names=NAMES):
     """The Kiln side: a folder under `out` for each of `names` (lenet-fashion, resnet-50,
-    efficientnet-lite0). Returns the PyTorch side: name -> (module, input shape)."""
+    googlenet, efficientnet-lite0). Returns the PyTorch side: name -> (module, input shape)."""
     out = Path(out)
     torch.manual_seed(0)
     networks = {}
@@ -162,6 +224,12 @@ def write_repository(kiln, out, names=NAMES):
         imagenet_folder(out / "resnet-50", 'kind = "resnet"\ndepth = 50', "weights.pth",
                         resnet.state_dict(), imagenet_input)
         networks["resnet-50"] = (resnet, (3, 224, 224))
+
+    if "googlenet" in names:
+        googlenet = GoogLeNet().eval()
+        imagenet_folder(out / "googlenet", 'kind = "googlenet"', "weights.pth",
+                        googlenet.state_dict(), imagenet_input)
+        networks["googlenet"] = (googlenet, (3, 224, 224))
 
     if "efficientnet-lite0" in names:
         real = ROOT / "models" / "efficientnet-lite0"

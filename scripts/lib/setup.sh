@@ -2,9 +2,10 @@
 # script runs on a fresh machine (Debian's archive, PyPI and crates.io reachable).
 
 # The one feature set of the test build: the Rust suite, the GPU suite (wgpu on Mesa's
-# software Vulkan), the Python suites and the scripts that convert weights all use the
-# binaries of this one dev build, so its dependencies are compiled once.
-KILN_TEST_FEATURES=kiln-server/wgpu,kiln-server/train,kiln-zoo/fault-injection
+# software Vulkan; CUDA, compiled in, refusing to start without a GPU), the Python suites and
+# the scripts that convert weights all use the binaries of this one dev build, so its
+# dependencies are compiled once.
+KILN_TEST_FEATURES=kiln-server/wgpu,kiln-server/cuda,kiln-server/train,kiln-zoo/fault-injection
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
