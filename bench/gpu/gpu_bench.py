@@ -109,6 +109,21 @@ def opened_device(path, start):
     return "an unnamed device"
 
 
+def why_kiln_stopped(lines):
+    """The server's own words on why it stopped: the last `Error:` with its causes ("cannot
+    start the cuda backend / Caused by: no such device: ..."), else its last ERROR lines."""
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
+    if not starts:
+        return [line for line in lines if " ERROR " in line][-2:]
+    said = []
+    for line in lines[starts[-1]:]:
+        if line.startswith("Stack backtrace"):
+            break
+        if line.strip():
+            said.append(line.strip())
+    return said
+
+
 def row(model, runtime, level, img_s, p99_ms, watts):
     return {"model": model, "runtime": runtime, "batch_or_concurrency": level,
             "img_per_s": round(img_s, 1), "p99_ms": round(p99_ms, 2),
@@ -244,9 +259,7 @@ def main():
                 rows += bench_kiln(args, backend, repository, power, log, deadline)
             except (RuntimeError, subprocess.CalledProcessError) as e:
                 log.flush()
-                # The server's own words on why, e.g. "cannot start the wgpu backend: ...".
-                said = [line for line in log_lines(args.out / "kiln.log", 0)
-                        if "ERROR" in line or "cannot" in line][-2:]
+                said = why_kiln_stopped(log_lines(args.out / "kiln.log", 0))
                 print(f"kiln {backend} failed: {e}", *said, "(see kiln.log)", sep="\n  ",
                       flush=True)
     rows += bench_torch(args, networks, power, began + args.budget)

@@ -2,7 +2,7 @@
 //!
 //! A [`plan::LoadPlan`] names the target, the request form (task routes, the Open Inference
 //! Protocol over HTTP JSON, HTTP binary or gRPC) and the load levels (closed-loop
-//! concurrency or open-loop Poisson request rates); [`payloads`] prepares the requests. [`runner::run_level`] drives one level:
+//! concurrency or open-loop request rates, Poisson or constant); [`payloads`] prepares the requests. [`runner::run_level`] drives one level:
 //! a warm-up, then measurement windows repeated until throughput is stable, with
 //! [`server_metrics`] read before and after to split server time into queue and compute.
 //! [`report`] turns the results into a terminal table, CSV, JSON and an SVG plot.

@@ -5,13 +5,13 @@ use anyhow::Context;
 use clap::Parser;
 use kiln_loadtest::inputs::{load_images, load_prompts};
 use kiln_loadtest::payloads::{Payloads, V2Target};
-use kiln_loadtest::plan::{Level, LoadPlan, RequestForm, Sweep};
+use kiln_loadtest::plan::{Arrivals, Level, LoadPlan, RequestForm, Sweep};
 use kiln_loadtest::report;
 use kiln_loadtest::runner::run_level;
 use tonic::transport::Channel;
 
 /// Load generator for Kiln (and other servers of the Open Inference Protocol): closed-loop
-/// concurrency sweeps or open-loop Poisson request rates over the task routes, V2 JSON, V2
+/// concurrency sweeps or open-loop request rates (Poisson or constant) over the task routes, V2 JSON, V2
 /// binary or gRPC; latency percentiles, and the server's own queue/compute split.
 #[derive(Debug, Parser)]
 #[command(name = "kiln-loadtest", version)]
@@ -43,9 +43,13 @@ struct Args {
     /// Closed-loop concurrency levels, e.g. `1:64:x2`.
     #[arg(long, conflicts_with = "request_rate")]
     concurrency: Option<Sweep>,
-    /// Open-loop Poisson request rates (requests/s), e.g. `500:2000:+500`.
+    /// Open-loop request rates (requests/s), e.g. `500:2000:+500`. Latency counts from each
+    /// request's intended send time, so a stalled sender or server cannot hide queueing.
     #[arg(long)]
     request_rate: Option<Sweep>,
+    /// How open-loop arrivals are spaced.
+    #[arg(long, value_enum, default_value = "poisson")]
+    arrivals: Arrivals,
     #[arg(long, default_value_t = 2.0)]
     warmup_secs: f64,
     /// Length of one measurement window.
@@ -94,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         stability: args.stability,
         max_requests: args.max_requests,
         api_key: args.api_key.clone(),
+        arrivals: args.arrivals,
     };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)

@@ -59,8 +59,31 @@ impl RequestForm {
 pub enum Level {
     /// Closed loop: this many callers, each sending its next request when the last returns.
     Concurrency(usize),
-    /// Open loop: Poisson arrivals at this mean rate (requests/s), whatever the answers do.
+    /// Open loop: arrivals at this mean rate (requests/s), spaced as the plan's [`Arrivals`]
+    /// say, whatever the answers do.
     RequestRate(f64),
+}
+
+/// How open-loop arrivals are spaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arrivals {
+    /// Exponential gaps: independent users, bursts included.
+    #[default]
+    Poisson,
+    /// Equal gaps of 1/rate: the steadiest load a rate can be.
+    Constant,
+}
+
+impl Arrivals {
+    /// The gap before the next arrival at `rate` requests/s; `uniform` draws from [0, 1).
+    pub fn gap(self, rate: f64, uniform: &mut impl FnMut() -> f64) -> std::time::Duration {
+        let seconds = match self {
+            // Inverse transform of the exponential distribution; 1 - u is never 0.
+            Arrivals::Poisson => -(1.0 - uniform()).ln() / rate,
+            Arrivals::Constant => 1.0 / rate,
+        };
+        std::time::Duration::from_secs_f64(seconds)
+    }
 }
 
 impl Level {
@@ -149,6 +172,8 @@ pub struct LoadPlan {
     /// Requests at most per level (warm-up included): a bound whatever the windows say.
     pub max_requests: usize,
     pub api_key: Option<String>,
+    /// How open-loop levels space their arrivals.
+    pub arrivals: Arrivals,
 }
 
 impl LoadPlan {
@@ -213,6 +238,30 @@ mod tests {
     }
 
     #[test]
+    fn constant_arrivals_are_evenly_spaced_and_poisson_ones_average_the_rate() {
+        let mut never = || panic!("constant arrivals draw nothing");
+        assert_eq!(
+            Arrivals::Constant.gap(250.0, &mut never),
+            Duration::from_millis(4)
+        );
+        // A fixed low-discrepancy sequence stands in for the random draws: the mean of the
+        // exponential gaps tends to 1/rate, and none is negative or infinite.
+        let mut i = 0u32;
+        let mut uniform = || {
+            i += 1;
+            (f64::from(i) * 0.618_033_988_749_895).fract()
+        };
+        let gaps: Vec<f64> = (0..20_000)
+            .map(|_| Arrivals::Poisson.gap(100.0, &mut uniform).as_secs_f64())
+            .collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 0.01).abs() < 0.0005, "mean gap {mean}");
+        assert!(gaps.iter().all(|g| g.is_finite() && *g >= 0.0));
+        let spread = gaps.iter().cloned().fold(0.0, f64::max);
+        assert!(spread > 0.05, "exponential gaps have a long tail: {spread}");
+    }
+
+    #[test]
     fn a_path_replaces_the_route() {
         let mut plan = LoadPlan {
             url: "http://127.0.0.1:9000/".into(),
@@ -226,6 +275,7 @@ mod tests {
             stability: 0.1,
             max_requests: 1,
             api_key: None,
+            arrivals: Arrivals::Poisson,
         };
         assert_eq!(
             plan.request_url(),

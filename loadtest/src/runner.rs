@@ -10,7 +10,7 @@ use rand::Rng;
 use tonic::transport::Channel;
 
 pub use crate::payloads::{Payload, Payloads};
-use crate::plan::{Level, LoadPlan, RequestForm};
+use crate::plan::{Arrivals, Level, LoadPlan, RequestForm};
 use crate::server_metrics::{Scrape, ServerSplit};
 use crate::stats::{Latency, is_stable, latency};
 
@@ -70,9 +70,10 @@ impl Shared {
         (n < self.max_requests).then_some(n)
     }
 
-    async fn send(&self, n: usize) {
+    /// Sends request `n`; its latency counts from `started`, the time it was meant to leave
+    /// (for open-loop arrivals, the scheduled instant, as wrk2 measures).
+    async fn send(&self, n: usize, started: Instant) {
         let payload = &self.payloads.items[n % self.payloads.items.len()];
-        let started = Instant::now();
         let (ok, tokens) = match payload {
             Payload::Http {
                 body,
@@ -165,7 +166,7 @@ pub async fn run_level(
         sent: AtomicUsize::new(0),
         max_requests: plan.max_requests,
     });
-    let workers = start_workers(&shared, level);
+    let workers = start_workers(&shared, level, plan.arrivals);
 
     tokio::time::sleep(plan.warmup).await;
     let before = scrape(client, plan).await;
@@ -251,14 +252,18 @@ fn count_ok(shared: &Shared, from: Instant, to: Instant) -> usize {
         .count()
 }
 
-fn start_workers(shared: &Arc<Shared>, level: Level) -> Vec<tokio::task::JoinHandle<()>> {
+fn start_workers(
+    shared: &Arc<Shared>,
+    level: Level,
+    arrivals: Arrivals,
+) -> Vec<tokio::task::JoinHandle<()>> {
     match level {
         Level::Concurrency(n) => (0..n.max(1))
             .map(|_| {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     while let Some(n) = shared.claim() {
-                        shared.send(n).await;
+                        shared.send(n, Instant::now()).await;
                     }
                 })
             })
@@ -269,19 +274,21 @@ fn start_workers(shared: &Arc<Shared>, level: Level) -> Vec<tokio::task::JoinHan
                 let outstanding = Arc::new(AtomicUsize::new(0));
                 let mut in_flight = Vec::new();
                 let mut next = Instant::now();
+                let mut uniform = || rand::rng().random::<f64>();
                 while let Some(n) = shared.claim() {
-                    // Exponential gaps give Poisson arrivals.
-                    let u: f64 = rand::rng().random_range(f64::EPSILON..1.0);
-                    next += Duration::from_secs_f64(-u.ln() / rate);
+                    next += arrivals.gap(rate, &mut uniform);
                     tokio::time::sleep_until(next.into()).await;
                     if outstanding.load(Ordering::Relaxed) >= MAX_OUTSTANDING {
-                        shared.record(Instant::now(), false);
+                        shared.record(next, false);
                         continue;
                     }
                     outstanding.fetch_add(1, Ordering::Relaxed);
                     let (shared, outstanding) = (shared.clone(), outstanding.clone());
+                    // `next` is when this request was due: a late wake-up or a slow spawn
+                    // counts against its latency instead of vanishing.
+                    let due = next;
                     in_flight.push(tokio::spawn(async move {
-                        shared.send(n).await;
+                        shared.send(n, due).await;
                         outstanding.fetch_sub(1, Ordering::Relaxed);
                     }));
                     in_flight.retain(|t| !t.is_finished());

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kiln_loadtest::inputs::{load_images, load_prompts};
 use kiln_loadtest::payloads::V2Target;
-use kiln_loadtest::plan::{Level, LoadPlan, RequestForm};
+use kiln_loadtest::plan::{Arrivals, Level, LoadPlan, RequestForm};
 use kiln_loadtest::report;
 use kiln_loadtest::runner::{Payloads, run_level};
 use kiln_loadtest::server_metrics::Scrape;
@@ -35,6 +35,7 @@ async fn counts_match_the_server_and_reports_are_written() {
         stability: 0.5,
         max_requests: 2_000,
         api_key: None,
+        arrivals: Arrivals::Constant,
     };
     let images = load_images(&root.join("examples/images")).unwrap();
     assert_eq!(images.len(), 5);
@@ -147,6 +148,7 @@ async fn open_inference_protocol_forms_are_answered_and_counted() {
                 stability: 0.5,
                 max_requests: 300,
                 api_key: None,
+                arrivals: Arrivals::Poisson,
             };
             let payloads = Payloads::v2(&target, form, &images, &prompts).unwrap();
             let before = Scrape::parse(&metrics_text(&client, &base).await);
