@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-shot GPU benchmark: Kiln serving LeNet-5, ResNet-50, GoogLeNet and EfficientNet-Lite0 on
-# wgpu (through NVIDIA's Vulkan driver) and on CUDA, driven by the load generator at concurrency 1–256, beside PyTorch eager on the
-# same GPU, networks and weights at batch 1–256, with board power sampled through NVML
+# wgpu (through NVIDIA's Vulkan driver) and on CUDA, driven by the load generator at
+# concurrency 1–256, beside PyTorch eager on the same GPU, networks and weights at batch
+# 1–256, with board power sampled through NVML
 # (nvidia-smi). Writes gpu-bench.csv and gpu-bench.json (img/s, p99, img/s/W per model,
 # runtime and batch) into OUT_DIR (default: $OUT where set, else target/gpu-bench).
 # Within 8 minutes with the binaries built; nothing is fetched from outside.

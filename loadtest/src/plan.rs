@@ -257,8 +257,11 @@ mod tests {
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         assert!((mean - 0.01).abs() < 0.0005, "mean gap {mean}");
         assert!(gaps.iter().all(|g| g.is_finite() && *g >= 0.0));
-        let spread = gaps.iter().cloned().fold(0.0, f64::max);
-        assert!(spread > 0.05, "exponential gaps have a long tail: {spread}");
+        let longest = gaps.iter().cloned().fold(0.0, f64::max);
+        assert!(
+            longest > 0.05,
+            "exponential gaps have a long tail: {longest}"
+        );
     }
 
     #[test]

@@ -5,8 +5,6 @@
 //! compiler is never run; here it exists only as a type that refuses to compile, which keeps
 //! `llvm-sys` and its downloaded LLVM bundle out of the build.
 
-use core::fmt;
-
 use cubecl_core::ir::nvidia::SmArch;
 use cubecl_environment::backtrace::BackTrace;
 use cubecl_runtime::compiler::CompilationError;
@@ -18,9 +16,7 @@ pub const NOT_BUILT: &str = "this build of Kiln has no LLVM kernel compiler: CUD
 
 pub mod nvptx {
     pub mod ptx_version {
-        use core::fmt;
-
-        /// A PTX ISA version (8.7 is `87`). Only the LLVM compiler emits PTX of a chosen
+                /// A PTX ISA version (8.7 is `87`). Only the LLVM compiler emits PTX of a chosen
         /// version; NVRTC writes its own toolkit's, so this build never has one to choose.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub struct PtxVersion(u32);
@@ -56,11 +52,9 @@ pub mod shared {
     }
 }
 
-/// The targets the LLVM compiler knows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The LLVM compiler's targets; the CUDA runtime names only this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LlvmTarget {
-    #[default]
-    Cpu,
     Nvptx,
 }
 
@@ -79,7 +73,6 @@ pub struct PlironOptions {
 pub struct NvptxModule {
     /// NUL-terminated PTX.
     pub ptx: Vec<core::ffi::c_char>,
-    pub entrypoint: String,
     pub ir: String,
     pub shared_memory_size: usize,
     pub io: Vec<BufferIOAttr>,
@@ -92,7 +85,7 @@ pub enum PlironArtifact {
 }
 
 /// The LLVM kernel compiler, which in this build refuses every kernel.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PlironCompiler {
     pub target: LlvmTarget,
 }
@@ -109,19 +102,7 @@ impl PlironCompiler {
         })
     }
 
-    pub fn extension(&self) -> &'static str {
-        "ll"
-    }
-
     pub fn lang_tag(&self) -> &'static str {
         "llvm"
-    }
-}
-
-impl fmt::Display for PlironArtifact {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlironArtifact::NvptxCode(module) => f.write_str(&module.ir),
-        }
     }
 }
