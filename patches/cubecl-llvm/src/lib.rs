@@ -16,7 +16,9 @@ pub const NOT_BUILT: &str = "this build of Kiln has no LLVM kernel compiler: CUD
 
 pub mod nvptx {
     pub mod ptx_version {
-                /// A PTX ISA version (8.7 is `87`). Only the LLVM compiler emits PTX of a chosen
+        use core::fmt;
+
+        /// A PTX ISA version (8.7 is `87`). Only the LLVM compiler emits PTX of a chosen
         /// version; NVRTC writes its own toolkit's, so this build never has one to choose.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub struct PtxVersion(u32);
