@@ -26,6 +26,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY server/Cargo.toml server/
 COPY model-zoo/Cargo.toml model-zoo/
+COPY kernels/Cargo.toml kernels/
 COPY loadtest/Cargo.toml loadtest/
 COPY proto/Cargo.toml proto/
 COPY onnx-models/Cargo.toml onnx-models/
@@ -36,7 +37,7 @@ RUN if ls vendor/*/Cargo.toml >/dev/null 2>&1; then \
         mkdir -p .cargo && printf '%s\n' '[source.crates-io]' 'replace-with = "vendored"' \
             '[source.vendored]' 'directory = "vendor"' > .cargo/config.toml; \
     fi \
-    && for crate in server model-zoo loadtest proto onnx-models; do \
+    && for crate in server model-zoo kernels loadtest proto onnx-models; do \
         mkdir -p "$crate/src" && : > "$crate/src/lib.rs"; \
     done \
     && echo 'fn main() {}' > server/src/main.rs \
@@ -45,7 +46,7 @@ RUN if ls vendor/*/Cargo.toml >/dev/null 2>&1; then \
     && cp server/src/main.rs model-zoo/benches/cnn.rs \
     && mkdir -p server/tests && : > server/tests/fault_isolation.rs \
     && cargo build --release --locked -p kiln-server --features "$FEATURES" \
-    && rm -rf server/src loadtest/src model-zoo/src proto/src onnx-models/src model-zoo/benches \
+    && rm -rf server/src loadtest/src model-zoo/src kernels/src proto/src onnx-models/src model-zoo/benches \
         server/tests \
         target/release/.fingerprint/kiln-* target/release/deps/*kiln_* target/release/kiln*
 

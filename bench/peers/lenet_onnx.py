@@ -2,6 +2,10 @@
 that onnxruntime computes what Kiln computes on real Fashion-MNIST test images.
 
     python lenet_onnx.py WEIGHTS.safetensors OUT.onnx [--check http://127.0.0.1:8000]
+        [--throughput --threads 2]
+
+`--throughput` also times onnxruntime on the raw graph at batch 1, 8, 32 and 64 (images/s),
+the counterpart of `cargo bench -p kiln-zoo --bench lenet`.
 """
 
 import argparse
@@ -93,6 +97,9 @@ def main():
     parser.add_argument("weights")
     parser.add_argument("out")
     parser.add_argument("--check", help="a running Kiln to compare with")
+    parser.add_argument("--throughput", action="store_true", help="time the raw graph")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     model = build(read_safetensors(args.weights))
     onnx.save(model, args.out)
@@ -100,6 +107,29 @@ def main():
         session = onnxruntime.InferenceSession(args.out, providers=["CPUExecutionProvider"])
         if not check(session, args.check):
             sys.exit("the ONNX graph does not compute what Kiln computes")
+    if args.throughput:
+        throughput(args.out, args.threads, args.seconds)
+
+
+def throughput(path, threads, seconds):
+    import time
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    print(f"onnxruntime {onnxruntime.__version__}, {threads} threads")
+    print("batch,images_per_second")
+    for batch in [1, 8, 32, 64]:
+        x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+        for _ in range(20):
+            session.run(None, {name: x})
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            session.run(None, {name: x})
+            done += batch
+        print(f"{batch},{done / (time.perf_counter() - start):.0f}", flush=True)
 
 
 if __name__ == "__main__":

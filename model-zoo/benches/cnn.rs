@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln_zoo::BackendKind;
-use kiln_zoo::classifier::{ClassCount, ClassifierArchitecture, ImageClassifier, ResNetSpec};
+use kiln_zoo::classifier::{
+    ClassCount, ClassifierArchitecture, ImageClassifier, InceptionSpec, ResNetSpec,
+};
 
 fn cnn_forward(c: &mut Criterion) {
     let networks = [
@@ -20,6 +22,13 @@ fn cnn_forward(c: &mut Criterion) {
             ClassifierArchitecture::ResNet(ResNetSpec {
                 depth: 50,
                 num_classes: 1000,
+            }),
+        ),
+        (
+            "googlenet",
+            ClassifierArchitecture::GoogLeNet(InceptionSpec {
+                num_classes: 1000,
+                transform_input: false,
             }),
         ),
         (
@@ -34,18 +43,29 @@ fn cnn_forward(c: &mut Criterion) {
         let device = backend.device().expect("compiled backend");
         for (name, architecture) in &networks {
             let net = architecture.init(&device).expect("architecture");
-            let classifier = ImageClassifier::from_net(net, [3, 224, 224], &device);
-            let mut group = c.benchmark_group(format!("{name}/{backend}"));
-            group.sample_size(10);
-            group.measurement_time(Duration::from_secs(20));
-            for batch in [1usize, 8, 32] {
-                let inputs: Vec<&[f32]> = vec![image.as_slice(); batch];
-                group.throughput(Throughput::Elements(batch as u64));
-                group.bench_function(format!("batch-{batch}"), |b| {
-                    b.iter(|| black_box(classifier.logits_batch(black_box(&inputs)).unwrap()))
-                });
+            let with_kernels = ImageClassifier::from_net(net.clone(), [3, 224, 224], &device);
+            let mut variants = vec![];
+            if with_kernels.uses_cpu_kernels() {
+                let burn_ops =
+                    ImageClassifier::from_net(net, [3, 224, 224], &device).without_cpu_kernels();
+                variants.push((format!("{backend}-kernels"), with_kernels));
+                variants.push((backend.to_string(), burn_ops));
+            } else {
+                variants.push((backend.to_string(), with_kernels));
             }
-            group.finish();
+            for (variant, classifier) in &variants {
+                let mut group = c.benchmark_group(format!("{name}/{variant}"));
+                group.sample_size(10);
+                group.measurement_time(Duration::from_secs(20));
+                for batch in [1usize, 8, 32] {
+                    let inputs: Vec<&[f32]> = vec![image.as_slice(); batch];
+                    group.throughput(Throughput::Elements(batch as u64));
+                    group.bench_function(format!("batch-{batch}"), |b| {
+                        b.iter(|| black_box(classifier.logits_batch(black_box(&inputs)).unwrap()))
+                    });
+                }
+                group.finish();
+            }
         }
     }
 }

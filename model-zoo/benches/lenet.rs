@@ -1,4 +1,5 @@
-//! Raw LeNet-5 throughput (images/s) per batch size on every backend compiled in.
+//! Raw LeNet-5 throughput (images/s) per batch size on every backend compiled in; on the
+//! CPU both on Kiln's CPU kernels (`flex-kernels`) and on Burn's own ops (`flex`).
 //!
 //! `cargo bench -p kiln-zoo --bench lenet` (add `--features ndarray` to compare ndarray).
 
@@ -16,17 +17,28 @@ fn lenet_forward(c: &mut Criterion) {
     let image: Vec<f32> = (0..784).map(|i| (i % 255) as f32 / 255.0).collect();
     for backend in BackendKind::compiled() {
         let device = backend.device().expect("compiled backend");
-        let classifier = ImageClassifier::load(&arch, &weights, &[], [1, 28, 28], &device)
-            .expect("weights load");
-        let mut group = c.benchmark_group(format!("lenet5/{backend}"));
-        for batch in [1usize, 8, 32, 64] {
-            let inputs: Vec<&[f32]> = vec![image.as_slice(); batch];
-            group.throughput(Throughput::Elements(batch as u64));
-            group.bench_function(format!("batch-{batch}"), |b| {
-                b.iter(|| black_box(classifier.classify_batch(black_box(&inputs)).unwrap()))
-            });
+        let load = || {
+            ImageClassifier::load(&arch, &weights, &[], [1, 28, 28], &device).expect("weights load")
+        };
+        let classifier = load();
+        let mut variants = vec![];
+        if classifier.uses_cpu_kernels() {
+            variants.push((format!("{backend}-kernels"), classifier));
+            variants.push((backend.to_string(), load().without_cpu_kernels()));
+        } else {
+            variants.push((backend.to_string(), classifier));
         }
-        group.finish();
+        for (variant, classifier) in &variants {
+            let mut group = c.benchmark_group(format!("lenet5/{variant}"));
+            for batch in [1usize, 8, 32, 64] {
+                let inputs: Vec<&[f32]> = vec![image.as_slice(); batch];
+                group.throughput(Throughput::Elements(batch as u64));
+                group.bench_function(format!("batch-{batch}"), |b| {
+                    b.iter(|| black_box(classifier.classify_batch(black_box(&inputs)).unwrap()))
+                });
+            }
+            group.finish();
+        }
     }
 }
 

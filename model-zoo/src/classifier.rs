@@ -1,6 +1,7 @@
 //! A ready-to-run image classifier: an architecture, its weights and the device it runs on.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ZooError};
 use crate::models::alexnet::{self, AlexNet, AlexNetConfig};
+use crate::models::cpu::{Network, NetworkBuilder};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0, EfficientNetLite0Config};
 use crate::models::googlenet::{self, GoogLeNet, GoogLeNetConfig};
 use crate::models::inception_v3::{self, InceptionV3, InceptionV3Config};
@@ -283,6 +285,22 @@ impl ClassifierNet {
             }
         }
     }
+
+    /// The network prepared for Kiln's CPU kernels (weights packed, batch norm folded,
+    /// NHWC throughout), for `[channels, height, width]` input; `None` for architectures
+    /// that run on Burn's ops alone.
+    pub fn cpu_network(&self, input_shape: [usize; 3]) -> Option<Result<Network>> {
+        let [c, h, w] = input_shape;
+        let (mut builder, x) = NetworkBuilder::new(c, h, w);
+        let logits = match self {
+            ClassifierNet::LeNet5(m) => m.cpu_network(&mut builder, x),
+            ClassifierNet::GoogLeNet(m) => m.cpu_network(&mut builder, x),
+            ClassifierNet::ResNet(m) => m.cpu_network(&mut builder, x),
+            ClassifierNet::EfficientNetLite0(m) => m.cpu_network(&mut builder, x),
+            _ => return None,
+        };
+        Some(logits.and_then(|logits| Ok(builder.build(logits)?)))
+    }
 }
 
 /// A classifier with loaded weights, bound to a device.
@@ -296,6 +314,9 @@ pub struct ImageClassifier {
     precision: Precision,
     /// Batch sizes a batch is padded up to (ascending); empty to run every size as it is.
     batch_buckets: Vec<usize>,
+    /// The same network on Kiln's CPU kernels, which run it instead of Burn's ops when the
+    /// device is the CPU and the precision f32.
+    cpu: Option<Arc<Network>>,
 }
 
 impl ImageClassifier {
@@ -331,14 +352,41 @@ impl ImageClassifier {
 
     /// Wrap a network that already holds its weights.
     pub fn from_net(net: ClassifierNet, input_shape: [usize; 3], device: &Device) -> Self {
-        Self {
+        let mut classifier = Self {
             net,
             device: device.clone(),
             input_shape,
             faulty: false,
             precision: Precision::F32,
             batch_buckets: Vec::new(),
+            cpu: None,
+        };
+        classifier.prepare_cpu_network();
+        classifier
+    }
+
+    /// Prepares the CPU kernels' copy of the network where they apply. Architectures
+    /// without one, and a preparation that fails (a shape the kernels reject), keep
+    /// Burn's ops, which compute the same logits.
+    fn prepare_cpu_network(&mut self) {
+        self.cpu = None;
+        if !is_cpu(&self.device) || self.precision != Precision::F32 || cpu_kernels_disabled() {
+            return;
         }
+        if let Some(Ok(network)) = self.net.cpu_network(self.input_shape) {
+            self.cpu = Some(Arc::new(network));
+        }
+    }
+
+    /// Whether batches run on Kiln's CPU kernels rather than Burn's ops.
+    pub fn uses_cpu_kernels(&self) -> bool {
+        self.cpu.is_some()
+    }
+
+    /// Run on Burn's ops even where the CPU kernels apply (for comparisons).
+    pub fn without_cpu_kernels(mut self) -> Self {
+        self.cpu = None;
+        self
     }
 
     /// Compute in `precision` from now on: parameters are cast once; inputs and logits are
@@ -347,6 +395,7 @@ impl ImageClassifier {
         precision.check_supported(&self.device)?;
         self.net = precision.cast_module(self.net);
         self.precision = precision;
+        self.prepare_cpu_network();
         Ok(self)
     }
 
@@ -409,6 +458,11 @@ impl ImageClassifier {
         if self.faulty {
             inject_fault(images)?;
         }
+        if let Some(cpu) = &self.cpu {
+            let logits = cpu.run(&flat, n)?;
+            let classes = cpu.output_len();
+            return Ok(logits.chunks_exact(classes).map(<[f32]>::to_vec).collect());
+        }
         let padded = padded_batch_size(n, &self.batch_buckets);
         flat.resize(padded * len, 0.0);
         let [c, h, w] = self.input_shape;
@@ -426,6 +480,21 @@ impl ImageClassifier {
             .map(<[f32]>::to_vec)
             .collect())
     }
+}
+
+/// `KILN_CPU_KERNELS=off` runs every network on Burn's ops (to compare the two paths).
+fn cpu_kernels_disabled() -> bool {
+    std::env::var("KILN_CPU_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
+}
+
+/// Whether `device` is the flex CPU backend's (ndarray, kept for comparison, keeps Burn's ops).
+fn is_cpu(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        return true;
+    }
+    let _ = device;
+    false
 }
 
 /// The smallest bucket that holds `n`, or `n` itself when none does.
@@ -504,6 +573,115 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
 mod tests {
     use super::*;
     use crate::weights::save_burnpack;
+
+    /// Replaces every vector parameter (biases, batch-norm scales, shifts and running
+    /// statistics) with values in [0.5, 1.5), so batch-norm folding is exercised.
+    struct RandomVectors;
+
+    impl burn::module::ModuleMapper for RandomVectors {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            if D != 1 {
+                return param;
+            }
+            param.map(|t| {
+                let device = t.device();
+                Tensor::random(
+                    t.shape(),
+                    burn::tensor::Distribution::Uniform(0.5, 1.5),
+                    &device,
+                )
+            })
+        }
+    }
+
+    #[test]
+    fn cpu_kernels_give_burns_logits() {
+        let device = Device::flex();
+        let imagenet_like = [3, 64, 72];
+        let cases = [
+            (
+                ClassifierArchitecture::LeNet5(LeNet5Config::new()),
+                [1, 28, 28],
+            ),
+            (
+                ClassifierArchitecture::ResNet(ResNetSpec {
+                    depth: 18,
+                    num_classes: 20,
+                }),
+                imagenet_like,
+            ),
+            (
+                ClassifierArchitecture::ResNet(ResNetSpec {
+                    depth: 50,
+                    num_classes: 20,
+                }),
+                imagenet_like,
+            ),
+            (
+                ClassifierArchitecture::GoogLeNet(InceptionSpec {
+                    num_classes: 20,
+                    transform_input: true,
+                }),
+                imagenet_like,
+            ),
+            (
+                ClassifierArchitecture::EfficientNetLite0(ClassCount { num_classes: 20 }),
+                imagenet_like,
+            ),
+        ];
+        for (architecture, shape) in cases {
+            let net = architecture.init(&device).unwrap().map(&mut RandomVectors);
+            let burn = ImageClassifier::from_net(net.clone(), shape, &device).without_cpu_kernels();
+            let kernels = ImageClassifier::from_net(net, shape, &device);
+            assert!(kernels.uses_cpu_kernels(), "{}", architecture.name());
+            let len: usize = shape.iter().product();
+            let images: Vec<Vec<f32>> = (0..3)
+                .map(|i| {
+                    (0..len)
+                        .map(|j| ((j * 7 + i * 13) % 19) as f32 / 9.5 - 1.0)
+                        .collect()
+                })
+                .collect();
+            let images: Vec<&[f32]> = images.iter().map(Vec::as_slice).collect();
+            let expected = burn.logits_batch(&images).unwrap();
+            let got = kernels.logits_batch(&images).unwrap();
+            let scale = expected
+                .iter()
+                .flatten()
+                .fold(1e-6f32, |m, v| m.max(v.abs()));
+            for (e, g) in expected.iter().flatten().zip(got.iter().flatten()) {
+                assert!(
+                    (e - g).abs() <= 1e-4 * scale,
+                    "{}: {g} where Burn gives {e} (logit scale {scale})",
+                    architecture.name()
+                );
+            }
+            // One image alone gives the same as in the batch.
+            let single = kernels.logits_batch(&images[1..2]).unwrap();
+            assert_eq!(single[0].len(), got[1].len());
+        }
+    }
+
+    #[test]
+    fn cpu_kernels_stay_off_where_they_do_not_apply() {
+        let device = Device::flex();
+        let vgg = ClassifierArchitecture::Vgg11(ClassCount { num_classes: 5 });
+        let classifier =
+            ImageClassifier::from_net(vgg.init(&device).unwrap(), [3, 32, 32], &device);
+        assert!(!classifier.uses_cpu_kernels());
+        let lenet = ClassifierArchitecture::LeNet5(LeNet5Config::new());
+        let half = ImageClassifier::from_net(lenet.init(&device).unwrap(), [1, 28, 28], &device)
+            .with_precision(Precision::Bf16);
+        if let Ok(half) = half {
+            assert!(
+                !half.uses_cpu_kernels(),
+                "reduced precision runs on Burn's ops"
+            );
+        }
+    }
 
     #[test]
     fn top_k_orders_by_probability() {

@@ -29,6 +29,8 @@ pub enum ZooError {
     ImageTooLarge { width: u32, height: u32, limit: u64 },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("CPU kernels: {0}")]
+    Kernel(#[from] kiln_kernels::KernelError),
 }
 
 impl ZooError {

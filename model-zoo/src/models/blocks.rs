@@ -6,6 +6,9 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::cpu::{self, Activation};
+use crate::error::Result;
+
 /// BatchNorm epsilon of torchvision's `BasicConv2d` (GoogLeNet, Inception v3).
 pub const BASIC_CONV_BN_EPS: f64 = 1e-3;
 /// PyTorch's default BatchNorm epsilon (ResNet).
@@ -84,6 +87,24 @@ impl BasicConv2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         relu(self.bn.forward(self.conv.forward(x)))
     }
+
+    pub fn out_channels(&self) -> usize {
+        self.conv.weight.dims()[0]
+    }
+
+    /// The same layer for the CPU kernels.
+    pub fn cpu_conv(&self) -> Result<kiln_kernels::conv::Conv2d> {
+        cpu::conv(&self.conv, Some(&self.bn), Activation::Relu)
+    }
+}
+
+/// The per-channel affine map of [`imagenet_to_half_range`], as `(scale, shift)`.
+pub fn imagenet_to_half_range_affine() -> (Vec<f32>, Vec<f32>) {
+    const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+    const STD: [f32; 3] = [0.229, 0.224, 0.225];
+    (0..3)
+        .map(|c| (STD[c] / 0.5, (MEAN[c] - 0.5) / 0.5))
+        .unzip()
 }
 
 /// torchvision's `transform_input` for GoogLeNet and Inception v3: re-normalises an input

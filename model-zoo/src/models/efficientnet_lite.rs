@@ -10,6 +10,8 @@ use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
 use super::blocks::batch_norm;
+use super::cpu::{self, Activation, NetworkBuilder, Value};
+use crate::error::Result;
 
 const BN_EPS: f64 = 1e-3;
 
@@ -140,6 +142,24 @@ impl MbConv {
         let y = self.bn2.forward(self.project_conv.forward(y));
         if self.skip { y + x } else { y }
     }
+
+    /// [`MbConv::forward`] for the CPU kernels: the skip is added in the projection's
+    /// epilogue.
+    fn cpu_network(&self, b: &mut NetworkBuilder, x: Value) -> Result<Value> {
+        let y = match (&self.expand_conv, &self.bn0) {
+            (Some(conv), Some(bn)) => {
+                b.conv(x, cpu::conv(conv, Some(bn), Activation::Relu6)?, None)?
+            }
+            _ => x,
+        };
+        let y = b.conv(
+            y,
+            cpu::conv(&self.depthwise_conv, Some(&self.bn1), Activation::Relu6)?,
+            None,
+        )?;
+        let project = cpu::conv(&self.project_conv, Some(&self.bn2), Activation::Identity)?;
+        Ok(b.conv(y, project, self.skip.then_some(x))?)
+    }
 }
 
 #[derive(Module, Debug)]
@@ -189,5 +209,25 @@ impl EfficientNetLite0 {
         let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
         let x: Tensor<2> = self.avgpool.forward(x).flatten(1, 3);
         self.fc.forward(x)
+    }
+
+    /// [`EfficientNetLite0::forward`] for the CPU kernels, from `x` to the logits.
+    pub fn cpu_network(&self, b: &mut NetworkBuilder, x: Value) -> Result<Value> {
+        let x = b.conv(
+            x,
+            cpu::conv(&self.conv_stem, Some(&self.bn0), Activation::Relu6)?,
+            None,
+        )?;
+        let x = self
+            .blocks
+            .iter()
+            .try_fold(x, |x, block| block.cpu_network(b, x))?;
+        let x = b.conv(
+            x,
+            cpu::conv(&self.conv_head, Some(&self.bn1), Activation::Relu6)?,
+            None,
+        )?;
+        let x = b.global_average_pool(x)?;
+        Ok(b.linear(x, cpu::linear(&self.fc, Activation::Identity)?)?)
     }
 }

@@ -7,7 +7,11 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxP
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use super::blocks::{BasicConv2d, ConvShape, imagenet_to_half_range};
+use super::blocks::{
+    BasicConv2d, ConvShape, imagenet_to_half_range, imagenet_to_half_range_affine,
+};
+use super::cpu::{self, NetworkBuilder, Value};
+use crate::error::Result;
 
 #[derive(Config, Debug)]
 pub struct GoogLeNetConfig {
@@ -57,6 +61,36 @@ impl Inception {
         let b3 = chain(&self.branch3, x.clone());
         let b4 = self.branch4.forward(self.pool.forward(x));
         Tensor::cat(vec![b1, b2, b3, b4], 1)
+    }
+
+    /// [`Inception::forward`] for the CPU kernels: each branch's last convolution writes
+    /// straight into its channels of the concatenation.
+    fn cpu_network(&self, b: &mut NetworkBuilder, x: Value) -> Result<Value> {
+        let [h, w, _] = b.size(x);
+        let last = |convs: &[BasicConv2d]| convs.last().map_or(0, BasicConv2d::out_channels);
+        let channels = [
+            self.branch1.out_channels(),
+            last(&self.branch2),
+            last(&self.branch3),
+            self.branch4.out_channels(),
+        ];
+        let out = b.concatenation(h, w, channels.iter().sum());
+        let mut offset = 0;
+        b.conv_into(x, self.branch1.cpu_conv()?, out, offset)?;
+        offset += channels[0];
+        for (branch, width) in [(&self.branch2, channels[1]), (&self.branch3, channels[2])] {
+            let Some((last, first)) = branch.split_last() else {
+                continue;
+            };
+            let y = first.iter().try_fold(x, |y, c| -> Result<Value> {
+                Ok(b.conv(y, c.cpu_conv()?, None)?)
+            })?;
+            b.conv_into(y, last.cpu_conv()?, out, offset)?;
+            offset += width;
+        }
+        let pooled = b.pool(x, cpu::max_pool(&self.pool)?)?;
+        b.conv_into(pooled, self.branch4.cpu_conv()?, out, offset)?;
+        Ok(out)
     }
 }
 
@@ -148,5 +182,36 @@ impl GoogLeNet {
         let x = self.inception5b.forward(self.inception5a.forward(x));
         let x: Tensor<2> = self.avgpool.forward(x).flatten(1, 3);
         self.fc.forward(x)
+    }
+
+    /// [`GoogLeNet::forward`] for the CPU kernels, from `x` to the logits.
+    pub fn cpu_network(&self, b: &mut NetworkBuilder, x: Value) -> Result<Value> {
+        if self.transform_input {
+            let (scale, shift) = imagenet_to_half_range_affine();
+            b.input_affine(scale, shift)?;
+        }
+        let pool = cpu::max_pool(&self.pool)?;
+        let x = b.conv(x, self.conv1.cpu_conv()?, None)?;
+        let x = b.pool(x, pool)?;
+        let x = b.conv(x, self.conv2.cpu_conv()?, None)?;
+        let x = b.conv(x, self.conv3.cpu_conv()?, None)?;
+        let x = b.pool(x, pool)?;
+        let x = self.inception3a.cpu_network(b, x)?;
+        let x = self.inception3b.cpu_network(b, x)?;
+        let mut x = b.pool(x, pool)?;
+        for block in [
+            &self.inception4a,
+            &self.inception4b,
+            &self.inception4c,
+            &self.inception4d,
+            &self.inception4e,
+        ] {
+            x = block.cpu_network(b, x)?;
+        }
+        let x = b.pool(x, cpu::max_pool(&self.last_pool)?)?;
+        let x = self.inception5a.cpu_network(b, x)?;
+        let x = self.inception5b.cpu_network(b, x)?;
+        let x = b.global_average_pool(x)?;
+        Ok(b.linear(x, cpu::linear(&self.fc, cpu::Activation::Identity)?)?)
     }
 }

@@ -5,6 +5,9 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
+use super::cpu::{self, Activation, NetworkBuilder, Value};
+use crate::error::Result;
+
 /// Hyper-parameters of LeNet-5.
 #[derive(Config, Debug)]
 pub struct LeNet5Config {
@@ -68,6 +71,21 @@ impl LeNet5 {
         let x = self.activation.forward(self.fc1.forward(x)); // [B, 120]
         let x = self.activation.forward(self.fc2.forward(x)); // [B, 84]
         self.fc3.forward(x) // [B, num_classes]
+    }
+
+    /// [`LeNet5::forward`] for the CPU kernels, from `x` to the logits.
+    pub fn cpu_network(&self, b: &mut NetworkBuilder, x: Value) -> Result<Value> {
+        let x = b.conv(x, cpu::conv(&self.conv1, None, Activation::Relu)?, None)?;
+        let x = b.pool(x, cpu::max_pool(&self.pool1)?)?;
+        let x = b.conv(x, cpu::conv(&self.conv2, None, Activation::Relu)?, None)?;
+        let x = b.pool(x, cpu::max_pool(&self.pool2)?)?;
+        let [h, w, c] = b.size(x);
+        let x = b.linear(
+            x,
+            cpu::linear_after_flatten(&self.fc1, [c, h, w], Activation::Relu)?,
+        )?;
+        let x = b.linear(x, cpu::linear(&self.fc2, Activation::Relu)?)?;
+        Ok(b.linear(x, cpu::linear(&self.fc3, Activation::Identity)?)?)
     }
 }
 

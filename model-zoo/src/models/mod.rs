@@ -3,6 +3,7 @@
 pub mod alexnet;
 pub mod blocks;
 pub mod captioner;
+pub mod cpu;
 pub mod efficientnet_lite;
 pub mod elman;
 pub mod googlenet;

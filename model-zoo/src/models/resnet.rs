@@ -8,6 +8,8 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use super::blocks::{ConvShape, TORCH_BN_EPS, batch_norm, conv};
+use super::cpu::{self, Activation, NetworkBuilder, Value};
+use crate::error::Result;
 
 #[derive(Config, Debug)]
 pub struct ResNetConfig {
@@ -158,6 +160,43 @@ impl Residual {
         };
         relu(y + shortcut)
     }
+
+    /// [`Residual::forward`] for the CPU kernels: the shortcut is added inside the last
+    /// convolution's epilogue.
+    fn cpu_network(&self, b: &mut NetworkBuilder, x: Value) -> Result<Value> {
+        let shortcut = match &self.downsample {
+            Some(d) => b.conv(
+                x,
+                cpu::conv(&d.conv, Some(&d.bn), Activation::Identity)?,
+                None,
+            )?,
+            None => x,
+        };
+        let y = b.conv(
+            x,
+            cpu::conv(&self.conv1, Some(&self.bn1), Activation::Relu)?,
+            None,
+        )?;
+        Ok(match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => {
+                let y = b.conv(
+                    y,
+                    cpu::conv(&self.conv2, Some(&self.bn2), Activation::Relu)?,
+                    None,
+                )?;
+                b.conv(
+                    y,
+                    cpu::conv(conv3, Some(bn3), Activation::Relu)?,
+                    Some(shortcut),
+                )?
+            }
+            _ => b.conv(
+                y,
+                cpu::conv(&self.conv2, Some(&self.bn2), Activation::Relu)?,
+                Some(shortcut),
+            )?,
+        })
+    }
 }
 
 #[derive(Module, Debug)]
@@ -180,22 +219,40 @@ pub const TORCHVISION_KEYS: &[(&str, &str)] = &[
 ];
 
 impl ResNet {
+    /// The residual blocks of the four stages, in order.
+    fn blocks(&self) -> impl Iterator<Item = &Residual> {
+        self.layer1
+            .iter()
+            .chain(&self.layer2)
+            .chain(&self.layer3)
+            .chain(&self.layer4)
+    }
+
     /// # Shapes
     /// - input: `[batch, 3, height, width]`
     /// - output: `[batch, num_classes]` logits
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = relu(self.bn1.forward(self.conv1.forward(images)));
         let mut x = self.maxpool.forward(x);
-        for block in self
-            .layer1
-            .iter()
-            .chain(&self.layer2)
-            .chain(&self.layer3)
-            .chain(&self.layer4)
-        {
+        for block in self.blocks() {
             x = block.forward(x);
         }
         let x: Tensor<2> = self.avgpool.forward(x).flatten(1, 3);
         self.fc.forward(x)
+    }
+
+    /// [`ResNet::forward`] for the CPU kernels, from `x` to the logits.
+    pub fn cpu_network(&self, b: &mut NetworkBuilder, x: Value) -> Result<Value> {
+        let x = b.conv(
+            x,
+            cpu::conv(&self.conv1, Some(&self.bn1), Activation::Relu)?,
+            None,
+        )?;
+        let mut x = b.pool(x, cpu::max_pool(&self.maxpool)?)?;
+        for block in self.blocks() {
+            x = block.cpu_network(b, x)?;
+        }
+        let x = b.global_average_pool(x)?;
+        Ok(b.linear(x, cpu::linear(&self.fc, Activation::Identity)?)?)
     }
 }

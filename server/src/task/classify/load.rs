@@ -83,8 +83,15 @@ pub fn load(
     };
     let reserved_before = kiln_zoo::gpu::reserved_bytes(&device);
     let mut executors: Vec<Box<dyn BatchExecutor<Vec<f32>, Vec<f32>>>> = Vec::new();
-    for _ in 0..config.instances {
+    for instance in 0..config.instances {
         let classifier = source.load()?;
+        if instance == 0 {
+            tracing::info!(
+                model = %context.name,
+                cpu_kernels = classifier.uses_cpu_kernels(),
+                "network prepared: Kiln's CPU kernels where true, Burn's ops otherwise"
+            );
+        }
         let warm_sizes = match source.batch_buckets.as_slice() {
             [] => vec![1, config.batching.max_batch_size],
             buckets => buckets.to_vec(),
