@@ -19,7 +19,14 @@ struct Case {
 
 fn main() {
     let device = Device::flex();
-    let c = |name, input, weight, stride, pad, groups| Case { name, input, weight, stride, pad, groups };
+    let c = |name, input, weight, stride, pad, groups| Case {
+        name,
+        input,
+        weight,
+        stride,
+        pad,
+        groups,
+    };
     let cases = [
         c("stem", [1, 3, 224, 224], [64, 3, 7, 7], 2, 3, 1),
         c("resnet_3x3_56", [1, 64, 56, 56], [64, 64, 3, 3], 1, 1, 1),
@@ -27,10 +34,31 @@ fn main() {
         c("resnet_3x3_s2", [1, 128, 56, 56], [128, 128, 3, 3], 2, 1, 1),
         c("pointwise_56", [1, 256, 56, 56], [64, 256, 1, 1], 1, 0, 1),
         c("pointwise_s2", [1, 512, 28, 28], [1024, 512, 1, 1], 2, 0, 1),
-        c("depthwise_3x3_112", [1, 96, 112, 112], [96, 1, 3, 3], 2, 1, 96),
-        c("depthwise_5x5_14", [1, 672, 14, 14], [672, 1, 5, 5], 1, 2, 672),
+        c(
+            "depthwise_3x3_112",
+            [1, 96, 112, 112],
+            [96, 1, 3, 3],
+            2,
+            1,
+            96,
+        ),
+        c(
+            "depthwise_5x5_14",
+            [1, 672, 14, 14],
+            [672, 1, 5, 5],
+            1,
+            2,
+            672,
+        ),
         c("resnet_3x3_56_b8", [8, 64, 56, 56], [64, 64, 3, 3], 1, 1, 1),
-        c("depthwise_3x3_112_b8", [8, 96, 112, 112], [96, 1, 3, 3], 2, 1, 96),
+        c(
+            "depthwise_3x3_112_b8",
+            [8, 96, 112, 112],
+            [96, 1, 3, 3],
+            2,
+            1,
+            96,
+        ),
     ];
     println!("shape,ms");
     for case in cases.iter() {
