@@ -67,25 +67,33 @@ impl Shape {
 /// Rearrange `[batch, channels, height, width]` values (Burn's and PyTorch's layout) into
 /// NHWC.
 pub fn nchw_to_nhwc(input: &[f32], shape: Shape) -> Vec<f32> {
-    let Shape {
-        batch,
-        height,
-        width,
-        channels,
-    } = shape;
-    let plane = height * width;
     let mut out = vec![0.0; shape.len()];
-    for n in 0..batch {
-        let image = &input[n * channels * plane..(n + 1) * channels * plane];
-        let dst = &mut out[n * plane * channels..(n + 1) * plane * channels];
+    nchw_to_nhwc_into(input, shape, &mut out, None);
+    out
+}
+
+/// [`nchw_to_nhwc`] into the first `shape.len()` values of `out`, mapping each channel `c`
+/// to `x · scale[c] + shift[c]` on the way when `affine` is `(scale, shift)`.
+pub(crate) fn nchw_to_nhwc_into(
+    input: &[f32],
+    shape: Shape,
+    out: &mut [f32],
+    affine: Option<(&[f32], &[f32])>,
+) {
+    let channels = shape.channels;
+    let image_len = shape.height * shape.width * channels;
+    let plane = shape.height * shape.width;
+    for (image, dst) in input
+        .chunks_exact(image_len)
+        .zip(out[..shape.len()].chunks_exact_mut(image_len))
+    {
         for c in 0..channels {
-            let src = &image[c * plane..(c + 1) * plane];
-            for (p, &v) in src.iter().enumerate() {
-                dst[p * channels + c] = v;
+            let (scale, shift) = affine.map_or((1.0, 0.0), |(scale, shift)| (scale[c], shift[c]));
+            for (p, &v) in image[c * plane..(c + 1) * plane].iter().enumerate() {
+                dst[p * channels + c] = v * scale + shift;
             }
         }
     }
-    out
 }
 
 /// The inverse of [`nchw_to_nhwc`].

@@ -401,23 +401,12 @@ impl Network {
 
     fn load_input(&self, images: &[f32], batch: usize, buffers: &mut Vec<Vec<f32>>) -> Vec<f32> {
         let [c, h, w] = self.input_chw;
-        let plane = h * w;
         let mut out = take_buffer(buffers, images.len());
-        for (image, dst) in images
-            .chunks_exact(c * plane)
-            .zip(out.chunks_exact_mut(c * plane))
-        {
-            for ch in 0..c {
-                let (scale, shift) = match &self.input_affine {
-                    Some((scale, shift)) => (scale[ch], shift[ch]),
-                    None => (1.0, 0.0),
-                };
-                for (p, &v) in image[ch * plane..(ch + 1) * plane].iter().enumerate() {
-                    dst[p * c + ch] = v * scale + shift;
-                }
-            }
-        }
-        debug_assert!(out.len() >= batch * c * plane);
+        let affine = self
+            .input_affine
+            .as_ref()
+            .map(|(scale, shift)| (scale.as_slice(), shift.as_slice()));
+        crate::nchw_to_nhwc_into(images, Shape::new(batch, h, w, c), &mut out, affine);
         out
     }
 
