@@ -6,6 +6,7 @@ use clap::Parser;
 use kiln_loadtest::inputs::{load_images, load_prompts};
 use kiln_loadtest::payloads::{Payloads, V2Target};
 use kiln_loadtest::plan::{Arrivals, Level, LoadPlan, RequestForm, Sweep};
+use kiln_loadtest::plot::{self, Run};
 use kiln_loadtest::report;
 use kiln_loadtest::runner::run_level;
 use tonic::transport::Channel;
@@ -14,8 +15,14 @@ use tonic::transport::Channel;
 /// concurrency sweeps or open-loop request rates (Poisson or constant) over the task routes, V2 JSON, V2
 /// binary or gRPC; latency percentiles, and the server's own queue/compute split.
 #[derive(Debug, Parser)]
-#[command(name = "kiln-loadtest", version)]
+#[command(
+    name = "kiln-loadtest",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Server base URL (loopback or your own hosts).
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     url: String,
@@ -65,14 +72,76 @@ struct Args {
     max_requests: usize,
     #[arg(long, env = "KILN_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Where to write results.csv, results.json and results.svg.
+    /// Where to write results.csv, results.json, results.svg and each level's latency
+    /// distribution (level-N.hgrm, HdrHistogram's text form).
     #[arg(long)]
     output_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Draw runs compared: p50 and p99 latency against offered load and throughput against
+    /// offered load, one line per run, from the results.json files of earlier runs.
+    Plot {
+        /// A run as NAME=PATH/results.json (or its folder); one colour each, in order.
+        #[arg(required = true)]
+        runs: Vec<String>,
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "")]
+        title: String,
+        /// A latency target to draw across the latency chart, in ms.
+        #[arg(long)]
+        target_ms: Option<f64>,
+        /// What the runs' levels are.
+        #[arg(long, default_value = "offered load (req/s)")]
+        offered: String,
+    },
+}
+
+fn plot_runs(
+    runs: &[String],
+    out: &std::path::Path,
+    title: &str,
+    target_ms: Option<f64>,
+    offered: &str,
+) -> anyhow::Result<()> {
+    let runs = runs
+        .iter()
+        .map(|run| {
+            // The last `=`: names may hold one ("batch=8"), paths seldom do.
+            let (name, path) = run
+                .rsplit_once('=')
+                .with_context(|| format!("{run:?} is not NAME=PATH"))?;
+            let mut path = PathBuf::from(path);
+            if path.is_dir() {
+                path.push("results.json");
+            }
+            let json = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Run::from_results_json(name, &json).map_err(anyhow::Error::msg)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    std::fs::write(out, plot::compare(title, offered, &runs, target_ms))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Plot {
+        runs,
+        out,
+        title,
+        target_ms,
+        offered,
+    }) = &args.command
+    {
+        return plot_runs(runs, out, title, *target_ms, offered);
+    }
     let levels: Vec<Level> = match (&args.concurrency, &args.request_rate) {
         (_, Some(rates)) => rates.0.iter().map(|&r| Level::RequestRate(r)).collect(),
         (Some(c), None) => {
@@ -166,7 +235,14 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(dir.join("results.json"), report::json(&results))?;
         let title = format!("{} — {}", args.model, args.url);
         std::fs::write(dir.join("results.svg"), report::svg(&results, &title))?;
-        eprintln!("wrote {}/results.{{csv,json,svg}}", dir.display());
+        for (index, result) in results.iter().enumerate() {
+            let distribution = result.histogram.percentile_distribution();
+            std::fs::write(dir.join(format!("level-{index}.hgrm")), distribution)?;
+        }
+        eprintln!(
+            "wrote {}/results.{{csv,json,svg}} and level-N.hgrm",
+            dir.display()
+        );
     }
     Ok(())
 }

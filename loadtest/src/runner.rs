@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 pub use crate::payloads::{Payload, Payloads};
 use crate::plan::{Arrivals, Level, LoadPlan, RequestForm};
 use crate::server_metrics::{Scrape, ServerSplit};
-use crate::stats::{Latency, is_stable, latency};
+use crate::stats::{Latency, LatencyHistogram, is_stable};
 
 /// Open-loop requests outstanding at most; arrivals beyond it are counted as errors
 /// rather than piling up without bound.
@@ -26,6 +26,9 @@ pub struct LevelResult {
     /// Successful requests per second during the measurement.
     pub throughput: f64,
     pub latency: Latency,
+    /// Every measured latency of a successful request.
+    #[serde(skip)]
+    pub histogram: LatencyHistogram,
     pub measured_ok: usize,
     pub measured_errors: usize,
     pub windows: usize,
@@ -206,12 +209,11 @@ pub async fn run_level(
         .iter()
         .filter(|c| c.at >= measure_start && c.at <= measure_end)
         .collect();
-    let mut latencies: Vec<Duration> = measured
-        .iter()
-        .filter(|c| c.ok)
-        .map(|c| c.latency)
-        .collect();
-    let measured_ok = latencies.len();
+    let mut histogram = LatencyHistogram::default();
+    for completion in measured.iter().filter(|c| c.ok) {
+        histogram.record(completion.latency);
+    }
+    let measured_ok = histogram.len() as usize;
     let measured_secs = (measure_end - measure_start).as_secs_f64();
     let tokens: usize = measured.iter().filter(|c| c.ok).map(|c| c.tokens).sum();
     LevelResult {
@@ -220,7 +222,8 @@ pub async fn run_level(
         level: level.label(),
         level_value: level.value(),
         throughput: measured_ok as f64 / measured_secs,
-        latency: latency(&mut latencies),
+        latency: histogram.summary(),
+        histogram,
         measured_ok,
         measured_errors: measured.len() - measured_ok,
         windows: throughputs.len(),

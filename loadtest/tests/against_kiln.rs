@@ -6,6 +6,7 @@ use std::time::Duration;
 use kiln_loadtest::inputs::{load_images, load_prompts};
 use kiln_loadtest::payloads::V2Target;
 use kiln_loadtest::plan::{Arrivals, Level, LoadPlan, RequestForm};
+use kiln_loadtest::plot::Run;
 use kiln_loadtest::report;
 use kiln_loadtest::runner::{Payloads, run_level};
 use kiln_loadtest::server_metrics::Scrape;
@@ -101,7 +102,55 @@ async fn counts_match_the_server_and_reports_are_written() {
     assert!(
         svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("polyline")
     );
+    for r in &results {
+        // The histogram holds every measured success; its text form counts them all.
+        assert_eq!(r.histogram.len() as usize, r.measured_ok);
+        let distribution = r.histogram.percentile_distribution();
+        assert!(
+            distribution.contains(&format!("Total count    = {:>12}", r.measured_ok)),
+            "{distribution}"
+        );
+    }
     server.shutdown().await.unwrap();
+
+    // Two runs' results.json drawn against each other by the binary's `plot` command.
+    let dir = tempfile::tempdir().unwrap();
+    for run in ["fixed", "adaptive"] {
+        std::fs::create_dir_all(dir.path().join(run)).unwrap();
+        std::fs::write(
+            dir.path().join(run).join("results.json"),
+            report::json(&results),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("compared.svg");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_kiln-loadtest"))
+        .arg("plot")
+        .arg(format!("fixed={}", dir.path().join("fixed").display()))
+        .arg(format!(
+            "adaptive={}",
+            dir.path().join("adaptive/results.json").display()
+        ))
+        .args(["--target-ms", "25", "--title", "LeNet", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let svg = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 6, "{svg}");
+    assert!(svg.contains("adaptive p50") && svg.contains("target 25 ms"));
+    let run = Run::from_results_json("fixed", &report::json(&results)).unwrap();
+    assert_eq!(run.points.len(), results.len());
+    assert_eq!(run.points[2].offered, 300.0);
+    assert_eq!(run.points[0].p99_ms, results[0].latency.p99_ms);
+    // A missing run is an error, not an empty plot.
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_kiln-loadtest"))
+        .args(["plot", "x=/nonexistent/results.json", "--out"])
+        .arg(dir.path().join("none.svg"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@ use crate::captioning::captioner::{CaptionOptions, Captioner};
 use crate::captioning::metrics::{CaptionScore, score_captions};
 use crate::classifier::{ImageClassifier, top_k};
 use crate::data::fashion_mnist::FashionMnist;
-use crate::data::scenes::Scene;
+use crate::data::scenes::{CaptionReading, Mention, Scene, SceneObject, read_caption};
 use crate::error::Result;
 use crate::image_input::ImageSpec;
 
@@ -116,20 +116,214 @@ impl LanguageModelScore {
     }
 }
 
-/// Captions of `scenes` scored against every phrasing of their true captions.
+/// How well captions of a set of scenes read: as text against every phrasing of the truth,
+/// and fact by fact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SceneCaptionScore {
+    pub text: CaptionScore,
+    pub facts: CaptionFacts,
+}
+
+/// Captions of `scenes` scored against every phrasing of their true captions, and what they
+/// say checked against the scenes' objects.
 pub fn evaluate_captioner(
     captioner: &Captioner,
     scenes: &[Scene],
     batch_size: usize,
     options: &CaptionOptions,
-) -> Result<CaptionScore> {
+) -> Result<SceneCaptionScore> {
     let mut predicted = Vec::with_capacity(scenes.len());
     for chunk in scenes.chunks(batch_size.max(1)) {
         let images: Vec<Vec<f32>> = chunk.iter().map(Scene::input).collect();
         predicted.extend(captioner.caption(&images, options)?);
     }
     let references: Vec<Vec<String>> = scenes.iter().map(Scene::references).collect();
-    Ok(score_captions(predicted.iter().zip(&references).map(
-        |(caption, references)| (caption.text.as_str(), references.iter().map(String::as_str)),
-    )))
+    let text = score_captions(
+        predicted
+            .iter()
+            .zip(&references)
+            .map(|(caption, references)| {
+                (caption.text.as_str(), references.iter().map(String::as_str))
+            }),
+    );
+    let mut facts = CaptionFacts::default();
+    for (scene, caption) in scenes.iter().zip(&predicted) {
+        facts.add(scene, &caption.text);
+    }
+    Ok(SceneCaptionScore { text, facts })
+}
+
+/// Facts captions got right: for scenes of one object, its class and its colour; for
+/// pairs, both classes and how the two stand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptionFacts {
+    pub singles: usize,
+    /// Single objects whose class the caption names (and nothing else).
+    pub named: usize,
+    /// Single objects whose colour the caption names.
+    pub coloured: usize,
+    pub pairs: usize,
+    /// Pairs whose caption names both classes (and nothing else).
+    pub both_named: usize,
+    /// Pairs whose caption arranges them right: the first object named stands as said to
+    /// the second ("to the left of", "above and to the right of"), each matched to the
+    /// scene's object of its class (then colour); or, for two identical objects, they line
+    /// up as said ("side by side").
+    pub related: usize,
+}
+
+/// `part / whole`, or `None` for an empty whole.
+pub fn share(part: usize, whole: usize) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+impl CaptionFacts {
+    /// Counts what `caption` gets right about `scene`.
+    pub fn add(&mut self, scene: &Scene, caption: &str) {
+        let reading = read_caption(caption);
+        match &scene.objects[..] {
+            [only] => {
+                self.singles += 1;
+                if let [mention] = reading.mentions[..] {
+                    self.named += usize::from(mention.count == 1 && mention.label == only.label);
+                    self.coloured += usize::from(mention.colour == only.colour);
+                }
+            }
+            [a, b] => {
+                self.pairs += 1;
+                let mut labels: Vec<usize> = reading.objects().iter().map(|o| o.0).collect();
+                let mut truth = vec![a.label, b.label];
+                labels.sort_unstable();
+                truth.sort_unstable();
+                self.both_named += usize::from(labels == truth);
+                let Some(arrangement) = scene.arrangement() else {
+                    return;
+                };
+                let related = if (a.label, a.colour) == (b.label, b.colour) {
+                    reading.alignment == Some(arrangement.alignment())
+                } else {
+                    Self::first_named_is(&reading, scene).is_some_and(|first_is_a| {
+                        let truth = if first_is_a {
+                            arrangement
+                        } else {
+                            arrangement.reversed()
+                        };
+                        reading.arrangement == Some(truth)
+                    })
+                };
+                self.related += usize::from(related);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the caption's first object is the pair's first (`true`) or second, matching
+    /// both mentions to the objects by class, then colour; `None` when it cannot be told.
+    fn first_named_is(reading: &CaptionReading, scene: &Scene) -> Option<bool> {
+        let ([m1, m2, ..], [a, b]) = (&reading.mentions[..], &scene.objects[..]) else {
+            return None;
+        };
+        let likeness = |m: &Mention, o: &SceneObject| {
+            2 * usize::from(m.label == o.label) + usize::from(m.colour == o.colour)
+        };
+        let (straight, crossed) = (
+            (likeness(m1, a), likeness(m2, b)),
+            (likeness(m1, b), likeness(m2, a)),
+        );
+        let total = |(x, y): (usize, usize)| x + y;
+        let fits = |(x, y): (usize, usize)| x > 0 && y > 0;
+        match total(straight).cmp(&total(crossed)) {
+            std::cmp::Ordering::Greater if fits(straight) => Some(true),
+            std::cmp::Ordering::Less if fits(crossed) => Some(false),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::scenes::{Background, caption};
+
+    fn scene(objects: &[(usize, usize, (f32, f32))]) -> Scene {
+        let objects: Vec<SceneObject> = objects
+            .iter()
+            .map(|&(label, colour, centre)| SceneObject::centred_at(label, colour, centre))
+            .collect();
+        Scene {
+            caption: caption(&objects, Background::Black, 0),
+            objects,
+            background: Background::Black,
+            pixels: Vec::new(),
+        }
+    }
+
+    fn facts(scene: &Scene, captions: &[&str]) -> CaptionFacts {
+        let mut facts = CaptionFacts::default();
+        for caption in captions {
+            facts.add(scene, caption);
+        }
+        facts
+    }
+
+    // Labels: 7 sneaker, 8 bag, 4 coat. Colours: 0 red, 2 blue, 4 white.
+    #[test]
+    fn a_single_object_is_named_and_coloured_separately() {
+        let single = scene(&[(7, 0, (30.0, 30.0))]);
+        let counted = facts(
+            &single,
+            &[
+                "a red sneaker",
+                "a picture of a blue sneaker",
+                "a red bag on a black background",
+                "a red sneaker and a red bag",
+                "two red sneakers side by side",
+            ],
+        );
+        assert_eq!(
+            (counted.singles, counted.named, counted.coloured),
+            (5, 2, 3),
+            "{counted:?}"
+        );
+    }
+
+    #[test]
+    fn a_pair_is_related_from_the_first_object_named_whatever_the_phrasing() {
+        // The sneaker is left of the bag.
+        let pair = scene(&[(7, 0, (15.0, 30.0)), (8, 2, (48.0, 32.0))]);
+        let right = [
+            "a red sneaker to the left of a blue bag",
+            "a blue bag to the right of a red sneaker",
+            // Colours wrong, classes right: the classes still say which is which.
+            "a picture of a white sneaker to the left of a white bag",
+        ];
+        let counted = facts(&pair, &right);
+        assert_eq!(
+            (counted.pairs, counted.both_named, counted.related),
+            (3, 3, 3)
+        );
+        let wrong = [
+            "a blue bag to the left of a red sneaker",
+            "a red sneaker above a blue bag",
+            // One class wrong: matched by colour, the arrangement is right.
+            "a red sneaker to the left of a blue coat",
+            "two red sneakers side by side",
+        ];
+        let counted = facts(&pair, &wrong);
+        assert_eq!((counted.both_named, counted.related), (2, 1), "{counted:?}");
+    }
+
+    #[test]
+    fn identical_objects_need_their_alignment() {
+        let column = scene(&[(4, 4, (30.0, 10.0)), (4, 4, (31.0, 50.0))]);
+        let counted = facts(
+            &column,
+            &[
+                "two white coats one above the other",
+                "two white coats side by side",
+                "a white coat above a white coat",
+            ],
+        );
+        assert_eq!((counted.both_named, counted.related), (3, 1), "{counted:?}");
+    }
 }

@@ -35,7 +35,7 @@ fn short_run(architecture: &CaptionerArchitecture) -> (Vec<f64>, Captioner, Vec<
     let mut generator = SceneGenerator::new(&train, SceneSplit::Train).unwrap();
     let captioner = training
         .run(architecture, &mut generator, &validation, |report| {
-            assert_eq!(report.validation.samples, 32);
+            assert_eq!(report.validation.text.samples, 32);
             losses.push(report.mean_loss);
         })
         .unwrap();

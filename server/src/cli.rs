@@ -98,6 +98,14 @@ pub struct TrainArgs {
     /// Backend to train on.
     #[arg(long, default_value = "flex")]
     pub backend: kiln_zoo::BackendKind,
+    /// Captioners: continue training from these weights (e.g. the model folder's
+    /// weights.bpk) instead of from scratch.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Captioners: weight of the auxiliary loss that teaches the encoder which classes and
+    /// colours a scene holds (0 turns it off).
+    #[arg(long, default_value_t = 1.0)]
+    pub presence_weight: f32,
 }
 
 #[derive(Debug, clap::Args)]

@@ -12,10 +12,21 @@ use common::*;
 use kiln_proto::kiln::v1 as kiln;
 use kiln_proto::kiln::v1::tasks_client::TasksClient;
 use kiln_zoo::captioning::metrics::score_captions;
-use kiln_zoo::data::scenes::{CANVAS_SIDE, Scene, SceneGenerator, SceneSplit};
+use kiln_zoo::data::scenes::{CANVAS_SIDE, Scene, SceneGenerator, SceneSplit, SceneStyle};
+use kiln_zoo::eval::CaptionFacts;
 use serde_json::{Value, json};
 
 const CAPTIONERS: [&str; 2] = ["captioner-lstm", "captioner-transformer"];
+
+/// Scenes of each distribution the held-out test captions.
+const HELD_OUT_PER_DISTRIBUTION: usize = 12;
+/// Shares of facts the held-out test needs right: below what the weaker captioner gets on
+/// these scenes (named 59 %, both named 25 %, relation 50 %; README has `kiln eval`'s
+/// figures on 1,000 scenes of each kind), far above a caption that ignores the image
+/// (one class in ten, a pair's two about one in fifty).
+const NAMED_AT_LEAST: f64 = 0.5;
+const BOTH_NAMED_AT_LEAST: f64 = 0.15;
+const RELATED_AT_LEAST: f64 = 0.4;
 
 fn test_scenes(count: usize) -> Vec<Scene> {
     let images = test_set();
@@ -97,13 +108,53 @@ async fn captions_held_out_scenes_like_their_ground_truth() {
                     .zip(&references)
                     .map(|(c, r)| (c.as_str(), r.iter().map(String::as_str))),
             );
-            // `kiln eval` measures BLEU-4 82–87 and exact match 48–59 % on 2,000 test
-            // scenes (README); a model that ignored the image would match none.
+            // `kiln eval` measures BLEU-4 69–76 and exact match 26–38 % on 1,000 such test
+            // scenes (README), these 40 scenes 0.65–0.75 and 30–38 %; a model that ignored
+            // the image would match none.
             assert!(
-                score.bleu4 > 0.7 && score.exact_match >= 0.3,
+                score.bleu4 > 0.55 && score.exact_match >= 0.2,
                 "{model}, beam {beam}: {score:?} for {captions:?}"
             );
         }
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// Fixed held-out scenes of every distribution `kiln eval` reports (the training one, centred,
+/// off-grid, small, large, grey on black, the old quarters), captioned over HTTP and checked
+/// fact by fact: the single objects' classes, both classes of pairs, the pairs' arrangement.
+#[tokio::test]
+async fn names_and_places_objects_wherever_they_are_and_at_any_size() {
+    let (server, base) = start_bundled().await;
+    let client = reqwest::Client::new();
+    let images = test_set();
+    let styles: Vec<SceneStyle> = std::iter::once(SceneStyle::training())
+        .chain(SceneStyle::shifted())
+        .collect();
+    for model in CAPTIONERS {
+        let mut facts = CaptionFacts::default();
+        let mut said = Vec::new();
+        for style in &styles {
+            let scenes = SceneGenerator::with_style(&images, SceneSplit::Test, style.clone())
+                .unwrap()
+                .scenes(HELD_OUT_PER_DISTRIBUTION);
+            for scene in &scenes {
+                let answer = caption(&client, &base, model, "", scene_png(scene)).await;
+                let text = checked_caption(&answer, model);
+                facts.add(scene, &text);
+                said.push(format!("{}: {text} (truth: {})", style.name, scene.caption));
+            }
+        }
+        let share = |part: usize, whole: usize| part as f64 / whole as f64;
+        assert!(facts.singles >= 30 && facts.pairs >= 30, "{facts:?}");
+        // `kiln eval` on 1,000 scenes per distribution: see README's captioner table.
+        assert!(
+            share(facts.named, facts.singles) >= NAMED_AT_LEAST
+                && share(facts.both_named, facts.pairs) >= BOTH_NAMED_AT_LEAST
+                && share(facts.related, facts.pairs) >= RELATED_AT_LEAST,
+            "{model}: {facts:?}\n{}",
+            said.join("\n")
+        );
     }
     server.shutdown().await.unwrap();
 }

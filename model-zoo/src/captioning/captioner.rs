@@ -262,22 +262,16 @@ mod tests {
     #[test]
     fn the_default_length_fits_the_longest_scene_caption() {
         use crate::captioning::vocabulary::words;
-        use crate::data::scenes::{SceneObject, caption};
-        let trousers = |colour, cell| SceneObject {
-            source: 0,
-            label: 1,
-            colour,
-            cell,
-            origin: (0, 0),
-        };
+        use crate::data::scenes::{Background, SceneObject, caption};
+        let trousers = |colour, centre| SceneObject::centred_at(1, colour, centre);
         let objects = [
-            trousers(0, (0, 0)),
-            trousers(1, (0, 1)),
-            trousers(2, (1, 0)),
-            trousers(3, (1, 1)),
+            trousers(0, (5.0, 5.0)),
+            trousers(1, (45.0, 5.0)),
+            trousers(2, (5.0, 45.0)),
+            trousers(3, (45.0, 45.0)),
         ];
         let longest = (0..3)
-            .map(|template| words(&caption(&objects, template)).len())
+            .map(|template| words(&caption(&objects, Background::Checked, template)).len())
             .max()
             .unwrap();
         assert_eq!(longest, 27);

@@ -7,7 +7,7 @@ pub const PAD: u32 = 0;
 pub const BOS: u32 = 1;
 pub const EOS: u32 = 2;
 
-const WORDS: [&str; 56] = [
+const WORDS: [&str; 60] = [
     "<pad>",
     "<bos>",
     "<eos>",
@@ -21,6 +21,10 @@ const WORDS: [&str; 56] = [
     "of",
     "on",
     "black",
+    "grey",
+    "noisy",
+    "striped",
+    "checked",
     "background",
     "there",
     "are",

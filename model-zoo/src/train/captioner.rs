@@ -2,19 +2,28 @@
 //! caption shifted by one), cross-entropy over the words and the end token with padding
 //! ignored, Adam with gradient-norm clipping. Each epoch draws fresh scenes, so the
 //! models never see the same image twice.
+//!
+//! Beside the caption, the encoder learns which classes and colours a scene holds: a 1×1
+//! convolution scores each class and colour at every region, the best region's score is
+//! the scene's, and a binary cross-entropy against what the scene holds is added to the
+//! loss. The caption's gradient alone reaches the encoder through the decoder, and learns
+//! to find objects slowly once they may be anywhere and any size; the presence head is
+//! dropped after training.
 
-use burn::nn::loss::CrossEntropyLoss;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLoss};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 
 use crate::backend::BackendKind;
 use crate::captioning::captioner::{CaptionOptions, Captioner, CaptionerArchitecture};
-use crate::captioning::metrics::CaptionScore;
 use crate::captioning::vocabulary::{CaptionVocabulary, PAD};
-use crate::data::scenes::{CANVAS_SIDE, Scene, SceneGenerator};
+use crate::data::scenes::{CANVAS_SIDE, COLOURS, Scene, SceneGenerator};
 use crate::error::Result;
-use crate::eval::evaluate_captioner;
+use crate::eval::{SceneCaptionScore, evaluate_captioner};
+use crate::models::captioner::CaptionNet;
+use crate::weights::load_weights;
 
 /// Settings of one training run.
 #[derive(Debug, Clone)]
@@ -27,6 +36,10 @@ pub struct CaptionerTraining {
     pub clip_norm: f32,
     pub seed: u64,
     pub backend: BackendKind,
+    /// Weights to continue from instead of a fresh initialisation.
+    pub resume: Option<std::path::PathBuf>,
+    /// Weight of the presence loss beside the captions' (0: no presence head).
+    pub presence_weight: f32,
 }
 
 impl Default for CaptionerTraining {
@@ -39,6 +52,8 @@ impl Default for CaptionerTraining {
             clip_norm: 1.0,
             seed: 42,
             backend: BackendKind::Flex,
+            resume: None,
+            presence_weight: 1.0,
         }
     }
 }
@@ -47,9 +62,47 @@ impl Default for CaptionerTraining {
 #[derive(Debug, Clone, Copy)]
 pub struct CaptionerEpochReport {
     pub epoch: usize,
+    /// Mean cross-entropy of the captions' tokens (the presence loss not included).
     pub mean_loss: f64,
     /// Greedy captions of the validation scenes.
-    pub validation: CaptionScore,
+    pub validation: SceneCaptionScore,
+}
+
+/// Presence outputs: Fashion-MNIST's classes, then the colours.
+const PRESENCE: usize = 10 + COLOURS.len();
+
+/// The captioner with the presence head it trains beside.
+#[derive(Module, Debug)]
+struct WithPresence {
+    net: CaptionNet,
+    presence: Conv2d,
+}
+
+impl WithPresence {
+    /// Caption logits `[batch, time, vocab]` and presence logits `[batch, PRESENCE]`.
+    fn forward(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> (Tensor<3>, Tensor<2>) {
+        let grid = self.net.grid(images);
+        let scores = self.presence.forward(grid.clone());
+        let [batch, outputs, rows, columns] = scores.dims();
+        let presence = scores
+            .reshape([batch, outputs, rows * columns])
+            .max_dim(2)
+            .reshape([batch, outputs]);
+        let logits = self.net.decode(self.net.encode_grid(grid), tokens);
+        (logits, presence)
+    }
+}
+
+/// What each scene holds, `[batch, PRESENCE]`: 1 for every class and colour in it.
+fn presence_targets(scenes: &[Scene], device: &Device) -> Tensor<2, Int> {
+    let mut targets = vec![0i64; scenes.len() * PRESENCE];
+    for (row, scene) in targets.chunks_exact_mut(PRESENCE).zip(scenes) {
+        for object in &scene.objects {
+            row[object.label] = 1;
+            row[10 + object.colour] = 1;
+        }
+    }
+    Tensor::from_data(TensorData::new(targets, [scenes.len(), PRESENCE]), device)
 }
 
 /// Images `[batch, 3, 64, 64]`, decoder inputs `[batch, longest]` (`<bos>` + words) and
@@ -99,10 +152,18 @@ impl CaptionerTraining {
         let inference_device = device.clone();
         let device = device.autodiff();
         let mut net = architecture.init(&device);
+        if let Some(weights) = &self.resume {
+            load_weights(&mut net, weights, &[])?;
+        }
+        let presence = Conv2dConfig::new([net.grid_channels(), PRESENCE], [1, 1]).init(&device);
+        let mut model = WithPresence { net, presence };
         let mut optimizer = AdamConfig::new()
             .with_grad_clipping(Some(GradientClippingConfig::Norm(self.clip_norm)))
             .init();
         let loss_fn = CrossEntropyLoss::new(Some(PAD as usize), &device);
+        let presence_loss = BinaryCrossEntropyLossConfig::new()
+            .with_logits(true)
+            .init(&device);
 
         let mut result = None;
         for epoch in 1..=self.epochs {
@@ -110,15 +171,22 @@ impl CaptionerTraining {
             let (mut loss_sum, mut batches) = (0.0, 0usize);
             for chunk in scenes.chunks(self.batch_size) {
                 let (images, inputs, targets) = teacher_forcing_batch(chunk, &device)?;
-                let logits = net.forward(images, inputs);
+                let (logits, presence) = model.forward(images, inputs);
                 let [batch, time, vocab] = logits.dims();
-                let loss = loss_fn.forward(logits.reshape([batch * time, vocab]), targets);
-                loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+                let caption_loss = loss_fn.forward(logits.reshape([batch * time, vocab]), targets);
+                loss_sum += f64::from(caption_loss.clone().into_scalar::<f32>());
+                let loss = if self.presence_weight > 0.0 {
+                    caption_loss
+                        + presence_loss.forward(presence, presence_targets(chunk, &device))
+                            * self.presence_weight
+                } else {
+                    caption_loss
+                };
                 batches += 1;
-                let grads = GradientsParams::from_grads(loss.backward(), &net);
-                net = optimizer.step(self.learning_rate, net, grads);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optimizer.step(self.learning_rate, model, grads);
             }
-            let captioner = Captioner::from_net(net.valid(), &inference_device);
+            let captioner = Captioner::from_net(model.net.valid(), &inference_device);
             on_epoch(&CaptionerEpochReport {
                 epoch,
                 mean_loss: loss_sum / batches.max(1) as f64,
@@ -131,6 +199,6 @@ impl CaptionerTraining {
             });
             result = Some(captioner);
         }
-        Ok(result.unwrap_or_else(|| Captioner::from_net(net.valid(), &inference_device)))
+        Ok(result.unwrap_or_else(|| Captioner::from_net(model.net.valid(), &inference_device)))
     }
 }

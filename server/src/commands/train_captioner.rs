@@ -7,6 +7,7 @@ use kiln_zoo::captioning::captioner::CaptionerArchitecture;
 use kiln_zoo::captioning::vocabulary::CaptionVocabulary;
 use kiln_zoo::data::fashion_mnist::{FashionMnist, Split};
 use kiln_zoo::data::scenes::{SceneGenerator, SceneSplit, image_spec};
+use kiln_zoo::eval::share;
 use kiln_zoo::models::captioner::CaptionerConfig;
 use kiln_zoo::train::captioner::CaptionerTraining;
 
@@ -46,16 +47,24 @@ pub fn run(args: &TrainArgs, architecture: CaptionerArchitecture) -> Result<(), 
         learning_rate: args.learning_rate.unwrap_or(defaults.learning_rate),
         seed: args.seed,
         backend: args.backend,
+        resume: args.resume.clone(),
+        presence_weight: args.presence_weight,
         ..defaults
     };
     let started = std::time::Instant::now();
     let captioner = training.run(&architecture, &mut train, &validation, |r| {
+        let facts = &r.validation.facts;
+        let percent = |part, whole| share(part, whole).map_or(0.0, |s| s * 100.0);
         println!(
-            "epoch {:>2}  loss {:.4}  validation BLEU-4 {:.2}  exact {:.2}%  ({:.0}s)",
+            "epoch {:>2}  loss {:.4}  validation BLEU-4 {:.2}  exact {:.2}%  named {:.1}%  \
+             both named {:.1}%  relation {:.1}%  ({:.0}s)",
             r.epoch,
             r.mean_loss,
-            r.validation.bleu4 * 100.0,
-            r.validation.exact_match * 100.0,
+            r.validation.text.bleu4 * 100.0,
+            r.validation.text.exact_match * 100.0,
+            percent(facts.named, facts.singles),
+            percent(facts.both_named, facts.pairs),
+            percent(facts.related, facts.pairs),
             started.elapsed().as_secs_f64()
         );
     })?;
