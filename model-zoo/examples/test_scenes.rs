@@ -14,8 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = args.next().map_or(Ok(8), |n| n.parse())?;
     let style = match args.next() {
         None => SceneStyle::training(),
-        Some(name) => std::iter::once(SceneStyle::training())
-            .chain(SceneStyle::shifted())
+        Some(name) => SceneStyle::all()
+            .into_iter()
             .find(|style| style.name == name)
             .ok_or_else(|| format!("no scene distribution called {name:?}"))?,
     };

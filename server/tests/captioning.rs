@@ -128,9 +128,7 @@ async fn names_and_places_objects_wherever_they_are_and_at_any_size() {
     let (server, base) = start_bundled().await;
     let client = reqwest::Client::new();
     let images = test_set();
-    let styles: Vec<SceneStyle> = std::iter::once(SceneStyle::training())
-        .chain(SceneStyle::shifted())
-        .collect();
+    let styles = SceneStyle::all();
     for model in CAPTIONERS {
         let mut facts = CaptionFacts::default();
         let mut said = Vec::new();

@@ -71,23 +71,26 @@ pub struct CaptionerEpochReport {
 /// Presence outputs: Fashion-MNIST's classes, then the colours.
 const PRESENCE: usize = 10 + COLOURS.len();
 
-/// The captioner with the presence head it trains beside.
+/// The captioner with the presence head it trains beside (none when its weight is 0).
 #[derive(Module, Debug)]
 struct WithPresence {
     net: CaptionNet,
-    presence: Conv2d,
+    presence: Option<Conv2d>,
 }
 
 impl WithPresence {
-    /// Caption logits `[batch, time, vocab]` and presence logits `[batch, PRESENCE]`.
-    fn forward(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> (Tensor<3>, Tensor<2>) {
+    /// Caption logits `[batch, time, vocab]` and, with a head, presence logits
+    /// `[batch, PRESENCE]`.
+    fn forward(&self, images: Tensor<4>, tokens: Tensor<2, Int>) -> (Tensor<3>, Option<Tensor<2>>) {
         let grid = self.net.grid(images);
-        let scores = self.presence.forward(grid.clone());
-        let [batch, outputs, rows, columns] = scores.dims();
-        let presence = scores
-            .reshape([batch, outputs, rows * columns])
-            .max_dim(2)
-            .reshape([batch, outputs]);
+        let presence = self.presence.as_ref().map(|head| {
+            let scores = head.forward(grid.clone());
+            let [batch, outputs, rows, columns] = scores.dims();
+            scores
+                .reshape([batch, outputs, rows * columns])
+                .max_dim(2)
+                .reshape([batch, outputs])
+        });
         let logits = self.net.decode(self.net.encode_grid(grid), tokens);
         (logits, presence)
     }
@@ -155,7 +158,8 @@ impl CaptionerTraining {
         if let Some(weights) = &self.resume {
             load_weights(&mut net, weights, &[])?;
         }
-        let presence = Conv2dConfig::new([net.grid_channels(), PRESENCE], [1, 1]).init(&device);
+        let presence = (self.presence_weight > 0.0)
+            .then(|| Conv2dConfig::new([net.grid_channels(), PRESENCE], [1, 1]).init(&device));
         let mut model = WithPresence { net, presence };
         let mut optimizer = AdamConfig::new()
             .with_grad_clipping(Some(GradientClippingConfig::Norm(self.clip_norm)))
@@ -175,12 +179,13 @@ impl CaptionerTraining {
                 let [batch, time, vocab] = logits.dims();
                 let caption_loss = loss_fn.forward(logits.reshape([batch * time, vocab]), targets);
                 loss_sum += f64::from(caption_loss.clone().into_scalar::<f32>());
-                let loss = if self.presence_weight > 0.0 {
-                    caption_loss
-                        + presence_loss.forward(presence, presence_targets(chunk, &device))
-                            * self.presence_weight
-                } else {
-                    caption_loss
+                let loss = match presence {
+                    Some(presence) => {
+                        caption_loss
+                            + presence_loss.forward(presence, presence_targets(chunk, &device))
+                                * self.presence_weight
+                    }
+                    None => caption_loss,
                 };
                 batches += 1;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);

@@ -67,8 +67,7 @@ fn eval_captioner(
     );
     println!("| scenes        | search |  named | colour |   both | relation | BLEU-4 |   exact |");
     println!("|---------------|--------|-------:|-------:|-------:|---------:|-------:|--------:|");
-    let styles = std::iter::once(SceneStyle::training()).chain(SceneStyle::shifted());
-    for (index, style) in styles.enumerate() {
+    for (index, style) in SceneStyle::all().into_iter().enumerate() {
         let scenes = SceneGenerator::with_style(&images, SceneSplit::Test, style.clone())?
             .scenes(CAPTION_TEST_SCENES);
         // Beam search on the training distribution only: it is 3× the work per scene.

@@ -106,6 +106,13 @@ impl SceneStyle {
         ]
     }
 
+    /// The training distribution, then the shifted ones: what `kiln eval` reports.
+    pub fn all() -> Vec<Self> {
+        std::iter::once(Self::training())
+            .chain(Self::shifted())
+            .collect()
+    }
+
     /// The first scenes' distribution: objects in their own quarter, source size, black.
     pub fn quarters() -> Self {
         Self {
