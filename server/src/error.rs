@@ -1,6 +1,8 @@
 //! Error kinds shared by every protocol, and the one place that maps them to HTTP status
 //! codes and gRPC codes.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use tonic::Code;
 
@@ -69,6 +71,8 @@ impl ErrorKind {
 pub struct KilnError {
     pub kind: ErrorKind,
     pub message: String,
+    /// For a refusal under load: when a retry may be admitted.
+    pub retry_after: Option<Duration>,
 }
 
 impl KilnError {
@@ -76,7 +80,17 @@ impl KilnError {
         Self {
             kind,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The `Retry-After` value for this error: whole seconds, at least one (HTTP allows no
+    /// finer), for refusals under load only.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        (self.kind == ErrorKind::Overloaded).then(|| {
+            let after = self.retry_after.unwrap_or(Duration::from_secs(1));
+            after.as_secs_f64().ceil().max(1.0) as u64
+        })
     }
 
     pub fn bad_input(message: impl Into<String>) -> Self {
@@ -117,8 +131,16 @@ impl From<InferError> for KilnError {
             InferError::ShuttingDown => ErrorKind::NotReady,
             InferError::Backend(_) => ErrorKind::Internal,
             InferError::DeadlineExceeded => ErrorKind::DeadlineExceeded,
+            InferError::OverTarget { .. } => ErrorKind::Overloaded,
         };
-        Self::new(kind, e.to_string())
+        let retry_after = match e {
+            InferError::OverTarget { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        Self {
+            retry_after,
+            ..Self::new(kind, e.to_string())
+        }
     }
 }
 

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use kiln_server::batching::{
-    Admission, BatchExecutor, BatchObserver, BatchPolicy, Batcher, ExecutorError, InferError,
+    Admission, BatchExecutor, BatchObserver, BatchPolicy, Batcher, Choice, ExecutorError,
+    InferError, LatencyTarget, Objective,
 };
 use proptest::prelude::*;
 
@@ -59,6 +60,7 @@ fn policy(max_batch_size: usize, delay_us: u64) -> BatchPolicy {
         max_batch_size,
         max_queue_delay: Duration::from_micros(delay_us),
         preferred_batch_sizes: Vec::new(),
+        target: None,
     }
 }
 
@@ -84,6 +86,22 @@ fn doublers(n: usize) -> Vec<Box<dyn BatchExecutor<u32, u32>>> {
     (0..n)
         .map(|_| Box::new(Doubler) as Box<dyn BatchExecutor<u32, u32>>)
         .collect()
+}
+
+type Executors = Vec<Box<dyn BatchExecutor<u32, u32>>>;
+
+/// One executor that runs a batch each time the returned sender says go.
+fn gated() -> (mpsc::Sender<()>, Executors) {
+    let (go, gate) = mpsc::channel();
+    let gate = Arc::new(Mutex::new(gate));
+    (go, vec![Box::new(Gated { go: gate })])
+}
+
+fn real_clock() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
 }
 
 fn paused_runtime() -> tokio::runtime::Runtime {
@@ -183,15 +201,9 @@ fn a_preferred_size_dispatches_before_the_delay() {
 
 #[test]
 fn a_full_queue_is_refused_at_once() {
-    let (go, gate) = mpsc::channel();
-    let gate = Arc::new(Mutex::new(gate));
+    let (go, executors) = gated();
     let recorder = Arc::new(Recorder::default());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let executors: Vec<Box<dyn BatchExecutor<u32, u32>>> = vec![Box::new(Gated { go: gate })];
+    real_clock().block_on(async {
         let batcher = spawn("full", policy(1, 0), 2, executors, &recorder);
         let first = batcher.submit(1).unwrap();
         let second = batcher.submit(2).unwrap();
@@ -209,16 +221,48 @@ fn a_full_queue_is_refused_at_once() {
 }
 
 #[test]
-fn requests_whose_caller_left_are_skipped() {
-    let (go, gate) = mpsc::channel();
-    let gate = Arc::new(Mutex::new(gate));
+fn with_a_latency_target_a_request_that_would_wait_beyond_it_is_refused_with_a_retry_time() {
+    let (go, executors) = gated();
     let recorder = Arc::new(Recorder::default());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let executors: Vec<Box<dyn BatchExecutor<u32, u32>>> = vec![Box::new(Gated { go: gate })];
+    real_clock().block_on(async {
+        // No batch can run within a nanosecond: one request at a time, and none behind it.
+        let mut p = policy(16, 0);
+        p.target = Some(LatencyTarget {
+            p99: Duration::from_nanos(1),
+            objective: Objective::Throughput,
+        });
+        let batcher = spawn("target", p, 64, executors, &recorder);
+        // Nothing is refused before a batch has been measured.
+        let first = batcher.submit(1).unwrap();
+        go.send(()).unwrap();
+        assert_eq!(first.wait().await, Ok(1));
+
+        // An empty queue admits; a request behind it is refused, with a time to retry.
+        let second = batcher.submit(2).unwrap();
+        match batcher.submit(3) {
+            Err(InferError::OverTarget { retry_after }) => assert!(retry_after > Duration::ZERO),
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+        go.send(()).unwrap();
+        assert_eq!(second.wait().await, Ok(2));
+        let (choice, target) = batcher.settings();
+        assert_eq!(
+            choice,
+            Choice {
+                batch_size: 1,
+                queue_delay: Duration::ZERO
+            }
+        );
+        assert_eq!(target.unwrap().p99, Duration::from_nanos(1));
+    });
+    assert_eq!(*recorder.batch_sizes.lock().unwrap(), vec![1, 1]);
+}
+
+#[test]
+fn requests_whose_caller_left_are_skipped() {
+    let (go, executors) = gated();
+    let recorder = Arc::new(Recorder::default());
+    real_clock().block_on(async {
         let batcher = spawn("leave", policy(4, 0), 8, executors, &recorder);
         // The first request occupies the executor while the others queue behind it.
         let first = batcher.submit(1).unwrap();

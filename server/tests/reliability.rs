@@ -102,6 +102,96 @@ async fn the_global_limit_answers_429_and_health_stays_responsive_under_a_flood(
 }
 
 #[tokio::test]
+async fn a_latency_target_beyond_reach_sheds_with_retry_after_and_shows_its_choice() {
+    // 10 µs: no batch computes within it, so the batcher runs one request at a time and
+    // refuses any that would have to wait behind another.
+    let repository = repository_with_lenet("lenet-fashion", |c| {
+        no_preferred_sizes(c);
+        set_in(c, "batching", "target_p99_ms", toml::Value::Float(0.01));
+    });
+    let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
+    let client = reqwest::Client::new();
+    let body = png(&test_set(), 0);
+    // The first batch is measured; until then nothing is refused.
+    let first = post_png(&client, &base, body.clone()).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+
+    let flood: Vec<_> = (0..200)
+        .map(|_| {
+            let request = post_png(&client, &base, body.clone());
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let status = response.status().as_u16();
+                (status, retry_after, response.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    let mut answered = 0;
+    for request in flood {
+        let (status, retry_after, body) = request.await.unwrap();
+        match status {
+            200 => answered += 1,
+            429 => {
+                refused += 1;
+                let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+                assert!(seconds >= 1);
+                assert!(body.contains("latency target"), "{body}");
+            }
+            other => panic!("status {other}: {body}"),
+        }
+    }
+    assert!(
+        refused > 0 && answered > 0,
+        "{refused} refused, {answered} answered"
+    );
+
+    let config = get_json(&client, &format!("{base}/v2/models/lenet-fashion/config")).await;
+    assert_eq!(config["latency_target"]["target_p99_ms"], 0.01, "{config}");
+    assert_eq!(config["latency_target"]["objective"], "throughput");
+    assert_eq!(config["latency_target"]["batch_size"], 1);
+    assert_eq!(
+        config["dynamic_batching"]["preferred_batch_size"],
+        serde_json::json!([1])
+    );
+    let text = metrics_text(&client, &base).await;
+    assert_eq!(
+        metric(&text, &format!("kiln_batching_max_batch_size{LABELS}")),
+        Some(1.0)
+    );
+    let rejected = "kiln_request_failure_total{backend=\"flex\",model=\"lenet-fashion\",reason=\"rejected\",version=\"1\"}";
+    assert!(metric(&text, rejected).unwrap() >= refused as f64);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_target_the_configured_batching_is_what_the_config_and_gauges_show() {
+    let repository = slow_repository(3);
+    let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
+    let client = reqwest::Client::new();
+    let config = get_json(&client, &format!("{base}/v2/models/lenet-fashion/config")).await;
+    assert!(config.get("latency_target").is_none(), "{config}");
+    assert_eq!(
+        config["dynamic_batching"]["max_queue_delay_microseconds"],
+        3_000
+    );
+    let text = metrics_text(&client, &base).await;
+    assert_eq!(
+        metric(&text, &format!("kiln_batching_queue_delay_seconds{LABELS}")),
+        Some(0.003)
+    );
+    assert_eq!(
+        metric(&text, &format!("kiln_batching_max_batch_size{LABELS}")),
+        config["max_batch_size"].as_f64()
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn shutdown_answers_every_accepted_request_and_refuses_new_ones() {
     let repository = slow_repository(400);
     let (server, base) = start(ServeSettings::for_tests(repository.path())).await;

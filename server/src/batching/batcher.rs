@@ -1,12 +1,14 @@
 //! The batcher actor: admission, the queue, and batch formation.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use super::admission::Admission;
+use super::controller::{Choice, Controller, LatencyTarget};
 use super::executor::{BatchExecutor, spawn_executor};
 use super::job::{Batch, Job};
 use super::{BatchObserver, BatchPolicy, InferError};
@@ -43,6 +45,7 @@ pub struct Batcher<I, O> {
     jobs: mpsc::UnboundedSender<Job<I, O>>,
     admission: Admission,
     withdrawn: Arc<Notify>,
+    settings: Settings,
 }
 
 impl<I, O> Clone for Batcher<I, O> {
@@ -51,7 +54,68 @@ impl<I, O> Clone for Batcher<I, O> {
             jobs: self.jobs.clone(),
             admission: self.admission.clone(),
             withdrawn: self.withdrawn.clone(),
+            settings: self.settings.clone(),
         }
+    }
+}
+
+/// Where batch size and delay come from: the configuration, or a latency-target controller
+/// shared by the handles (admission), the former (choice) and the executors (measurements).
+#[derive(Clone)]
+enum Settings {
+    Fixed(Choice),
+    Controlled(Arc<Mutex<Controller>>),
+}
+
+impl Settings {
+    fn new(policy: &BatchPolicy, instances: usize) -> Self {
+        match policy.target {
+            Some(target) => Settings::Controlled(Arc::new(Mutex::new(Controller::new(
+                target,
+                policy.max_batch_size,
+                instances,
+            )))),
+            None => Settings::Fixed(Choice {
+                batch_size: policy.max_batch_size,
+                queue_delay: policy.max_queue_delay,
+            }),
+        }
+    }
+
+    fn current(&self) -> Choice {
+        match self {
+            Settings::Fixed(choice) => *choice,
+            Settings::Controlled(controller) => lock(controller).choice(),
+        }
+    }
+}
+
+/// The controller holds only numbers, each update complete before the next: a panic
+/// elsewhere while it was locked leaves nothing half-written.
+fn lock(controller: &Mutex<Controller>) -> MutexGuard<'_, Controller> {
+    controller
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Feeds each batch's compute time to the controller, then reports it as before.
+struct Measuring {
+    controller: Arc<Mutex<Controller>>,
+    observer: Arc<dyn BatchObserver>,
+}
+
+impl BatchObserver for Measuring {
+    fn dequeued(&self, waited: Duration) {
+        self.observer.dequeued(waited);
+    }
+
+    fn executed(&self, size: usize, compute: Duration) {
+        lock(&self.controller).executed(size, compute);
+        self.observer.executed(size, compute);
+    }
+
+    fn chose(&self, choice: Choice) {
+        self.observer.chose(choice);
     }
 }
 
@@ -75,17 +139,30 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (batches_tx, batches_rx) = crossbeam_channel::bounded(executors.len());
         let idle_executors = Arc::new(Semaphore::new(executors.len()));
+        let settings = Settings::new(&policy, executors.len());
+        let measured: Arc<dyn BatchObserver> = match &settings {
+            Settings::Fixed(_) => observer.clone(),
+            Settings::Controlled(controller) => Arc::new(Measuring {
+                controller: controller.clone(),
+                observer: observer.clone(),
+            }),
+        };
         for (i, executor) in executors.into_iter().enumerate() {
             spawn_executor(
                 format!("kiln-exec-{name}-{i}"),
                 executor,
                 batches_rx.clone(),
-                observer.clone(),
+                measured.clone(),
             )?;
         }
         let withdrawn = Arc::new(Notify::new());
+        let choice = settings.current();
+        observer.chose(choice);
         let former = BatchFormer {
+            name: name.to_string(),
             policy,
+            settings: settings.clone(),
+            choice,
             jobs: jobs_rx,
             pending: VecDeque::new(),
             batches: batches_tx,
@@ -98,6 +175,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             jobs: jobs_tx,
             admission,
             withdrawn,
+            settings,
         })
     }
 
@@ -124,6 +202,9 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         input: I,
         deadline: Option<Instant>,
     ) -> Result<Submitted<O>, InferError> {
+        if let Settings::Controlled(controller) = &self.settings {
+            lock(controller).admit(Instant::now(), self.admission.taken())?;
+        }
         let permit = self.admission.try_admit()?;
         let (reply, receiver) = oneshot::channel();
         let job = Job {
@@ -144,11 +225,27 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     pub fn pending(&self) -> usize {
         self.admission.taken()
     }
+
+    /// The batch size and queue delay in use now, and the target they were chosen for.
+    pub fn settings(&self) -> (Choice, Option<LatencyTarget>) {
+        match &self.settings {
+            Settings::Fixed(choice) => (*choice, None),
+            Settings::Controlled(controller) => {
+                let controller = lock(controller);
+                (controller.choice(), Some(controller.target()))
+            }
+        }
+    }
 }
 
 /// The actor that owns the queue and decides when a batch leaves.
 struct BatchFormer<I, O> {
+    /// The model's name, for the log.
+    name: String,
     policy: BatchPolicy,
+    settings: Settings,
+    /// The batch size and delay for the batch being formed.
+    choice: Choice,
     jobs: mpsc::UnboundedReceiver<Job<I, O>>,
     /// Jobs taken off the channel, oldest first.
     pending: VecDeque<Job<I, O>>,
@@ -169,6 +266,7 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
                     None => break,
                 }
             }
+            self.update_choice();
             open = self.gather_until_due().await;
             let busy = match self.wait_for_executor(&mut open).await {
                 Some(permit) => permit,
@@ -188,9 +286,27 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
         }
     }
 
+    /// Ask the controller, if any, for the size and delay of the next batch.
+    fn update_choice(&mut self) {
+        let Settings::Controlled(controller) = &self.settings else {
+            return;
+        };
+        let choice = lock(controller).choose(Instant::now());
+        if choice.differs_notably(&self.choice) {
+            tracing::info!(
+                model = %self.name,
+                batch_size = choice.batch_size,
+                queue_delay_us = choice.queue_delay.as_micros() as u64,
+                "batching choice changed"
+            );
+            self.observer.chose(choice);
+        }
+        self.choice = choice;
+    }
+
     fn is_due_by_size(&self) -> bool {
         let len = self.pending.len();
-        len >= self.policy.max_batch_size || self.policy.preferred_batch_sizes.contains(&len)
+        len >= self.choice.batch_size || self.policy.preferred_batch_sizes.contains(&len)
     }
 
     /// Take arrivals until the batch is full, reaches a preferred size, or the oldest job has
@@ -200,7 +316,7 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
             let Some(oldest) = self.pending.front() else {
                 return true;
             };
-            let deadline = oldest.enqueued + self.policy.max_queue_delay;
+            let deadline = oldest.enqueued + self.choice.queue_delay;
             // Tokio rounds timers up to the next millisecond; once the deadline has passed,
             // take only what has already arrived instead of sleeping.
             if Instant::now() >= deadline {
@@ -235,7 +351,7 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
     /// Wait for an idle executor; jobs arriving meanwhile join the batch up to its maximum.
     async fn wait_for_executor(&mut self, open: &mut bool) -> Option<OwnedSemaphorePermit> {
         loop {
-            let room = *open && self.pending.len() < self.policy.max_batch_size;
+            let room = *open && self.pending.len() < self.choice.batch_size;
             tokio::select! {
                 biased;
                 permit = self.idle_executors.clone().acquire_owned() => return permit.ok(),
@@ -253,12 +369,12 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
         self.pending.retain(|job| !job.is_abandoned());
     }
 
-    /// Up to `max_batch_size` of the oldest jobs that are within their deadline and whose
+    /// Up to the chosen batch size of the oldest jobs that are within their deadline and whose
     /// callers are still waiting.
     fn take_batch(&mut self) -> Vec<Job<I, O>> {
-        let mut batch = Vec::with_capacity(self.policy.max_batch_size.min(self.pending.len()));
+        let mut batch = Vec::with_capacity(self.choice.batch_size.min(self.pending.len()));
         let now = Instant::now();
-        while batch.len() < self.policy.max_batch_size {
+        while batch.len() < self.choice.batch_size {
             let Some(job) = self.pending.pop_front() else {
                 break;
             };

@@ -3,15 +3,20 @@
 //! [`Batcher`]: an actor task that owns the model's queue, forms batches (up to
 //! `max_batch_size`, waiting at most `max_queue_delay` from the oldest request's arrival, or
 //! less when a preferred size is reached) and hands them to executor threads, one per model
-//! instance, which own the model. Sequence models run on a [`StepLoop`], which advances all
+//! instance, which own the model. With a latency target instead of fixed settings, a
+//! [`Controller`] chooses the batch size and delay and refuses what it could not answer in
+//! time. Sequence models run on a [`StepLoop`], which advances all
 //! their requests one step at a time. Callers get their answers on channels.
 
 mod admission;
 mod batcher;
 mod config;
+mod controller;
 mod executor;
 mod job;
 mod observer;
+#[cfg(test)]
+mod simulation;
 mod step_loop;
 
 use std::time::Duration;
@@ -19,6 +24,7 @@ use std::time::Duration;
 pub use admission::{Admission, Permit, Refused};
 pub use batcher::{Batcher, Submitted};
 pub use config::{BatchingConfig, BatchingConfigError};
+pub use controller::{Choice, Controller, LatencyTarget, Objective, OverTarget};
 pub use executor::{BatchExecutor, ExecutorError, panic_message};
 pub use step_loop::{Running, StepLoop, StepModel, Waiting};
 
@@ -29,6 +35,9 @@ pub struct BatchPolicy {
     pub max_queue_delay: Duration,
     /// Batch sizes that are dispatched as soon as they are reached.
     pub preferred_batch_sizes: Vec<usize>,
+    /// A latency goal: with it, batch size (up to `max_batch_size`) and delay are chosen by
+    /// the batcher itself, and `max_queue_delay` and the preferred sizes are not used.
+    pub target: Option<LatencyTarget>,
 }
 
 /// Why a request got no answer from its model.
@@ -42,6 +51,19 @@ pub enum InferError {
     Backend(String),
     #[error("the request's deadline passed before it could run")]
     DeadlineExceeded,
+    #[error(
+        "the model cannot answer more requests within its latency target now; retry in {} ms",
+        retry_after.as_millis().max(1)
+    )]
+    OverTarget { retry_after: Duration },
+}
+
+impl From<OverTarget> for InferError {
+    fn from(refused: OverTarget) -> Self {
+        InferError::OverTarget {
+            retry_after: refused.retry_after,
+        }
+    }
 }
 
 impl From<Refused> for InferError {
@@ -56,4 +78,6 @@ pub trait BatchObserver: Send + Sync + 'static {
     fn dequeued(&self, _waited: Duration) {}
     /// A batch of `size` items ran for `compute`.
     fn executed(&self, _size: usize, _compute: Duration) {}
+    /// The batcher now uses `choice` (at start, and whenever its controller changes it).
+    fn chose(&self, _choice: Choice) {}
 }

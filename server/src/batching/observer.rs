@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::BatchObserver;
+use super::{BatchObserver, Choice};
 use crate::metrics::ModelMetrics;
 
 impl BatchObserver for ModelMetrics {
@@ -12,5 +12,9 @@ impl BatchObserver for ModelMetrics {
 
     fn executed(&self, size: usize, compute: Duration) {
         self.record_batch(size, compute);
+    }
+
+    fn chose(&self, choice: Choice) {
+        self.record_batching_choice(choice.batch_size, choice.queue_delay);
     }
 }

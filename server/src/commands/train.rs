@@ -79,6 +79,7 @@ pub fn run(args: &TrainArgs) -> Result<(), CommandError> {
             max_queue_delay_us: 0,
             preferred_batch_sizes: vec![32, 64],
             max_queue_size: 1_024,
+            ..BatchingConfig::default()
         },
     });
     config.write(out)?;

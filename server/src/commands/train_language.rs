@@ -72,6 +72,7 @@ pub fn run(args: &TrainArgs, preset: &LanguagePreset) -> Result<(), CommandError
             max_queue_delay_us: 0,
             preferred_batch_sizes: Vec::new(),
             max_queue_size: 1_024,
+            ..BatchingConfig::default()
         },
         generation: GenerationConfig {
             max_prompt_tokens: preset.architecture.context_length().map_or(256, |c| c / 2),

@@ -127,13 +127,31 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 impl From<KilnError> for Status {
     fn from(e: KilnError) -> Self {
         let e = e.for_caller();
-        Status::new(e.kind.grpc_code(), e.message)
+        let retry_after = e.retry_after_secs();
+        let mut status = Status::new(e.kind.grpc_code(), e.message);
+        // As HTTP's Retry-After, for clients that read trailers.
+        if let Some(seconds) = retry_after {
+            status.metadata_mut().insert("retry-after", seconds.into());
+        }
+        status
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_over_the_latency_target_carries_retry_after() {
+        let refused = KilnError::from(crate::batching::InferError::OverTarget {
+            retry_after: Duration::from_millis(2_300),
+        });
+        let status = Status::from(refused);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(status.metadata().get("retry-after").unwrap(), "3");
+        let failed = Status::from(KilnError::bad_input("no"));
+        assert!(failed.metadata().get("retry-after").is_none());
+    }
 
     #[test]
     fn grpc_timeouts_parse_every_unit() {

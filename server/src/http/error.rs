@@ -10,9 +10,13 @@ impl IntoResponse for KilnError {
     fn into_response(self) -> Response {
         let this = self.for_caller();
         let status = this.kind.http_status();
+        let retry_after = this.retry_after_secs();
         let body = Json(serde_json::json!({ "error": this.message }));
         match this.kind {
-            ErrorKind::Overloaded => (status, [(RETRY_AFTER, "1")], body).into_response(),
+            ErrorKind::Overloaded => {
+                let seconds = retry_after.unwrap_or(1).to_string();
+                (status, [(RETRY_AFTER, seconds)], body).into_response()
+            }
             ErrorKind::Unauthorized => {
                 (status, [(WWW_AUTHENTICATE, "Bearer")], body).into_response()
             }

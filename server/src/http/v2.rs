@@ -25,7 +25,7 @@ use crate::error::KilnError;
 use crate::metrics::{CountAndDuration, StatsSnapshot};
 use crate::registry::ModelHandle;
 use crate::task::run_request;
-use crate::v2::describe::{self, TensorMetadata};
+use crate::v2::describe::{self, LatencyTargetView, TensorMetadata};
 use crate::v2::repository::{self, IndexEntry};
 
 const TAG: &str = "Open Inference Protocol (KServe V2)";
@@ -156,6 +156,9 @@ pub struct ModelConfigJson {
     input: Vec<ConfigTensor>,
     output: Vec<ConfigTensor>,
     dynamic_batching: DynamicBatching,
+    /// Kiln's own: the latency target and the batcher's current choice under it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_target: Option<LatencyTargetView>,
 }
 
 #[utoipa::path(get, path = "/v2/models/{model}/config", tag = TAG,
@@ -190,6 +193,7 @@ pub async fn model_config(
             preferred_batch_size: config.preferred_batch_sizes,
             max_queue_delay_microseconds: config.max_queue_delay_us,
         },
+        latency_target: config.latency_target,
     }))
 }
 

@@ -45,6 +45,8 @@ pub struct ModelMetrics {
     queue_duration: Histogram,
     compute_duration: Histogram,
     batch_size: Histogram,
+    batching_batch_size: Gauge,
+    batching_queue_delay: Gauge,
     items_per_second: Gauge,
     device_memory: Gauge,
     items_per_second_per_watt: Gauge,
@@ -87,6 +89,14 @@ impl ModelMetrics {
                 "Forward-pass time per batch",
             ),
             batch_size: scope.histogram("kiln_batch_size", "Items per executed batch"),
+            batching_batch_size: scope.gauge(
+                "kiln_batching_max_batch_size",
+                "Largest batch the batcher forms now: as configured, or chosen for the latency target",
+            ),
+            batching_queue_delay: scope.gauge(
+                "kiln_batching_queue_delay_seconds",
+                "Longest a batch waits for more requests now: as configured, or chosen for the latency target",
+            ),
             items_per_second: scope.gauge(
                 "kiln_items_per_second",
                 "Items served per second over the last 10 s",
@@ -183,6 +193,12 @@ impl ModelMetrics {
     }
 
     /// A batch of `size` items ran for `compute`.
+    /// The batch size and delay the batcher uses from now on.
+    pub fn record_batching_choice(&self, batch_size: usize, queue_delay: Duration) {
+        self.batching_batch_size.set(batch_size as f64);
+        self.batching_queue_delay.set(queue_delay.as_secs_f64());
+    }
+
     pub fn record_batch(&self, size: usize, compute: Duration) {
         self.stats.executed(size, compute);
         self.exec_count.increment(1);

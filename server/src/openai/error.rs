@@ -63,9 +63,13 @@ impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let kind = self.error.kind;
         let status = kind.http_status();
+        let retry_after = self.error.retry_after_secs();
         let body = Json(self.body());
         match kind {
-            ErrorKind::Overloaded => (status, [(RETRY_AFTER, "1")], body).into_response(),
+            ErrorKind::Overloaded => {
+                let seconds = retry_after.unwrap_or(1).to_string();
+                (status, [(RETRY_AFTER, seconds)], body).into_response()
+            }
             ErrorKind::Unauthorized => {
                 (status, [(WWW_AUTHENTICATE, "Bearer")], body).into_response()
             }

@@ -2,7 +2,7 @@
 //! its configuration, shared by the HTTP and gRPC endpoints.
 
 use super::tensor::DataType;
-use crate::batching::BatchingConfig;
+use crate::batching::{BatchingConfig, Choice, LatencyTarget, Objective};
 use crate::registry::{ModelHandle, TaskRunner};
 
 /// A classifier's input: FP32 `[N, C, H, W]` (also UINT8 `[N, H, W, C]` or BYTES `[N]`).
@@ -112,18 +112,34 @@ pub struct ModelConfigView {
     pub outputs: Vec<TensorMetadata>,
     /// For the output whose classes have names: the labels file.
     pub label_filename: Option<String>,
+    /// With a latency target, what it is and what the batcher chose for it.
+    pub latency_target: Option<LatencyTargetView>,
+}
+
+/// A latency target and the batcher's current choice under it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct LatencyTargetView {
+    pub target_p99_ms: f64,
+    #[schema(value_type = String, example = "throughput")]
+    pub objective: Objective,
+    /// The largest batch the batcher forms now.
+    pub batch_size: usize,
+    /// How long it lets a batch wait for company now.
+    pub queue_delay_microseconds: u64,
 }
 
 pub fn config(handle: &ModelHandle) -> ModelConfigView {
     let (inputs, outputs) = tensors(handle);
-    let (batching, label_filename) = match &handle.runner {
+    let (mut batching, label_filename, live) = match &handle.runner {
         TaskRunner::Classifier(c) => (
             c.config.batching.clone(),
             Some(c.config.labels.display().to_string()),
+            Some(c.batching()),
         ),
         TaskRunner::LanguageModel(lm) => (
             lm.config.batching.clone(),
             Some(lm.config.vocab.display().to_string()),
+            Some(lm.batching()),
         ),
         // Images are encoded in batches as they arrive, with no added delay.
         TaskRunner::Captioner(c) => (
@@ -132,10 +148,19 @@ pub fn config(handle: &ModelHandle) -> ModelConfigView {
                 max_queue_delay_us: 0,
                 preferred_batch_sizes: Vec::new(),
                 max_queue_size: c.config.decoding.max_queue_size,
+                ..BatchingConfig::default()
             },
+            None,
             None,
         ),
     };
+    let latency_target = live.and_then(|(choice, target)| {
+        let target = target?;
+        // Clients that size their batches by the preferred size see the current choice.
+        batching.preferred_batch_sizes = vec![choice.batch_size];
+        batching.max_queue_delay_us = choice.queue_delay.as_micros() as u64;
+        Some(target_view(target, choice))
+    });
     ModelConfigView {
         name: handle.name.clone(),
         platform: platform(handle),
@@ -145,6 +170,16 @@ pub fn config(handle: &ModelHandle) -> ModelConfigView {
         inputs,
         outputs,
         label_filename,
+        latency_target,
+    }
+}
+
+fn target_view(target: LatencyTarget, choice: Choice) -> LatencyTargetView {
+    LatencyTargetView {
+        target_p99_ms: target.p99.as_secs_f64() * 1e3,
+        objective: target.objective,
+        batch_size: choice.batch_size,
+        queue_delay_microseconds: choice.queue_delay.as_micros() as u64,
     }
 }
 

@@ -17,7 +17,7 @@ pub use config::{ClassifierConfig, read_labels};
 pub use load::load;
 
 use super::image::{ImageInput, prepare_all};
-use crate::batching::Batcher;
+use crate::batching::{Batcher, Choice, LatencyTarget};
 use crate::error::KilnError;
 use crate::metrics::ModelMetrics;
 
@@ -52,6 +52,11 @@ pub struct ClassScores {
 impl ClassifierRunner {
     pub fn input_spec(&self) -> &ImageSpec {
         &self.config.input
+    }
+
+    /// The batch size and delay the batcher uses now, and its latency target.
+    pub fn batching(&self) -> (Choice, Option<LatencyTarget>) {
+        self.batcher.settings()
     }
 
     pub fn metrics(&self) -> &Arc<ModelMetrics> {

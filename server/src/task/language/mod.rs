@@ -33,7 +33,7 @@ pub use stream::{
 };
 
 use self::request::{check_prompt_length, next_word_count};
-use crate::batching::{Batcher, Permit, StepLoop};
+use crate::batching::{Batcher, Choice, LatencyTarget, Permit, StepLoop};
 use crate::error::KilnError;
 use crate::metrics::{ModelMetrics, RequestRecord};
 use crate::task::failure_reason;
@@ -74,6 +74,11 @@ pub struct LanguageModelRunner {
 impl LanguageModelRunner {
     pub fn metrics(&self) -> &Arc<ModelMetrics> {
         &self.metrics
+    }
+
+    /// The batch size and delay the next-word batcher uses now, and its latency target.
+    pub fn batching(&self) -> (Choice, Option<LatencyTarget>) {
+        self.next_word.settings()
     }
 
     /// The word a token id stands for; the end of a verse is `<eos>`.

@@ -1,0 +1,502 @@
+//! The latency-target controller. With `target_p99_ms` in a model's `[batching]` section the
+//! operator states the goal and the batcher finds the settings: the controller learns the
+//! model's compute time per batch size and the arrival rate, chooses the largest batch and
+//! the queue delay that still answer within the target, and refuses a request at the door
+//! when the queue ahead of it could not be served within the target.
+//!
+//! The latency bound it keeps is that of a request arriving just as a batch starts: it waits
+//! for that batch, then for its own batch to gather, then for its own batch to run:
+//! `2 · compute(b) + delay ≤ BUDGET_SHARE · target`. The rest of the target is left for
+//! decoding, encoding and the measurement's own noise.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// Share of the target the batching decisions may spend.
+const BUDGET_SHARE: f64 = 0.8;
+/// Weight of a new compute-time measurement against what was known.
+const COMPUTE_SMOOTHING: f64 = 0.2;
+/// How quickly the arrival-rate estimate forgets: its time constant.
+const ARRIVAL_MEMORY: Duration = Duration::from_secs(1);
+
+/// What the batcher optimises within the latency target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// The most items per second: batches leave as soon as an executor is free.
+    #[default]
+    Throughput,
+    /// The most items per joule: each batch waits for company as long as the target allows.
+    Energy,
+}
+
+impl Objective {
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::Throughput => "throughput",
+            Objective::Energy => "energy",
+        }
+    }
+}
+
+/// The goal an operator sets for a model instead of a batch size and a delay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyTarget {
+    /// Admitted requests should be answered within this, at the 99th percentile.
+    pub p99: Duration,
+    pub objective: Objective,
+}
+
+/// The batch size and queue delay the batcher uses now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    pub batch_size: usize,
+    pub queue_delay: Duration,
+}
+
+impl Choice {
+    /// Worth a log line and a gauge update: a new batch size, or a delay that moved by more
+    /// than a quarter and by more than 100 µs.
+    pub fn differs_notably(&self, other: &Choice) -> bool {
+        let (a, b) = (
+            self.queue_delay.as_secs_f64(),
+            other.queue_delay.as_secs_f64(),
+        );
+        let moved = (a - b).abs();
+        self.batch_size != other.batch_size || (moved > 1e-4 && moved > 0.25 * a.max(b))
+    }
+}
+
+/// A request refused because the queue ahead of it could not be served within the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTarget {
+    /// When the queue ahead should have drained enough for a retry to be admitted.
+    pub retry_after: Duration,
+}
+
+/// Chooses batch size and delay for one model; see the module's comment.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    target: LatencyTarget,
+    max_batch_size: usize,
+    instances: usize,
+    compute: ComputeTimes,
+    arrivals: ArrivalRate,
+    choice: Choice,
+}
+
+impl Controller {
+    /// A controller for a model with `instances` executors, never batching beyond
+    /// `max_batch_size`. Until it has measured a batch it runs whatever is queued at once.
+    pub fn new(target: LatencyTarget, max_batch_size: usize, instances: usize) -> Self {
+        assert!(max_batch_size > 0 && instances > 0);
+        Self {
+            target,
+            max_batch_size,
+            instances,
+            compute: ComputeTimes::new(max_batch_size),
+            arrivals: ArrivalRate::default(),
+            choice: Choice {
+                batch_size: max_batch_size,
+                queue_delay: Duration::ZERO,
+            },
+        }
+    }
+
+    pub fn target(&self) -> LatencyTarget {
+        self.target
+    }
+
+    /// The choice made last.
+    pub fn choice(&self) -> Choice {
+        self.choice
+    }
+
+    /// A batch of `size` items took `compute`.
+    pub fn executed(&mut self, size: usize, compute: Duration) {
+        self.compute.record(size, compute.as_secs_f64());
+    }
+
+    /// Estimated compute time of a batch of `size`, once any batch has been measured.
+    pub fn compute_estimate(&self, size: usize) -> Option<Duration> {
+        self.compute.estimate(size).map(Duration::from_secs_f64)
+    }
+
+    /// Arrivals per second, as estimated at `now`.
+    pub fn arrival_rate(&self, now: Instant) -> f64 {
+        self.arrivals.per_second(now)
+    }
+
+    fn budget(&self) -> f64 {
+        BUDGET_SHARE * self.target.p99.as_secs_f64()
+    }
+
+    /// A request arrives with `ahead` requests queued or running: admit it, or refuse it when
+    /// they could not all be served and it answered within the target. An empty queue always
+    /// admits, so a model slower than its target still answers one request at a time.
+    pub fn admit(&mut self, now: Instant, ahead: usize) -> Result<(), OverTarget> {
+        self.arrivals.arrived(now);
+        if ahead == 0 {
+            return Ok(());
+        }
+        let Choice {
+            batch_size,
+            queue_delay,
+        } = self.choice;
+        let Some(compute) = self.compute.estimate(batch_size) else {
+            return Ok(());
+        };
+        // Full batches ahead of its own (a running one counted whole), spread over the
+        // executors; its own batch gathers meanwhile, and leaves once both are done.
+        let rounds_ahead = (ahead / batch_size) / self.instances;
+        let waited = (rounds_ahead as f64 * compute).max(queue_delay.as_secs_f64());
+        let predicted = waited + compute;
+        let over = predicted - self.budget();
+        if over <= 0.0 {
+            return Ok(());
+        }
+        Err(OverTarget {
+            retry_after: Duration::from_secs_f64(over.max(compute)),
+        })
+    }
+
+    /// Choose the batch size and delay for the next batch from what has been measured by
+    /// `now`; returns the new choice.
+    pub fn choose(&mut self, now: Instant) -> Choice {
+        if let Some(choice) = self.best(now) {
+            self.choice = choice;
+        }
+        self.choice
+    }
+
+    fn best(&self, now: Instant) -> Option<Choice> {
+        let budget = self.budget();
+        // (size, compute, slack) of each batch size whose bound fits the budget.
+        let mut feasible = Vec::new();
+        for size in 1..=self.max_batch_size {
+            let compute = self.compute.estimate(size)?;
+            let slack = budget - 2.0 * compute;
+            if slack >= 0.0 {
+                feasible.push((size, compute.max(f64::EPSILON), slack));
+            }
+        }
+        if feasible.is_empty() {
+            // Even one item at a time misses the target: answer one at a time, at once.
+            return Some(Choice {
+                batch_size: 1,
+                queue_delay: Duration::ZERO,
+            });
+        }
+        let rate = self.arrivals.per_second(now);
+        // Ties go to the larger batch: with one size measured every size looks alike, and
+        // only a larger batch teaches what batching gains.
+        let best_by = |score: &dyn Fn(&(usize, f64, f64)) -> f64| {
+            let mut best = feasible[0];
+            for candidate in &feasible[1..] {
+                if score(candidate) >= score(&best) * (1.0 - 1e-9) {
+                    best = *candidate;
+                }
+            }
+            best
+        };
+        let choice = match self.target.objective {
+            // The batch that serves the most items per second; batches gather while an
+            // executor is busy, so waiting would add latency, not items.
+            Objective::Throughput => {
+                let (size, _, _) = best_by(&|&(size, compute, _)| size as f64 / compute);
+                Choice {
+                    batch_size: size,
+                    queue_delay: Duration::ZERO,
+                }
+            }
+            // The batch that, waiting for company as long as its slack allows at the arrival
+            // rate seen, computes the most items per second of compute: the fewest joules per
+            // item, as the power drawn barely depends on the batch.
+            Objective::Energy => {
+                let gathered = |size: usize, slack: f64| {
+                    ((1.0 + rate * slack).floor() as usize).clamp(1, size)
+                };
+                let (size, _, slack) = best_by(&|&(size, _, slack)| {
+                    let items = gathered(size, slack);
+                    let compute = self.compute.estimate(items).unwrap_or(f64::MAX);
+                    items as f64 / compute.max(f64::EPSILON)
+                });
+                // No longer than filling the batch takes at that rate.
+                let fill = if rate > 0.0 {
+                    (size - 1) as f64 / rate
+                } else {
+                    0.0
+                };
+                Choice {
+                    batch_size: size,
+                    queue_delay: Duration::from_secs_f64(slack.min(fill)),
+                }
+            }
+        };
+        Some(choice)
+    }
+}
+
+/// Compute time per batch size: a smoothed measurement for each size seen, a least-squares
+/// line through them for sizes not seen yet.
+#[derive(Debug, Clone)]
+struct ComputeTimes {
+    /// Seconds, indexed by batch size − 1.
+    by_size: Vec<Option<f64>>,
+}
+
+impl ComputeTimes {
+    fn new(max_batch_size: usize) -> Self {
+        Self {
+            by_size: vec![None; max_batch_size],
+        }
+    }
+
+    fn record(&mut self, size: usize, seconds: f64) {
+        if size == 0 || size > self.by_size.len() || !seconds.is_finite() {
+            return;
+        }
+        // The first measurement of a size teaches the shape of the curve, not its level.
+        let expected = self.by_size[size - 1];
+        let slot = &mut self.by_size[size - 1];
+        *slot = Some(match *slot {
+            Some(old) => old + COMPUTE_SMOOTHING * (seconds - old),
+            None => seconds,
+        });
+        // A model that slows down (contention, throttling, a shared device) slows at every
+        // size: move the sizes not measured now by the same smoothed ratio.
+        if let Some(expected) = expected.filter(|&e| e > 0.0 && seconds > 0.0) {
+            let ratio = (seconds / expected).powf(COMPUTE_SMOOTHING);
+            for (i, other) in self.by_size.iter_mut().enumerate() {
+                if i != size - 1
+                    && let Some(t) = other
+                {
+                    *t *= ratio;
+                }
+            }
+        }
+    }
+
+    fn estimate(&self, size: usize) -> Option<f64> {
+        if let Some(Some(t)) = self.by_size.get(size.checked_sub(1)?) {
+            return Some(*t);
+        }
+        let seen: Vec<(f64, f64)> = self
+            .by_size
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| ((i + 1) as f64, t)))
+            .collect();
+        let (first_size, first_time) = *seen.first()?;
+        let line = if seen.len() == 1 {
+            // One size seen: assume time grows in proportion beyond it (pessimistic, as a
+            // batch has a fixed cost) and stays the same below it.
+            first_time * (size as f64 / first_size).max(1.0)
+        } else {
+            let n = seen.len() as f64;
+            let mean_size = seen.iter().map(|p| p.0).sum::<f64>() / n;
+            let mean_time = seen.iter().map(|p| p.1).sum::<f64>() / n;
+            let covariance: f64 = seen
+                .iter()
+                .map(|(s, t)| (s - mean_size) * (t - mean_time))
+                .sum();
+            let variance: f64 = seen.iter().map(|(s, _)| (s - mean_size).powi(2)).sum();
+            let slope = (covariance / variance).max(0.0);
+            (mean_time + slope * (size as f64 - mean_size)).max(0.0)
+        };
+        // Never less than a smaller batch was measured to take.
+        let floor = seen
+            .iter()
+            .filter(|(s, _)| *s < size as f64)
+            .map(|p| p.1)
+            .fold(0.0, f64::max);
+        Some(line.max(floor))
+    }
+}
+
+/// Arrivals per second: an exponentially decaying count, so that a load step shows within
+/// about [`ARRIVAL_MEMORY`].
+#[derive(Debug, Clone, Default)]
+struct ArrivalRate {
+    rate: f64,
+    last: Option<Instant>,
+}
+
+impl ArrivalRate {
+    fn decay(&self, now: Instant) -> f64 {
+        self.last.map_or(0.0, |last| {
+            (-now.saturating_duration_since(last).as_secs_f64() / ARRIVAL_MEMORY.as_secs_f64())
+                .exp()
+        })
+    }
+
+    fn arrived(&mut self, now: Instant) {
+        self.rate = self.rate * self.decay(now) + 1.0 / ARRIVAL_MEMORY.as_secs_f64();
+        self.last = Some(now);
+    }
+
+    fn per_second(&self, now: Instant) -> f64 {
+        self.rate * self.decay(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: f64) -> Duration {
+        Duration::from_secs_f64(v / 1e3)
+    }
+
+    fn target(p99_ms: f64, objective: Objective) -> LatencyTarget {
+        LatencyTarget {
+            p99: ms(p99_ms),
+            objective,
+        }
+    }
+
+    /// A model whose batch of b takes 2 ms + 0.5 ms · b, measured at a few sizes.
+    fn measured(controller: &mut Controller, sizes: &[usize]) {
+        for &b in sizes {
+            controller.executed(b, ms(2.0 + 0.5 * b as f64));
+        }
+    }
+
+    #[test]
+    fn the_fitted_line_predicts_sizes_not_seen() {
+        let mut c = Controller::new(target(50.0, Objective::Throughput), 64, 1);
+        assert_eq!(c.compute_estimate(8), None);
+        measured(&mut c, &[1, 4, 16]);
+        let predicted = c.compute_estimate(40).unwrap().as_secs_f64() * 1e3;
+        assert!((predicted - 22.0).abs() < 1e-6, "{predicted}");
+        // One size seen: proportional above it, flat below.
+        let mut one = Controller::new(target(50.0, Objective::Throughput), 64, 1);
+        one.executed(8, ms(6.0));
+        assert_eq!(one.compute_estimate(16), Some(ms(12.0)));
+        assert_eq!(one.compute_estimate(2), Some(ms(6.0)));
+    }
+
+    fn close(a: Duration, b: Duration) -> bool {
+        (a.as_secs_f64() - b.as_secs_f64()).abs() < 1e-7
+    }
+
+    #[test]
+    fn chooses_the_largest_batch_that_keeps_the_bound_and_no_delay_for_throughput() {
+        let mut c = Controller::new(target(51.0, Objective::Throughput), 128, 1);
+        measured(&mut c, &[1, 8, 32]);
+        // 2 · (2 + 0.5 b) ≤ 40.8 ms gives b ≤ 36; the most items per second is the largest.
+        let choice = c.choose(Instant::now());
+        assert_eq!(choice.batch_size, 36);
+        assert_eq!(choice.queue_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_energy_objective_waits_only_as_long_as_filling_the_batch_takes() {
+        let now = Instant::now();
+        let mut c = Controller::new(target(100.0, Objective::Energy), 32, 1);
+        measured(&mut c, &[1, 8, 32]);
+        // 1,000 arrivals per second: 31 more arrive in 31 ms, well within the slack.
+        for i in 0..5_000u64 {
+            c.admit(now + Duration::from_millis(i), 0).unwrap();
+        }
+        let choice = c.choose(now + Duration::from_millis(5_000));
+        assert_eq!(choice.batch_size, 32);
+        let delay = choice.queue_delay.as_secs_f64() * 1e3;
+        assert!((25.0..40.0).contains(&delay), "{delay} ms");
+        // At 50 per second a batch of 32 would gather only 3 within its 44 ms of slack; a
+        // batch of 4 to 16 gathers 4 in about 60 ms (of 60 to 72 ms of slack).
+        for i in 0..500u64 {
+            c.admit(now + Duration::from_millis(10_000 + 20 * i), 0)
+                .unwrap();
+        }
+        let choice = c.choose(now + Duration::from_millis(19_980));
+        assert!((4..=16).contains(&choice.batch_size), "{choice:?}");
+        let delay = choice.queue_delay.as_secs_f64() * 1e3;
+        assert!((55.0..=60.0 + 1e-6).contains(&delay), "{delay} ms");
+    }
+
+    #[test]
+    fn a_model_that_slows_down_gets_smaller_batches() {
+        let now = Instant::now();
+        let mut c = Controller::new(target(51.0, Objective::Throughput), 64, 1);
+        measured(&mut c, &[1, 8, 32, 36]);
+        let before = c.choose(now).batch_size;
+        assert_eq!(before, 36);
+        // Three times slower from now on, at whatever size runs.
+        let mut sizes = Vec::new();
+        for _ in 0..40 {
+            let b = c.choose(now).batch_size;
+            c.executed(b, ms(3.0 * (2.0 + 0.5 * b as f64)));
+            sizes.push(b);
+        }
+        // 2 · 3 · (2 + 0.5 b) ≤ 40.8 ms gives b ≤ 9.
+        let after = c.choose(now).batch_size;
+        assert!(after <= 9, "sizes chosen: {sizes:?}");
+        // Sizes not run since the slowdown were moved with it.
+        let slow_32 = c.compute_estimate(32).unwrap().as_secs_f64() * 1e3;
+        assert!(slow_32 > 1.8 * 18.0, "{slow_32} ms");
+    }
+
+    #[test]
+    fn refuses_when_the_queue_ahead_cannot_be_served_in_time_but_never_an_empty_one() {
+        let now = Instant::now();
+        let mut c = Controller::new(target(51.0, Objective::Throughput), 64, 1);
+        assert!(c.admit(now, 500).is_ok(), "nothing measured yet");
+        measured(&mut c, &[1, 8, 32]);
+        assert_eq!(c.choose(now).batch_size, 36);
+        // One full batch ahead of its own: 2 · 20 ms = 40 ms ≤ 40.8 ms; two are 60 ms.
+        assert!(c.admit(now, 71).is_ok());
+        let refused = c.admit(now, 72).unwrap_err();
+        assert!(close(refused.retry_after, ms(20.0)), "{refused:?}");
+        // Two instances share the batches ahead.
+        let mut two = Controller::new(target(51.0, Objective::Throughput), 64, 2);
+        measured(&mut two, &[1, 8, 32]);
+        two.choose(now);
+        assert!(two.admit(now, 140).is_ok());
+        assert!(two.admit(now, 144).is_err());
+        // A model slower than its target still answers, one request at a time.
+        let mut slow = Controller::new(target(5.0, Objective::Throughput), 64, 1);
+        measured(&mut slow, &[1, 8]);
+        assert_eq!(
+            slow.choose(now),
+            Choice {
+                batch_size: 1,
+                queue_delay: Duration::ZERO
+            }
+        );
+        assert!(slow.admit(now, 0).is_ok());
+        assert!(slow.admit(now, 1).is_err());
+    }
+
+    #[test]
+    fn the_arrival_rate_follows_a_step_within_a_few_seconds() {
+        let start = Instant::now();
+        let mut rate = ArrivalRate::default();
+        assert_eq!(rate.per_second(start), 0.0);
+        for i in 0..10_000u64 {
+            rate.arrived(start + Duration::from_millis(10 * i));
+        }
+        let low = rate.per_second(start + Duration::from_secs(100));
+        assert!((low - 100.0).abs() < 5.0, "{low}");
+        let stepped = start + Duration::from_secs(100);
+        for i in 0..4_000u64 {
+            rate.arrived(stepped + Duration::from_millis(i));
+        }
+        let high = rate.per_second(stepped + Duration::from_secs(4));
+        assert!((high - 1_000.0).abs() < 50.0, "{high}");
+    }
+
+    #[test]
+    fn notable_changes_are_new_sizes_or_delays_moved_by_a_quarter() {
+        let choice = |b, us| Choice {
+            batch_size: b,
+            queue_delay: Duration::from_micros(us),
+        };
+        assert!(choice(8, 0).differs_notably(&choice(9, 0)));
+        assert!(!choice(8, 1_000).differs_notably(&choice(8, 1_050)));
+        assert!(!choice(8, 10).differs_notably(&choice(8, 90)));
+        assert!(choice(8, 1_000).differs_notably(&choice(8, 2_000)));
+    }
+}
