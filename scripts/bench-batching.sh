@@ -4,7 +4,11 @@
 # 150 % of the model's capacity. Writes each run's results, the plots, and summary.md.
 #
 #   [MODEL=lenet-fashion] [TARGET_MS=20] [SIZES="1 8 64"] [DELAYS_US="0 2000"] \
-#   [OUT=bench/batching] scripts/bench-batching.sh
+#   [OUT=bench/batching] [REUSE_FIXED=1] scripts/bench-batching.sh
+#
+# REUSE_FIXED=1 keeps the fixed configurations' results of an earlier run (and its
+# capacity) and reruns only the latency-target ones: for trying changes, not for the
+# figures in BENCHMARKS.md, which come from one whole run.
 #
 # Capacity is measured first, closed-loop at 64 concurrent requests with the largest fixed
 # batch and no delay. "Within target" throughput is a run's best throughput at a level
@@ -80,18 +84,27 @@ fixed_batching() {
     printf 'max_batch_size = %s\nmax_queue_delay_us = %s\nmax_queue_size = 1024\n' "$1" "$2"
 }
 
-echo "== capacity: batch $largest, no delay, 64 concurrent requests"
-serve "$(repository capacity "$(fixed_batching "$largest" 0)")" capacity
-loadtest --concurrency 64 --output-dir "$work/capacity" >/dev/null
-stop
-capacity=$(python3 -c "import json,sys; print(max(l['throughput'] for l in json.load(open(sys.argv[1]))))" \
-    "$work/capacity/results.json")
+if [ "${REUSE_FIXED:-0}" = 1 ]; then
+    capacity=$(cat "$out/capacity.txt")
+else
+    echo "== capacity: batch $largest, no delay, 64 concurrent requests"
+    serve "$(repository capacity "$(fixed_batching "$largest" 0)")" capacity
+    loadtest --concurrency 64 --output-dir "$work/capacity" >/dev/null
+    stop
+    capacity=$(python3 -c "import json,sys; print(max(l['throughput'] for l in json.load(open(sys.argv[1]))))" \
+        "$work/capacity/results.json")
+    echo "$capacity" >"$out/capacity.txt"
+fi
 rates=$(python3 -c "c=$capacity; print(f'{0.1*c:.1f}:{1.5*c:.1f}:+{0.2*c:.1f}')")
 echo "capacity ${capacity} req/s; offered rates $rates"
 
 runs=()
 run() {
     local name=$1 batching=$2
+    if [ "${REUSE_FIXED:-0}" = 1 ] && [[ $name == fixed-* ]]; then
+        runs+=("$name=$out/$name/results.json")
+        return
+    fi
     echo "== $name"
     serve "$(repository "$name" "$batching")" "$name"
     loadtest --request-rate "$rates" --output-dir "$out/$name"

@@ -90,7 +90,8 @@ impl Level {
     pub fn label(&self) -> String {
         match self {
             Level::Concurrency(c) => format!("c={c}"),
-            Level::RequestRate(r) => format!("rate={r}"),
+            // Rates stepped by adding decimals carry float noise (3534.8999999999996).
+            Level::RequestRate(r) => format!("rate={}", (r * 1000.0).round() / 1000.0),
         }
     }
 
@@ -235,6 +236,16 @@ mod tests {
         assert!("8:4".parse::<Sweep>().is_err());
         assert!("1:8:x1".parse::<Sweep>().is_err());
         assert!("a:b".parse::<Sweep>().is_err());
+    }
+
+    #[test]
+    fn rate_labels_read_as_the_rate_was_written() {
+        let rates = "1178.3:5891.5:+2356.6".parse::<Sweep>().unwrap().0;
+        let labels: Vec<String> = rates
+            .into_iter()
+            .map(|r| Level::RequestRate(r).label())
+            .collect();
+        assert_eq!(labels, ["rate=1178.3", "rate=3534.9", "rate=5891.5"]);
     }
 
     #[test]

@@ -225,8 +225,9 @@ fn with_a_latency_target_a_request_that_would_wait_beyond_it_is_refused_with_a_r
     let (go, executors) = gated();
     let recorder = Arc::new(Recorder::default());
     real_clock().block_on(async {
-        // No batch can run within a nanosecond: one request at a time, and none behind it.
-        let mut p = policy(16, 0);
+        // No batch can run within a nanosecond: the batcher serves the batches that serve
+        // the most (2), and refuses what would wait behind a full one.
+        let mut p = policy(2, 0);
         p.target = Some(LatencyTarget {
             p99: Duration::from_nanos(1),
             objective: Objective::Throughput,
@@ -237,25 +238,27 @@ fn with_a_latency_target_a_request_that_would_wait_beyond_it_is_refused_with_a_r
         go.send(()).unwrap();
         assert_eq!(first.wait().await, Ok(1));
 
-        // An empty queue admits; a request behind it is refused, with a time to retry.
+        // Room for one batch of two; a request behind them is refused, with a time to retry.
         let second = batcher.submit(2).unwrap();
-        match batcher.submit(3) {
+        let third = batcher.submit(3).unwrap();
+        match batcher.submit(4) {
             Err(InferError::OverTarget { retry_after }) => assert!(retry_after > Duration::ZERO),
             other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
         }
         go.send(()).unwrap();
         assert_eq!(second.wait().await, Ok(2));
+        assert_eq!(third.wait().await, Ok(3));
         let (choice, target) = batcher.settings();
         assert_eq!(
             choice,
             Choice {
-                batch_size: 1,
+                batch_size: 2,
                 queue_delay: Duration::ZERO
             }
         );
         assert_eq!(target.unwrap().p99, Duration::from_nanos(1));
     });
-    assert_eq!(*recorder.batch_sizes.lock().unwrap(), vec![1, 1]);
+    assert_eq!(*recorder.batch_sizes.lock().unwrap(), vec![1, 2]);
 }
 
 #[test]

@@ -103,10 +103,11 @@ async fn the_global_limit_answers_429_and_health_stays_responsive_under_a_flood(
 
 #[tokio::test]
 async fn a_latency_target_beyond_reach_sheds_with_retry_after_and_shows_its_choice() {
-    // 10 µs: no batch computes within it, so the batcher runs one request at a time and
-    // refuses any that would have to wait behind another.
+    // 10 µs: no batch computes within it, so the batcher runs batches of its largest size
+    // (here 1) and refuses any request that would have to wait behind a full one.
     let repository = repository_with_lenet("lenet-fashion", |c| {
         no_preferred_sizes(c);
+        set_batching(c, "max_batch_size", 1);
         set_in(c, "batching", "target_p99_ms", toml::Value::Float(0.01));
     });
     let (server, base) = start(ServeSettings::for_tests(repository.path())).await;

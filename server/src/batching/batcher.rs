@@ -98,7 +98,9 @@ fn lock(controller: &Mutex<Controller>) -> MutexGuard<'_, Controller> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Feeds each batch's compute time to the controller, then reports it as before.
+/// Feeds the controller each batch's time from leaving the queue to its answers, which is
+/// what the requests behind it wait for: the forward pass, and the hand-over to the
+/// executor thread, which a busy machine can stretch well beyond the forward pass.
 struct Measuring {
     controller: Arc<Mutex<Controller>>,
     observer: Arc<dyn BatchObserver>,
@@ -110,8 +112,12 @@ impl BatchObserver for Measuring {
     }
 
     fn executed(&self, size: usize, compute: Duration) {
-        lock(&self.controller).executed(size, compute);
         self.observer.executed(size, compute);
+    }
+
+    fn answered(&self, size: usize, since_formed: Duration) {
+        lock(&self.controller).executed(size, since_formed);
+        self.observer.answered(size, since_formed);
     }
 
     fn chose(&self, choice: Choice) {
@@ -276,7 +282,12 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
             if jobs.is_empty() {
                 continue;
             }
-            if self.batches.send(Batch { jobs, _busy: busy }).is_err() {
+            let batch = Batch {
+                jobs,
+                _busy: busy,
+                formed: std::time::Instant::now(),
+            };
+            if self.batches.send(batch).is_err() {
                 break;
             }
         }

@@ -2,7 +2,8 @@
 //! operator states the goal and the batcher finds the settings: the controller learns the
 //! model's compute time per batch size and the arrival rate, chooses the largest batch and
 //! the queue delay that still answer within the target, and refuses a request at the door
-//! when the queue ahead of it could not be served within the target.
+//! when the queue ahead of it could not be served within the target. Compute time here is
+//! a batch's time from leaving the queue to its answers.
 //!
 //! The latency bound it keeps is that of a request arriving just as a batch starts: it waits
 //! for that batch, then for its own batch to gather, then for its own batch to run:
@@ -16,8 +17,11 @@ use tokio::time::Instant;
 
 /// Share of the target the batching decisions may spend.
 const BUDGET_SHARE: f64 = 0.8;
-/// Weight of a new compute-time measurement against what was known.
+/// Weight of a new compute-time measurement against what was known of its batch size.
 const COMPUTE_SMOOTHING: f64 = 0.2;
+/// A batch size's measurement counts for this many batches; after that the size is
+/// predicted from the sizes measured since.
+const FRESH_BATCHES: u64 = 200;
 /// How quickly the arrival-rate estimate forgets: its time constant.
 const ARRIVAL_MEMORY: Duration = Duration::from_secs(1);
 
@@ -134,17 +138,17 @@ impl Controller {
     }
 
     /// A request arrives with `ahead` requests queued or running: admit it, or refuse it when
-    /// they could not all be served and it answered within the target. An empty queue always
-    /// admits, so a model slower than its target still answers one request at a time.
+    /// they could not all be served and it answered within the target. Room for one batch
+    /// is always left, so a model that cannot meet its target still answers full batches.
     pub fn admit(&mut self, now: Instant, ahead: usize) -> Result<(), OverTarget> {
         self.arrivals.arrived(now);
-        if ahead == 0 {
-            return Ok(());
-        }
         let Choice {
             batch_size,
             queue_delay,
         } = self.choice;
+        if ahead < batch_size {
+            return Ok(());
+        }
         let Some(compute) = self.compute.estimate(batch_size) else {
             return Ok(());
         };
@@ -183,9 +187,15 @@ impl Controller {
             }
         }
         if feasible.is_empty() {
-            // Even one item at a time misses the target: answer one at a time, at once.
+            // Even one item at a time would miss the target (an overloaded machine, or a
+            // target below the model's own time): admitted requests miss it whatever the
+            // batch, so serve as many as possible, in the batch that serves the most per
+            // second, and shed the rest.
+            let most = (1..=self.max_batch_size)
+                .filter_map(|size| Some((size, size as f64 / self.compute.estimate(size)?)))
+                .fold((1, 0.0), |best, c| if c.1 >= best.1 { c } else { best });
             return Some(Choice {
-                batch_size: 1,
+                batch_size: most.0,
                 queue_delay: Duration::ZERO,
             });
         }
@@ -202,10 +212,11 @@ impl Controller {
             best
         };
         let choice = match self.target.objective {
-            // The batch that serves the most items per second; batches gather while an
-            // executor is busy, so waiting would add latency, not items.
+            // The largest batch within the bound: batches gather while an executor is busy,
+            // so a larger limit only matters when requests queue, where it serves the most
+            // per second; waiting would add latency, not items.
             Objective::Throughput => {
-                let (size, _, _) = best_by(&|&(size, compute, _)| size as f64 / compute);
+                let (size, _, _) = *feasible.last().expect("some size is feasible");
                 Choice {
                     batch_size: size,
                     queue_delay: Duration::ZERO,
@@ -239,55 +250,52 @@ impl Controller {
     }
 }
 
-/// Compute time per batch size: a smoothed measurement for each size seen, a least-squares
-/// line through them for sizes not seen yet.
+/// Compute time per batch size: a smoothed measurement for each size measured lately, and
+/// for the others a least-squares line through those. A size not measured for a while is
+/// predicted from the line again, so a model that slows down is seen to slow at every size
+/// as soon as the sizes it runs show it, and old measurements never linger.
 #[derive(Debug, Clone)]
 struct ComputeTimes {
-    /// Seconds, indexed by batch size − 1.
-    by_size: Vec<Option<f64>>,
+    /// Seconds and the batch count when last measured, indexed by batch size − 1.
+    by_size: Vec<Option<(f64, u64)>>,
+    /// Batches measured so far.
+    batches: u64,
 }
 
 impl ComputeTimes {
     fn new(max_batch_size: usize) -> Self {
         Self {
             by_size: vec![None; max_batch_size],
+            batches: 0,
         }
     }
 
     fn record(&mut self, size: usize, seconds: f64) {
-        if size == 0 || size > self.by_size.len() || !seconds.is_finite() {
+        if size == 0 || size > self.by_size.len() || !(seconds.is_finite() && seconds >= 0.0) {
             return;
         }
-        // The first measurement of a size teaches the shape of the curve, not its level.
-        let expected = self.by_size[size - 1];
+        self.batches += 1;
+        let fresh = self.fresh(size);
         let slot = &mut self.by_size[size - 1];
-        *slot = Some(match *slot {
+        let smoothed = match fresh {
             Some(old) => old + COMPUTE_SMOOTHING * (seconds - old),
             None => seconds,
-        });
-        // A model that slows down (contention, throttling, a shared device) slows at every
-        // size: move the sizes not measured now by the same smoothed ratio.
-        if let Some(expected) = expected.filter(|&e| e > 0.0 && seconds > 0.0) {
-            let ratio = (seconds / expected).powf(COMPUTE_SMOOTHING);
-            for (i, other) in self.by_size.iter_mut().enumerate() {
-                if i != size - 1
-                    && let Some(t) = other
-                {
-                    *t *= ratio;
-                }
-            }
-        }
+        };
+        *slot = Some((smoothed, self.batches));
+    }
+
+    /// The smoothed time of `size`, if it was measured within the last [`FRESH_BATCHES`].
+    fn fresh(&self, size: usize) -> Option<f64> {
+        let (seconds, at) = (*self.by_size.get(size.checked_sub(1)?)?)?;
+        (self.batches - at < FRESH_BATCHES).then_some(seconds)
     }
 
     fn estimate(&self, size: usize) -> Option<f64> {
-        if let Some(Some(t)) = self.by_size.get(size.checked_sub(1)?) {
-            return Some(*t);
+        if let Some(seconds) = self.fresh(size) {
+            return Some(seconds);
         }
-        let seen: Vec<(f64, f64)> = self
-            .by_size
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| t.map(|t| ((i + 1) as f64, t)))
+        let seen: Vec<(f64, f64)> = (1..=self.by_size.len())
+            .filter_map(|s| self.fresh(s).map(|t| (s as f64, t)))
             .collect();
         let (first_size, first_time) = *seen.first()?;
         let line = if seen.len() == 1 {
@@ -434,9 +442,14 @@ mod tests {
         // 2 · 3 · (2 + 0.5 b) ≤ 40.8 ms gives b ≤ 9.
         let after = c.choose(now).batch_size;
         assert!(after <= 9, "sizes chosen: {sizes:?}");
-        // Sizes not run since the slowdown were moved with it.
+        // Once the measurements from before the slowdown are old, the sizes not run since
+        // are predicted from the slow ones.
+        for _ in 0..FRESH_BATCHES {
+            let b = c.choose(now).batch_size;
+            c.executed(b, ms(3.0 * (2.0 + 0.5 * b as f64)));
+        }
         let slow_32 = c.compute_estimate(32).unwrap().as_secs_f64() * 1e3;
-        assert!(slow_32 > 1.8 * 18.0, "{slow_32} ms");
+        assert!(slow_32 > 2.5 * 18.0, "{slow_32} ms");
     }
 
     #[test]
@@ -456,18 +469,19 @@ mod tests {
         two.choose(now);
         assert!(two.admit(now, 140).is_ok());
         assert!(two.admit(now, 144).is_err());
-        // A model slower than its target still answers, one request at a time.
+        // A model slower than its target still answers, in the batches that serve the
+        // most, one batch at a time.
         let mut slow = Controller::new(target(5.0, Objective::Throughput), 64, 1);
         measured(&mut slow, &[1, 8]);
         assert_eq!(
             slow.choose(now),
             Choice {
-                batch_size: 1,
+                batch_size: 64,
                 queue_delay: Duration::ZERO
             }
         );
-        assert!(slow.admit(now, 0).is_ok());
-        assert!(slow.admit(now, 1).is_err());
+        assert!(slow.admit(now, 63).is_ok());
+        assert!(slow.admit(now, 64).is_err());
     }
 
     #[test]

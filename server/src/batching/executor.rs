@@ -56,6 +56,7 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
     observer: &dyn BatchObserver,
 ) {
     let size = batch.jobs.len();
+    let formed = batch.formed;
     // Each permit is held until its answer has been sent.
     let (inputs, replies): (Vec<I>, Vec<_>) = batch
         .jobs
@@ -100,6 +101,7 @@ fn run_batch<I: Send + 'static, O: Send + 'static>(
             }
         }
     }
+    observer.answered(size, formed.elapsed());
 }
 
 /// What a caught panic says, for the log and the request's error.

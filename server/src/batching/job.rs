@@ -29,4 +29,6 @@ impl<I, O> Job<I, O> {
 pub(super) struct Batch<I, O> {
     pub jobs: Vec<Job<I, O>>,
     pub _busy: OwnedSemaphorePermit,
+    /// When the batch left the queue.
+    pub formed: std::time::Instant,
 }

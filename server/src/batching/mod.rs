@@ -78,6 +78,8 @@ pub trait BatchObserver: Send + Sync + 'static {
     fn dequeued(&self, _waited: Duration) {}
     /// A batch of `size` items ran for `compute`.
     fn executed(&self, _size: usize, _compute: Duration) {}
+    /// A batch of `size` items was answered `since_formed` after it left the queue.
+    fn answered(&self, _size: usize, _since_formed: Duration) {}
     /// The batcher now uses `choice` (at start, and whenever its controller changes it).
     fn chose(&self, _choice: Choice) {}
 }
