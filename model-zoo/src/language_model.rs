@@ -1,7 +1,8 @@
 //! Language models ready to serve: the architecture a model folder names, the network with
 //! loaded weights, and the three ways the server runs it — next-token distributions for a
-//! batch of prompts, a prefill that returns a sequence's state, and one decoding step for a
-//! batch of sequences that each carry their own state (recurrent state or key/value cache).
+//! batch of prompts, a prefill that returns a sequence's state, and one decoding step for
+//! the sequences of a [`DecodeBatch`], whose states (recurrent state or key/value cache)
+//! stay stacked from step to step.
 //!
 //! Prompts in one batch may differ in length: they are right-padded and each row is read at
 //! its own last position, which the causal structure keeps independent of the padding.
@@ -12,10 +13,10 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
+use crate::decode_batch::{DecodeBatch, Stacked};
 use crate::error::{Result, ZooError};
 use crate::eval::LanguageModelScore;
 use crate::models::elman::ElmanActivation;
-use crate::models::kv_cache;
 use crate::models::recurrent_lm::{CellKind, LayerState, RecurrentLm, RecurrentLmConfig};
 use crate::models::transformer_lm::{KeyValue, TransformerLm, TransformerLmConfig};
 use crate::text::tokenizer::EOS_ID;
@@ -152,28 +153,13 @@ impl LanguageNet {
     }
 }
 
-/// What a sequence carries from one decoding step to the next.
+/// A sequence's state after its prefill, ready to join a [`DecodeBatch`].
 #[derive(Debug, Clone)]
 pub enum SequenceState {
     /// Per layer, hidden (and LSTM cell) state of shape `[1, d_model]`.
     Recurrent(Vec<LayerState>),
     /// Per layer, keys and values `[1, heads, seen, d_k]` of the tokens seen so far.
     Transformer(Vec<KeyValue>),
-}
-
-/// Positions held in a key/value cache (every layer holds the same number).
-fn cached_tokens(cache: &[KeyValue]) -> usize {
-    cache.first().map_or(0, |kv| kv.keys.dims()[2])
-}
-
-impl SequenceState {
-    /// Tokens seen so far, where the model counts them (the Transformer's context).
-    pub fn context_used(&self) -> Option<usize> {
-        match self {
-            SequenceState::Recurrent(_) => None,
-            SequenceState::Transformer(cache) => Some(cached_tokens(cache)),
-        }
-    }
 }
 
 /// A language model with loaded weights, bound to a device.
@@ -321,31 +307,42 @@ impl LanguageModel {
         Ok((rows.remove(0), state))
     }
 
-    /// Feed one token to each sequence (each with its own state) in a single batch; returns
-    /// each sequence's next-token log-probabilities and its new state.
-    pub fn decode(
-        &self,
-        tokens: &[u32],
-        states: Vec<SequenceState>,
-    ) -> Result<(Vec<Vec<f32>>, Vec<SequenceState>)> {
-        if tokens.len() != states.len() {
-            return Err(ZooError::InvalidInput(
-                "one token per sequence state".into(),
-            ));
+    /// Feed one token to every row of `batch`, in the order of [`DecodeBatch::ids`], in one
+    /// step; returns each row's next-token log-probabilities. The batch then holds the grown
+    /// states; on an error it is left as it was.
+    pub fn decode(&self, batch: &mut DecodeBatch, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        if tokens.len() != batch.len() {
+            return Err(ZooError::InvalidInput(format!(
+                "{} tokens for a batch of {} sequences",
+                tokens.len(),
+                batch.len()
+            )));
         }
-        if tokens.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
-        }
+        let Some(stacked) = batch.stacked() else {
+            return Ok(Vec::new());
+        };
         self.check_tokens(tokens)?;
-        let batch = tokens.len();
+        let rows = tokens.len();
         let input = self.padded(&tokens.iter().map(std::slice::from_ref).collect::<Vec<_>>());
-        let (hidden, states) = match &self.net {
-            LanguageNet::Recurrent(m) => decode_recurrent(m, input, states)?,
-            LanguageNet::Transformer(m) => decode_transformer(m, input, states, &self.device)?,
+        let (hidden, grown) = match (&self.net, stacked) {
+            (LanguageNet::Recurrent(m), Stacked::Recurrent(layers)) => {
+                let (hidden, finals) = m.hidden(input, Some(layers.clone()));
+                (hidden, Stacked::Recurrent(finals))
+            }
+            (LanguageNet::Transformer(m), Stacked::Transformer { caches, read }) => {
+                decode_transformer(m, input, caches, read, &self.device)?
+            }
+            _ => {
+                return Err(ZooError::InvalidInput(
+                    "state belongs to another model".into(),
+                ));
+            }
         };
         let d = hidden.dims()[2];
-        let rows = self.to_rows(log_softmax(self.net.project(hidden.reshape([batch, d])), 1))?;
-        Ok((rows, states))
+        let log_probs =
+            self.to_rows(log_softmax(self.net.project(hidden.reshape([rows, d])), 1))?;
+        batch.advance(grown);
+        Ok(log_probs)
     }
 
     /// Perplexity and top-1/top-5 next-token accuracy over whole verses (`<bos> … <eos>`),
@@ -393,105 +390,43 @@ impl LanguageModel {
     }
 }
 
-fn decode_recurrent(
-    model: &RecurrentLm,
-    input: Tensor<2, Int>,
-    states: Vec<SequenceState>,
-) -> Result<(Tensor<3>, Vec<SequenceState>)> {
-    let batch = states.len();
-    let mut per_sequence = Vec::with_capacity(batch);
-    for state in states {
-        match state {
-            SequenceState::Recurrent(layers) => per_sequence.push(layers),
-            SequenceState::Transformer { .. } => {
-                return Err(ZooError::InvalidInput(
-                    "state belongs to another model".into(),
-                ));
-            }
-        }
-    }
-    let layers = per_sequence.first().map_or(0, Vec::len);
-    let stacked: Vec<LayerState> = (0..layers)
-        .map(|l| LayerState {
-            hidden: Tensor::cat(
-                per_sequence.iter().map(|s| s[l].hidden.clone()).collect(),
-                0,
-            ),
-            cell: per_sequence[0][l].cell.as_ref().map(|_| {
-                Tensor::cat(
-                    per_sequence
-                        .iter()
-                        .filter_map(|s| s[l].cell.clone())
-                        .collect(),
-                    0,
-                )
-            }),
-        })
-        .collect();
-    let (hidden, finals) = model.hidden(input, Some(stacked));
-    let row = |t: &Tensor<2>, i: usize| t.clone().slice(s![i..i + 1, ..]);
-    let states = (0..batch)
-        .map(|i| {
-            SequenceState::Recurrent(
-                finals
-                    .iter()
-                    .map(|f| LayerState {
-                        hidden: row(&f.hidden, i),
-                        cell: f.cell.as_ref().map(|c| row(c, i)),
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
-    Ok((hidden, states))
-}
-
+/// One step of right-aligned caches (see [`crate::decode_batch`]): each row's new token
+/// sits at its own position and sees only the columns of the tokens it has read.
 fn decode_transformer(
     model: &TransformerLm,
     input: Tensor<2, Int>,
-    states: Vec<SequenceState>,
+    caches: &[KeyValue],
+    read: &[usize],
     device: &Device,
-) -> Result<(Tensor<3>, Vec<SequenceState>)> {
-    let mut caches = Vec::with_capacity(states.len());
-    let mut lens = Vec::with_capacity(states.len());
-    for state in states {
-        match state {
-            SequenceState::Transformer(cache) => {
-                let len = cached_tokens(&cache);
-                if len >= model.context_length() {
-                    return Err(ZooError::InvalidInput(format!(
-                        "the sequence has reached the model's context of {}",
-                        model.context_length()
-                    )));
-                }
-                caches.push(cache);
-                lens.push(len);
-            }
-            SequenceState::Recurrent(_) => {
-                return Err(ZooError::InvalidInput(
-                    "state belongs to another model".into(),
-                ));
-            }
-        }
+) -> Result<(Tensor<3>, Stacked)> {
+    if read.iter().any(|&r| r >= model.context_length()) {
+        return Err(ZooError::InvalidInput(format!(
+            "the sequence has reached the model's context of {}",
+            model.context_length()
+        )));
     }
-    let rows: Vec<_> = caches
-        .iter()
-        .zip(&lens)
-        .map(|(cache, &len)| (Some(cache.as_slice()), len))
-        .collect();
-    let stacked = kv_cache::stack(&rows, device);
+    let rows = read.len();
+    let columns = caches.first().map_or(0, |kv| kv.keys.dims()[2]);
     let positions = Tensor::<2, Int>::from_data(
         TensorData::new(
-            lens.iter().map(|&l| l as i64).collect::<Vec<_>>(),
-            [lens.len(), 1],
+            read.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+            [rows, 1],
         ),
         device,
     );
-    let (hidden, grown) = model.hidden(input, positions, stacked.past, stacked.mask);
-    let states = lens
-        .iter()
-        .enumerate()
-        .map(|(i, &len)| SequenceState::Transformer(kv_cache::row(&grown, i, len, stacked.longest)))
-        .collect();
-    Ok((hidden, states))
+    let mut hidden = Vec::with_capacity(rows * (columns + 1));
+    for &r in read {
+        hidden.extend((0..=columns).map(|j| j + r < columns));
+    }
+    let mask = Tensor::from_data(TensorData::new(hidden, [rows, 1, 1, columns + 1]), device);
+    let past = (columns > 0).then(|| caches.to_vec());
+    let (hidden, grown) = model.hidden(input, positions, past, mask);
+    let read = read.iter().map(|r| r + 1).collect();
+    Ok((
+        hidden,
+        Stacked::Transformer {
+            caches: grown,
+            read,
+        },
+    ))
 }

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod captioning;
 pub mod classifier;
 pub mod data;
+pub mod decode_batch;
 pub mod error;
 pub mod eval;
 pub mod gpu;

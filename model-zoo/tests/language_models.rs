@@ -1,7 +1,10 @@
 //! Language models on fresh weights: the serving paths (batched next-token, prefill,
-//! batched decoding with per-sequence state) agree with a plain forward pass.
+//! batched decoding of sequences that join and leave) agree with a plain forward pass.
+
+use std::collections::HashMap;
 
 use kiln_zoo::Device;
+use kiln_zoo::decode_batch::DecodeBatch;
 use kiln_zoo::language_model::{LanguageModel, LanguageModelArchitecture, RecurrentSpec};
 use kiln_zoo::models::elman::ElmanActivation;
 use kiln_zoo::models::transformer_lm::TransformerLmConfig;
@@ -65,38 +68,59 @@ fn next_token_distribution_does_not_depend_on_batch_mates() {
 }
 
 #[test]
-fn incremental_decoding_matches_full_forward() {
+fn incremental_decoding_matches_full_forward_as_sequences_join_and_leave() {
+    // (sequences that join, sequences that leave) before each step: a longer prompt joins
+    // a narrower batch, and rows leave from the front and the middle.
+    let schedule: [(&[u64], &[u64]); 6] = [
+        (&[0, 1], &[]),
+        (&[], &[]),
+        (&[2], &[]),
+        (&[3], &[0]),
+        (&[], &[2]),
+        (&[0], &[]),
+    ];
     for architecture in architectures() {
         let lm = model(&architecture);
+        let name = architecture.name();
         let prompts = prompts();
-        // Prefill each prompt, then feed three more tokens to all of them in one batch.
-        let mut states = Vec::new();
-        let mut sequences = prompts.clone();
-        for p in &prompts {
-            let (first, state) = lm.prefill(p).unwrap();
-            assert_close(
-                &first,
-                &lm.next_token_log_probs(&[p]).unwrap()[0],
-                "prefill",
-            );
-            states.push(state);
-        }
-        for step in 0..3u32 {
-            let tokens: Vec<u32> = (0..prompts.len() as u32)
-                .map(|i| 3 + (i * 7 + step * 5) % 30)
+        // Sequence 0 comes back with a fresh prefill after it left.
+        let mut read: HashMap<u64, Vec<u32>> = HashMap::new();
+        let mut batch = DecodeBatch::new();
+        for (step, (joins, leaves)) in schedule.iter().enumerate() {
+            batch.retain(|id| !leaves.contains(&id));
+            let joining = joins
+                .iter()
+                .map(|&id| {
+                    let prompt = &prompts[id as usize];
+                    let (first, state) = lm.prefill(prompt).unwrap();
+                    assert_close(
+                        &first,
+                        &lm.next_token_log_probs(&[prompt]).unwrap()[0],
+                        name,
+                    );
+                    read.insert(id, prompt.clone());
+                    (id, state)
+                })
                 .collect();
-            let (log_probs, next) = lm.decode(&tokens, states).unwrap();
-            states = next;
-            for (i, t) in tokens.iter().enumerate() {
-                sequences[i].push(*t);
-                let full = lm.next_token_log_probs(&[&sequences[i]]).unwrap();
+            batch.join(joining).unwrap();
+            let tokens: Vec<u32> = batch
+                .ids()
+                .iter()
+                .map(|&id| 3 + (id as u32 * 7 + step as u32 * 5) % 30)
+                .collect();
+            let log_probs = lm.decode(&mut batch, &tokens).unwrap();
+            for ((id, token), log_probs) in batch.ids().iter().zip(tokens).zip(log_probs) {
+                let sequence = read.get_mut(id).unwrap();
+                sequence.push(token);
+                let full = lm.next_token_log_probs(&[sequence]).unwrap();
                 assert_close(
-                    &log_probs[i],
+                    &log_probs,
                     &full[0],
-                    &format!("{} step {step}", architecture.name()),
+                    &format!("{name} step {step} row {id}"),
                 );
             }
         }
+        assert_eq!(batch.ids(), &[1, 3, 0]);
     }
 }
 
@@ -113,5 +137,19 @@ fn invalid_sequences_are_errors() {
     assert!(transformer.prefill(&too_long).is_err());
     let lstm = model(&architectures()[0]);
     let (_, state) = transformer.prefill(&[1, 2]).unwrap();
-    assert!(lstm.decode(&[3], vec![state]).is_err());
+    let mut batch = DecodeBatch::new();
+    batch.join(vec![(0, state)]).unwrap();
+    assert!(lstm.decode(&mut batch, &[3]).is_err());
+    assert!(
+        transformer.decode(&mut batch, &[3, 4]).is_err(),
+        "one token per row"
+    );
+    let (_, lstm_state) = lstm.prefill(&[1, 2]).unwrap();
+    assert!(batch.join(vec![(1, lstm_state)]).is_err());
+    assert_eq!(
+        batch.ids(),
+        &[0],
+        "a refused join leaves the batch as it was"
+    );
+    assert!(transformer.decode(&mut batch, &[3]).is_ok());
 }

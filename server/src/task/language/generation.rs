@@ -5,11 +5,12 @@
 //! a batch is admitted only when the previous one has wholly finished (static batching, for
 //! comparison).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use kiln_zoo::classifier::top_k;
+use kiln_zoo::decode_batch::DecodeBatch;
 use kiln_zoo::language_model::{LanguageModel, SequenceState};
 use kiln_zoo::text::tokenizer::{BOS_ID, EOS, EOS_ID, Tokenizer, UNK_ID};
 use rand::SeedableRng;
@@ -51,7 +52,12 @@ pub struct SchedulerPolicy {
 
 /// A running sequence's state.
 pub struct Sequence {
-    state: Option<SequenceState>,
+    /// The sequence's row in the decode batch.
+    id: u64,
+    /// The prefill's state, until the sequence joins the decode batch at its first step.
+    joining: Option<SequenceState>,
+    /// Tokens the model has read: the prompt, then one per step.
+    read: usize,
     last_token: u32,
     generated: usize,
     text: String,
@@ -68,6 +74,10 @@ pub struct Generator {
     pub tokenizer: Arc<Tokenizer>,
     pub policy: SchedulerPolicy,
     pub metrics: GenerationMetrics,
+    /// The running sequences' states, stacked from one step to the next.
+    batch: DecodeBatch,
+    /// The id the last sequence got.
+    next_id: u64,
 }
 
 impl StepModel for Generator {
@@ -105,8 +115,11 @@ impl StepModel for Generator {
             self.metrics
                 .prefill_duration
                 .record(started.elapsed().as_secs_f64());
+            self.next_id += 1;
             let mut sequence = Sequence {
-                state: Some(state),
+                id: self.next_id,
+                joining: Some(state),
+                read: job.prompt.len(),
                 last_token: BOS_ID,
                 generated: 0,
                 text: String::new(),
@@ -122,24 +135,36 @@ impl StepModel for Generator {
     }
 
     fn step(&mut self, running: &mut [Running<Self>]) -> Result<(), ExecutorError> {
-        let tokens: Vec<u32> = running.iter().map(|r| r.state.last_token).collect();
-        let states: Vec<SequenceState> = running
-            .iter_mut()
-            .map(|r| {
-                r.state
-                    .state
-                    .take()
-                    .expect("running sequences hold their state")
-            })
+        let rows: HashMap<u64, usize> = running
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.state.id, i))
             .collect();
+        // Rows of sequences that left go; sequences that started since join.
+        self.batch.retain(|id| rows.contains_key(&id));
+        let joining = running
+            .iter_mut()
+            .filter_map(|r| r.state.joining.take().map(|s| (r.state.id, s)))
+            .collect();
+        self.batch.join(joining).map_err(ExecutorError::new)?;
+        if self.batch.len() != running.len() {
+            return Err(ExecutorError(format!(
+                "{} sequences running but {} in the decode batch",
+                running.len(),
+                self.batch.len()
+            )));
+        }
+        let order: Vec<usize> = self.batch.ids().iter().map(|id| rows[id]).collect();
+        let tokens: Vec<u32> = order.iter().map(|&i| running[i].state.last_token).collect();
         let started = Instant::now();
-        let (log_probs, states) = self
+        let log_probs = self
             .model
-            .decode(&tokens, states)
+            .decode(&mut self.batch, &tokens)
             .map_err(ExecutorError::new)?;
         self.metrics.step(tokens.len(), started.elapsed());
-        for ((r, state), log_probs) in running.iter_mut().zip(states).zip(log_probs) {
-            r.state.state = Some(state);
+        for (&i, log_probs) in order.iter().zip(log_probs) {
+            let r = &mut running[i];
+            r.state.read += 1;
             self.choose_next(&r.request, &mut r.state, &log_probs);
         }
         Ok(())
@@ -161,6 +186,8 @@ impl StepModel for Generator {
     }
 
     fn reload(&mut self) -> Result<(), ExecutorError> {
+        // The batch's states came from the model that failed; its sequences were failed too.
+        self.batch = DecodeBatch::new();
         self.model = (self.reload)().map_err(ExecutorError::new)?;
         Ok(())
     }
@@ -186,6 +213,24 @@ impl StepModel for Generator {
 }
 
 impl Generator {
+    pub fn new(
+        model: LanguageModel,
+        reload: Box<dyn Fn() -> Result<LanguageModel, crate::task::LoadError> + Send>,
+        tokenizer: Arc<Tokenizer>,
+        policy: SchedulerPolicy,
+        metrics: GenerationMetrics,
+    ) -> Self {
+        Self {
+            model,
+            reload,
+            tokenizer,
+            policy,
+            metrics,
+            batch: DecodeBatch::new(),
+            next_id: 0,
+        }
+    }
+
     /// Sample the next token, send it, and decide whether the sequence is done.
     fn choose_next(&self, job: &GenerationJob, sequence: &mut Sequence, log_probs: &[f32]) {
         let banned: &[u32] = if job.ignore_eos {
@@ -235,16 +280,10 @@ impl Generator {
             logprob,
             alternatives,
         });
-        let context_full = match (
-            sequence
-                .state
-                .as_ref()
-                .and_then(SequenceState::context_used),
-            self.model.context_length(),
-        ) {
-            (Some(used), Some(limit)) => used >= limit,
-            _ => false,
-        };
+        let context_full = self
+            .model
+            .context_length()
+            .is_some_and(|limit| sequence.read >= limit);
         if sequence.generated >= job.max_tokens || context_full {
             sequence.finished = Some(FinishReason::Length);
         }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use kiln_zoo::decode_batch::DecodeBatch;
 use kiln_zoo::language_model::LanguageModel;
 use kiln_zoo::text::tokenizer::{BOS_ID, EOS_ID, Tokenizer};
 
@@ -84,16 +85,16 @@ pub fn load(
     .map_err(LoadError::Threads)?;
     let tokenizer = Arc::new(tokenizer);
     let g = &config.generation;
-    let generator = Generator {
-        model: load()?,
-        reload: reload(),
-        tokenizer: tokenizer.clone(),
-        policy: SchedulerPolicy {
+    let generator = Generator::new(
+        load()?,
+        reload(),
+        tokenizer.clone(),
+        SchedulerPolicy {
             max_active_sequences: g.max_active_sequences,
             continuous_batching: g.continuous_batching,
         },
-        metrics: GenerationMetrics::new(&metrics),
-    };
+        GenerationMetrics::new(&metrics),
+    );
     // Generations count into the model's pending requests as next-word requests do.
     let generation = StepLoop::spawn(
         format!("kiln-generate-{}", context.name),
@@ -128,7 +129,9 @@ fn warm_up(model: &LanguageModel, max_batch_size: usize) -> Result<(), LoadError
         }
     }
     let (_, state) = model.prefill(&prompt).map_err(fail)?;
-    let (_, states) = model.decode(&[EOS_ID], vec![state]).map_err(fail)?;
-    model.decode(&[BOS_ID], states).map_err(fail)?;
+    let mut batch = DecodeBatch::new();
+    batch.join(vec![(0, state)]).map_err(fail)?;
+    model.decode(&mut batch, &[EOS_ID]).map_err(fail)?;
+    model.decode(&mut batch, &[BOS_ID]).map_err(fail)?;
     Ok(())
 }
