@@ -41,6 +41,9 @@ pub fn sample(
             .unwrap_or(0);
         return (best as u32, log_probs[best]);
     }
+    if params.top_k.is_none() && params.top_p.is_none() {
+        return sample_whole_vocabulary(log_probs, params.temperature, banned, rng);
+    }
     let mut candidates: Vec<usize> = (0..log_probs.len()).filter(allowed).collect();
     if candidates.is_empty() {
         return (0, log_probs.first().copied().unwrap_or(f32::NEG_INFINITY));
@@ -87,6 +90,49 @@ pub fn sample(
         }
     }
     let last = candidates[weights.len() - 1];
+    (last as u32, log_probs[last])
+}
+
+/// Sampling from every allowed token, the common case, in two passes over the
+/// log-probabilities and without allocating: once for the total weight, once (half the
+/// vocabulary on average) to walk to the drawn point. This runs for every token of every
+/// sequence, once per decoding step.
+fn sample_whole_vocabulary(
+    log_probs: &[f32],
+    temperature: f32,
+    banned: &[u32],
+    rng: &mut StdRng,
+) -> (u32, f32) {
+    let allowed = |i: usize, lp: f32| lp.is_finite() && !banned.contains(&(i as u32));
+    let top = log_probs
+        .iter()
+        .enumerate()
+        .filter(|&(i, &lp)| allowed(i, lp))
+        .map(|(_, &lp)| lp)
+        .fold(f32::NEG_INFINITY, f32::max);
+    if top == f32::NEG_INFINITY {
+        return (0, log_probs.first().copied().unwrap_or(f32::NEG_INFINITY));
+    }
+    let scale = 1.0 / temperature;
+    let weight = |lp: f32| ((lp - top) * scale).exp();
+    let total: f32 = log_probs
+        .iter()
+        .enumerate()
+        .filter(|&(i, &lp)| allowed(i, lp))
+        .map(|(_, &lp)| weight(lp))
+        .sum();
+    let mut target = rng.random::<f32>() * total;
+    let mut last = 0;
+    for (i, &lp) in log_probs.iter().enumerate() {
+        if !allowed(i, lp) {
+            continue;
+        }
+        last = i;
+        target -= weight(lp);
+        if target <= 0.0 {
+            return (i as u32, lp);
+        }
+    }
     (last as u32, log_probs[last])
 }
 
@@ -146,5 +192,40 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(9), draw(9));
+    }
+
+    #[test]
+    fn sampling_the_whole_vocabulary_agrees_with_truncated_sampling_and_skips_banned_tokens() {
+        let lp = log_probs(&[0.1, 0.4, 0.3, 0.2]);
+        let whole = SamplingParams {
+            temperature: 0.7,
+            ..SamplingParams::default()
+        };
+        // A top-k as large as the vocabulary truncates nothing, by the general path.
+        let general = SamplingParams {
+            top_k: Some(4),
+            ..whole.clone()
+        };
+        let shares = |params: &SamplingParams| {
+            let mut rng = StdRng::seed_from_u64(5);
+            let mut counts = [0usize; 4];
+            for _ in 0..20_000 {
+                counts[sample(&lp, params, &[0], &mut rng).0 as usize] += 1;
+            }
+            counts.map(|c| c as f64 / 20_000.0)
+        };
+        let (a, b) = (shares(&whole), shares(&general));
+        assert_eq!(a[0], 0.0, "a banned token is never drawn");
+        // Temperature 0.7 over 0.4, 0.3, 0.2: p^(1/0.7), normalised.
+        let expected = [0.4f64, 0.3, 0.2].map(|p| p.powf(1.0 / 0.7));
+        let total: f64 = expected.iter().sum();
+        for i in 1..4 {
+            let want = expected[i - 1] / total;
+            assert!((a[i] - want).abs() < 0.015, "{a:?} vs {want}");
+            assert!((a[i] - b[i]).abs() < 0.02, "{a:?} vs {b:?}");
+        }
+        let mut rng = StdRng::seed_from_u64(1);
+        let nothing_allowed = [f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY];
+        assert_eq!(sample(&nothing_allowed, &whole, &[], &mut rng).0, 0);
     }
 }
