@@ -8,7 +8,8 @@
 #
 # REUSE_FIXED=1 keeps the fixed configurations' results of an earlier run (and its
 # capacity) and reruns only the latency-target ones: for trying changes, not for the
-# figures in BENCHMARKS.md, which come from one whole run.
+# figures in BENCHMARKS.md, which come from one whole run. SUMMARY_ONLY=1 runs nothing and
+# redraws the plot and summary.md from the results in OUT.
 #
 # Capacity is measured first, closed-loop at 64 concurrent requests with the largest fixed
 # batch and no delay. "Within target" throughput is a run's best throughput at a level
@@ -84,7 +85,7 @@ fixed_batching() {
     printf 'max_batch_size = %s\nmax_queue_delay_us = %s\nmax_queue_size = 1024\n' "$1" "$2"
 }
 
-if [ "${REUSE_FIXED:-0}" = 1 ]; then
+if [ "${REUSE_FIXED:-0}" = 1 ] || [ "${SUMMARY_ONLY:-0}" = 1 ]; then
     capacity=$(cat "$out/capacity.txt")
 else
     echo "== capacity: batch $largest, no delay, 64 concurrent requests"
@@ -95,13 +96,13 @@ else
         "$work/capacity/results.json")
     echo "$capacity" >"$out/capacity.txt"
 fi
-rates=$(python3 -c "c=$capacity; print(f'{0.1*c:.1f}:{1.5*c:.1f}:+{0.2*c:.1f}')")
+rates=$(python3 -c "c=$capacity; print(f'{0.1*c:.1f}:{1.5*c + 1:.1f}:+{0.2*c:.1f}')")
 echo "capacity ${capacity} req/s; offered rates $rates"
 
 runs=()
 run() {
     local name=$1 batching=$2
-    if [ "${REUSE_FIXED:-0}" = 1 ] && [[ $name == fixed-* ]]; then
+    if [ "${SUMMARY_ONLY:-0}" = 1 ] || { [ "${REUSE_FIXED:-0}" = 1 ] && [[ $name == fixed-* ]]; }; then
         runs+=("$name=$out/$name/results.json")
         return
     fi
@@ -151,7 +152,8 @@ for name, _, _, levels in rows:
     cells = []
     for l in levels:
         ipj = (l.get("server") or {}).get("items_per_joule", 0.0)
-        cells.append(f"{l['throughput']:.0f} / {l['latency']['p99_ms']:.1f} / {l['measured_errors']} / {ipj:.0f}")
+        ipj_text = f"{ipj:.0f}" if ipj >= 100 else f"{ipj:.3g}"
+        cells.append(f"{l['throughput']:.0f} / {l['latency']['p99_ms']:.1f} / {l['measured_errors']} / {ipj_text}")
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
 text = "\n".join(lines) + "\n"
 open(f"{out}/summary.md", "w").write(text)

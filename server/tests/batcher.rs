@@ -240,6 +240,11 @@ fn with_a_latency_target_a_request_that_would_wait_beyond_it_is_refused_with_a_r
 
         // Room for one batch of two; a request behind them is refused, with a time to retry.
         let second = batcher.submit(2).unwrap();
+        assert_eq!(batcher.check_room(1), Ok(()));
+        assert!(matches!(
+            batcher.check_room(2),
+            Err(InferError::OverTarget { .. })
+        ));
         let third = batcher.submit(3).unwrap();
         match batcher.submit(4) {
             Err(InferError::OverTarget { retry_after }) => assert!(retry_after > Duration::ZERO),

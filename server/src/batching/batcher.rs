@@ -227,6 +227,17 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         })
     }
 
+    /// Whether `count` more requests would be admitted now, so that a request the batcher
+    /// would refuse is refused before its input is decoded. Counts no arrival; the requests
+    /// are admitted (or not) when submitted.
+    pub fn check_room(&self, count: usize) -> Result<(), InferError> {
+        if let Settings::Controlled(controller) = &self.settings {
+            let ahead = self.admission.taken() + count.saturating_sub(1);
+            lock(controller).would_admit(ahead)?;
+        }
+        Ok(())
+    }
+
     /// Requests queued or running.
     pub fn pending(&self) -> usize {
         self.admission.taken()

@@ -142,6 +142,12 @@ impl Controller {
     /// is always left, so a model that cannot meet its target still answers full batches.
     pub fn admit(&mut self, now: Instant, ahead: usize) -> Result<(), OverTarget> {
         self.arrivals.arrived(now);
+        self.would_admit(ahead)
+    }
+
+    /// What [`admit`](Self::admit) would answer now, without counting an arrival: for a
+    /// refusal before the request's body is decoded.
+    pub fn would_admit(&self, ahead: usize) -> Result<(), OverTarget> {
         let Choice {
             batch_size,
             queue_delay,

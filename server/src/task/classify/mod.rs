@@ -82,6 +82,9 @@ impl ClassifierRunner {
         images: Vec<ImageInput>,
         deadline: Instant,
     ) -> Result<Vec<ClassScores>, KilnError> {
+        // Under a latency target, a request that would be refused is refused before its
+        // images are decoded: under overload, decoding is where its CPU would go.
+        self.batcher.check_room(images.len())?;
         let inputs = prepare_all(self.input_spec(), images).await?;
         let logits = futures_util::future::try_join_all(
             inputs
