@@ -183,10 +183,11 @@ impl Controller {
 
     fn best(&self, now: Instant) -> Option<Choice> {
         let budget = self.budget();
+        let estimates = self.compute.estimates()?;
         // (size, compute, slack) of each batch size whose bound fits the budget.
         let mut feasible = Vec::new();
         for size in 1..=self.max_batch_size {
-            let compute = self.compute.estimate(size)?;
+            let compute = estimates[size - 1];
             let slack = budget - 2.0 * compute;
             if slack >= 0.0 {
                 feasible.push((size, compute.max(f64::EPSILON), slack));
@@ -198,7 +199,7 @@ impl Controller {
             // batch, so serve as many as possible, in the batch that serves the most per
             // second, and shed the rest.
             let most = (1..=self.max_batch_size)
-                .filter_map(|size| Some((size, size as f64 / self.compute.estimate(size)?)))
+                .map(|size| (size, size as f64 / estimates[size - 1].max(f64::EPSILON)))
                 .fold((1, 0.0), |best, c| if c.1 >= best.1 { c } else { best });
             return Some(Choice {
                 batch_size: most.0,
@@ -237,7 +238,7 @@ impl Controller {
                 };
                 let (size, _, slack) = best_by(&|&(size, _, slack)| {
                     let items = gathered(size, slack);
-                    let compute = self.compute.estimate(items).unwrap_or(f64::MAX);
+                    let compute = estimates[items - 1];
                     items as f64 / compute.max(f64::EPSILON)
                 });
                 // No longer than filling the batch takes at that rate.
@@ -297,17 +298,23 @@ impl ComputeTimes {
     }
 
     fn estimate(&self, size: usize) -> Option<f64> {
-        if let Some(seconds) = self.fresh(size) {
-            return Some(seconds);
-        }
-        let seen: Vec<(f64, f64)> = (1..=self.by_size.len())
-            .filter_map(|s| self.fresh(s).map(|t| (s as f64, t)))
+        self.estimates()?.get(size.checked_sub(1)?).copied()
+    }
+
+    /// The estimate of every size, 1 to the largest, in one pass (the choice weighs them
+    /// all before each batch).
+    fn estimates(&self) -> Option<Vec<f64>> {
+        let fresh: Vec<Option<f64>> = (1..=self.by_size.len()).map(|s| self.fresh(s)).collect();
+        let seen: Vec<(f64, f64)> = fresh
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| ((i + 1) as f64, t)))
             .collect();
         let (first_size, first_time) = *seen.first()?;
-        let line = if seen.len() == 1 {
+        let line: Box<dyn Fn(f64) -> f64> = if seen.len() == 1 {
             // One size seen: assume time grows in proportion beyond it (pessimistic, as a
             // batch has a fixed cost) and stays the same below it.
-            first_time * (size as f64 / first_size).max(1.0)
+            Box::new(move |size| first_time * (size / first_size).max(1.0))
         } else {
             let n = seen.len() as f64;
             let mean_size = seen.iter().map(|p| p.0).sum::<f64>() / n;
@@ -318,15 +325,23 @@ impl ComputeTimes {
                 .sum();
             let variance: f64 = seen.iter().map(|(s, _)| (s - mean_size).powi(2)).sum();
             let slope = (covariance / variance).max(0.0);
-            (mean_time + slope * (size as f64 - mean_size)).max(0.0)
+            Box::new(move |size| (mean_time + slope * (size - mean_size)).max(0.0))
         };
-        // Never less than a smaller batch was measured to take.
-        let floor = seen
-            .iter()
-            .filter(|(s, _)| *s < size as f64)
-            .map(|p| p.1)
-            .fold(0.0, f64::max);
-        Some(line.max(floor))
+        // A size not measured lately takes never less than a smaller one was measured to.
+        let mut floor = 0.0f64;
+        Some(
+            fresh
+                .iter()
+                .enumerate()
+                .map(|(i, measured)| match measured {
+                    Some(t) => {
+                        floor = floor.max(*t);
+                        *t
+                    }
+                    None => line((i + 1) as f64).max(floor),
+                })
+                .collect(),
+        )
     }
 }
 
