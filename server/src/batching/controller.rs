@@ -89,6 +89,9 @@ pub struct Controller {
     compute: ComputeTimes,
     arrivals: ArrivalRate,
     choice: Choice,
+    /// The estimated compute time of the chosen batch size, refreshed with every batch
+    /// measured and every choice, so that admission (once per request) needs no estimate.
+    choice_compute: Option<f64>,
 }
 
 impl Controller {
@@ -106,6 +109,7 @@ impl Controller {
                 batch_size: max_batch_size,
                 queue_delay: Duration::ZERO,
             },
+            choice_compute: None,
         }
     }
 
@@ -121,6 +125,7 @@ impl Controller {
     /// A batch of `size` items took `compute`.
     pub fn executed(&mut self, size: usize, compute: Duration) {
         self.compute.record(size, compute.as_secs_f64());
+        self.choice_compute = self.compute.estimate(self.choice.batch_size);
     }
 
     /// Estimated compute time of a batch of `size`, once any batch has been measured.
@@ -155,7 +160,7 @@ impl Controller {
         if ahead < batch_size {
             return Ok(());
         }
-        let Some(compute) = self.compute.estimate(batch_size) else {
+        let Some(compute) = self.choice_compute else {
             return Ok(());
         };
         // Full batches ahead of its own (a running one counted whole), spread over the
@@ -177,6 +182,7 @@ impl Controller {
     pub fn choose(&mut self, now: Instant) -> Choice {
         if let Some(choice) = self.best(now) {
             self.choice = choice;
+            self.choice_compute = self.compute.estimate(choice.batch_size);
         }
         self.choice
     }
