@@ -2,8 +2,12 @@
 non-root user, scraped by Prometheus, and draining in-flight requests on `docker stop`."""
 
 import json
+import shutil
+import tempfile
 import threading
+import time
 import urllib.request
+from pathlib import Path
 
 from conftest import ROOT, docker, inspect, kiln_container, post
 
@@ -42,31 +46,62 @@ def test_configuration_comes_from_the_environment():
             assert response.status == 200
 
 
+def long_generation_repository():
+    """A model repository holding only lstm-web-en, allowed generations long enough to be
+    in flight for seconds however fast the machine is."""
+    repository = Path(tempfile.mkdtemp(prefix="kiln-drain-"))
+    shutil.copytree(ROOT / "models/lstm-web-en", repository / "lstm-web-en")
+    config = repository / "lstm-web-en/model.toml"
+    config.write_text(config.read_text().replace("max_new_tokens = 256",
+                                                 f"max_new_tokens = {DRAIN_TOKENS}"))
+    # The container's non-root user reads it through the bind mount.
+    for path in [repository, *repository.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return repository
+
+
+def pending_generations(http):
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("kiln_pending_requests{") and 'model="lstm-web-en"' in line)
+
+
+DRAIN_TOKENS = 4096
+
+
 def test_docker_stop_answers_requests_in_flight_then_exits_zero():
-    with kiln_container() as (container, http):
-        prompt = json.dumps({"text": "and the children of", "max_tokens": 256,
-                             "ignore_eos": True}).encode()
-        answers, started = [], threading.Barrier(9)
+    repository = long_generation_repository()
+    try:
+        with kiln_container("--volume", f"{repository}:/srv/drain-models:ro",
+                            "--env", "KILN_MODEL_REPOSITORY=/srv/drain-models") as (container, http):
+            prompt = json.dumps({"text": "and the children of", "max_tokens": DRAIN_TOKENS,
+                                 "ignore_eos": True}).encode()
+            answers = []
 
-        def generate():
-            started.wait()
-            try:
-                answers.append(post(f"http://{http}/v1/models/lstm-web-en/generate", prompt,
-                                    "application/json", timeout=120))
-            except OSError as error:
-                answers.append((None, str(error).encode()))
+            def generate():
+                try:
+                    answers.append(post(f"http://{http}/v1/models/lstm-web-en/generate",
+                                        prompt, "application/json", timeout=120))
+                except OSError as error:
+                    answers.append((None, str(error).encode()))
 
-        callers = [threading.Thread(target=generate) for _ in range(8)]
-        for caller in callers:
-            caller.start()
-        started.wait()
-        # SIGTERM arrives while the requests are in flight: sent, none answered yet.
-        threading.Event().wait(0.3)
-        assert answers == []
-        docker("stop", "--time", "60", container, timeout=120)
-        for caller in callers:
-            caller.join(timeout=120)
+            callers = [threading.Thread(target=generate) for _ in range(8)]
+            for caller in callers:
+                caller.start()
+            # SIGTERM arrives while all eight are running and none is answered yet.
+            deadline = time.time() + 30
+            while pending_generations(http) < 8 and time.time() < deadline:
+                time.sleep(0.05)
+            assert pending_generations(http) == 8
+            assert answers == []
+            docker("stop", "--time", "60", container, timeout=120)
+            for caller in callers:
+                caller.join(timeout=120)
 
-        assert [status for status, _ in answers] == [200] * 8, answers
-        assert all(len(json.loads(body)["text"]) > 0 for _, body in answers)
-        assert inspect(container, "{{.State.ExitCode}}") == "0"
+            assert [status for status, _ in answers] == [200] * 8, answers
+            assert all(json.loads(body)["usage"]["completion_tokens"] == DRAIN_TOKENS
+                       for _, body in answers)
+            assert inspect(container, "{{.State.ExitCode}}") == "0"
+    finally:
+        shutil.rmtree(repository, ignore_errors=True)
