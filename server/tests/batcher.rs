@@ -1,5 +1,6 @@
 //! The dynamic batcher on its own, with fake executors and a paused clock.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ impl BatchExecutor<u32, u32> for Gated {
 struct Recorder {
     batch_sizes: Mutex<Vec<usize>>,
     waits: Mutex<Vec<Duration>>,
+    /// Batches whose answers were sent and measured (a controller has learnt from them).
+    answered: AtomicUsize,
 }
 
 impl BatchObserver for Recorder {
@@ -52,6 +55,9 @@ impl BatchObserver for Recorder {
     }
     fn executed(&self, size: usize, _compute: Duration) {
         self.batch_sizes.lock().unwrap().push(size);
+    }
+    fn answered(&self, _size: usize, _since_formed: Duration) {
+        self.answered.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -237,6 +243,13 @@ fn with_a_latency_target_a_request_that_would_wait_beyond_it_is_refused_with_a_r
         let first = batcher.submit(1).unwrap();
         go.send(()).unwrap();
         assert_eq!(first.wait().await, Ok(1));
+        // The batch is measured just after its answers are sent.
+        let measured = tokio::time::timeout(Duration::from_secs(10), async {
+            while recorder.answered.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        measured.await.expect("the first batch is measured");
 
         // Room for one batch of two; a request behind them is refused, with a time to retry.
         let second = batcher.submit(2).unwrap();

@@ -374,6 +374,36 @@ async fn concurrent_requests_share_batches_and_get_their_own_captions() {
 }
 
 #[tokio::test]
+async fn static_batching_gives_the_same_captions_as_continuous() {
+    let repository = tempfile::tempdir().unwrap();
+    for (name, continuous) in [("continuous", true), ("static", false)] {
+        add_model(repository.path(), "captioner-lstm", name, |c| {
+            set_in(c, "decoding", "continuous_batching", continuous.into());
+        });
+    }
+    let (server, base) = start(kiln_server::ServeSettings::for_tests(repository.path())).await;
+    let client = reqwest::Client::new();
+    let scenes = test_scenes(16);
+    let mut captions = Vec::new();
+    for model in ["continuous", "static"] {
+        let answers = futures_util::future::join_all(scenes.iter().map(|scene| {
+            let client = client.clone();
+            let base = base.clone();
+            async move { caption(&client, &base, model, "?beam_size=2", scene_png(scene)).await }
+        }))
+        .await;
+        captions.push(
+            answers
+                .iter()
+                .map(|a| a["caption"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(captions[0], captions[1]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn bad_requests_get_clear_errors() {
     let (server, base) = start_bundled().await;
     let client = reqwest::Client::new();

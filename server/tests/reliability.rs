@@ -417,3 +417,115 @@ async fn a_client_that_disconnects_frees_its_place_at_once() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn step_targets_bound_the_width_of_generation_and_caption_steps_and_show_it() {
+    let repository = tempfile::tempdir().unwrap();
+    // A target any step meets: the configured width, shown as the target's choice.
+    add_model(repository.path(), "gru-web-en", "gru-web-en", |c| {
+        set_in(c, "generation", "max_active_sequences", 7.into());
+        set_in(c, "generation", "target_step_p99_ms", 3_600_000.0.into());
+    });
+    // A target no step meets: generations still all run, on the width the loop settles on.
+    add_model(repository.path(), "gru-web-en", "gru-tight", |c| {
+        set_in(c, "generation", "target_step_p99_ms", 0.001.into());
+    });
+    add_model(repository.path(), "gru-web-en", "gru-bad", |c| {
+        set_in(c, "generation", "target_step_p99_ms", (-5.0).into());
+    });
+    add_model(repository.path(), "captioner-lstm", "captioner-lstm", |c| {
+        set_in(c, "decoding", "max_active_hypotheses", 20.into());
+        set_in(c, "decoding", "target_step_p99_ms", 3_600_000.0.into());
+    });
+    let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
+    let client = reqwest::Client::new();
+
+    for model in ["gru-web-en", "gru-tight"] {
+        let generations: Vec<_> = (0..12)
+            .map(|i| {
+                let request = client
+                    .post(format!("{base}/v1/models/{model}/generate"))
+                    .json(&serde_json::json!({
+                        "text": "and the king said", "max_tokens": 8 + i, "ignore_eos": true
+                    }));
+                tokio::spawn(async move {
+                    let response = request.send().await.unwrap();
+                    (
+                        response.status().as_u16(),
+                        response.json::<Value>().await.unwrap(),
+                    )
+                })
+            })
+            .collect();
+        for (i, generation) in generations.into_iter().enumerate() {
+            let (status, answer) = generation.await.unwrap();
+            assert_eq!(status, 200, "{model}: {answer}");
+            assert_eq!(answer["usage"]["completion_tokens"], 8 + i, "{answer}");
+        }
+    }
+    let caption = client
+        .post(format!("{base}/v1/models/captioner-lstm/caption"))
+        .header("content-type", "image/png")
+        .body(png(&test_set(), 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(caption.status(), 200);
+
+    let config = |model: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/v2/models/{model}/config");
+        async move { get_json(&client, &url).await }
+    };
+    let gauge = |text: &str, name: &str, model: &str| {
+        metric(
+            text,
+            &format!("{name}{{backend=\"flex\",model=\"{model}\",version=\"1\"}}"),
+        )
+    };
+    let bad = client
+        .get(format!("{base}/v2/models/gru-bad/ready"))
+        .send()
+        .await
+        .unwrap();
+    // A target that is no number of milliseconds keeps the model from loading.
+    assert_eq!(bad.status(), 503);
+    let generous = config("gru-web-en").await;
+    assert_eq!(generous["step_target"]["target_step_p99_ms"], 3_600_000.0);
+    assert_eq!(generous["step_target"]["max_step_width"], 7, "{generous}");
+    let captioner = config("captioner-lstm").await;
+    assert_eq!(
+        captioner["step_target"]["max_step_width"], 20,
+        "{captioner}"
+    );
+    let text = metrics_text(&client, &base).await;
+    assert_eq!(
+        gauge(&text, "kiln_generation_max_active_sequences", "gru-web-en"),
+        Some(7.0)
+    );
+    assert_eq!(
+        gauge(
+            &text,
+            "kiln_caption_max_active_hypotheses",
+            "captioner-lstm"
+        ),
+        Some(20.0)
+    );
+    // The loop updates its choice just after answering a round, so the last one may lag
+    // the answers by a moment.
+    let mut agreed = None;
+    for _ in 0..100 {
+        let tight = config("gru-tight").await["step_target"].clone();
+        assert_eq!(tight["target_step_p99_ms"], 0.001);
+        let width = tight["max_step_width"].as_u64().unwrap();
+        let text = metrics_text(&client, &base).await;
+        if gauge(&text, "kiln_generation_max_active_sequences", "gru-tight") == Some(width as f64) {
+            agreed = Some(width);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let width = agreed.expect("the config and the gauge show the same width");
+    assert!((1..=64).contains(&width), "{width}");
+    server.shutdown().await.unwrap();
+}

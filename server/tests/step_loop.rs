@@ -1,13 +1,16 @@
 //! The step loop on its own, with a fake model: a panic reloads the model, a request whose
 //! deadline passes while it waits is answered without being started, and every request
-//! holds its place from submission until its answer.
+//! holds its place from submission until its answer; with a step target, steps grow only
+//! as wide as keep it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use kiln_server::batching::{
-    Admission, ExecutorError, InferError, Running, StepLoop, StepModel, Waiting,
+    Admission, ExecutorError, InferError, Running, StepController, StepLoop, StepModel, StepTarget,
+    Waiting,
 };
 use tokio::sync::oneshot;
 
@@ -22,6 +25,8 @@ struct Job {
 struct Log {
     started: Mutex<Vec<u32>>,
     reloads: AtomicUsize,
+    /// Requests in each step, in order.
+    widths: Mutex<Vec<usize>>,
 }
 
 struct Doubler {
@@ -30,14 +35,17 @@ struct Doubler {
     gate: Option<Mutex<mpsc::Receiver<()>>>,
     /// Requests running at once.
     room: usize,
+    /// Each step sleeps this long per request in it (a model whose step time is known, at
+    /// least: a sleep is never shorter).
+    per_row: Duration,
 }
 
 impl StepModel for Doubler {
     type Request = Job;
     type State = usize;
 
-    fn room(&self, running: &[Running<Self>], _: &VecDeque<Waiting<Job>>) -> usize {
-        self.room - running.len()
+    fn room(&self, running: &[Running<Self>], _: &VecDeque<Waiting<Job>>, limit: usize) -> usize {
+        self.room.min(limit).saturating_sub(running.len())
     }
 
     fn start(&mut self, joining: &mut [Waiting<Job>]) -> Result<Vec<usize>, ExecutorError> {
@@ -50,6 +58,8 @@ impl StepModel for Doubler {
         if let Some(gate) = &self.gate {
             gate.lock().unwrap().recv().unwrap();
         }
+        self.log.widths.lock().unwrap().push(running.len());
+        std::thread::sleep(self.per_row * running.len() as u32);
         for r in running.iter_mut() {
             if r.request.value == 13 {
                 panic!("unlucky request");
@@ -108,8 +118,9 @@ async fn a_panic_fails_its_requests_and_reloads_the_model() {
         log: log.clone(),
         gate: None,
         room: 4,
+        per_row: Duration::ZERO,
     };
-    let step_loop = StepLoop::spawn("test-panic".into(), model, Admission::new(8)).unwrap();
+    let step_loop = StepLoop::spawn("test-panic".into(), model, Admission::new(8), None).unwrap();
     let failed = submit(&step_loop, 13, 2, None).await.unwrap();
     match failed {
         Err(InferError::Backend(message)) => assert!(message.contains("unlucky"), "{message}"),
@@ -129,8 +140,10 @@ async fn a_request_whose_deadline_passes_while_queued_is_never_started() {
         log: log.clone(),
         gate: Some(Mutex::new(gate)),
         room: 1,
+        per_row: Duration::ZERO,
     };
-    let step_loop = StepLoop::spawn("test-deadline".into(), model, Admission::new(8)).unwrap();
+    let step_loop =
+        StepLoop::spawn("test-deadline".into(), model, Admission::new(8), None).unwrap();
     // The first request takes the only room and holds it until its steps are let through.
     let first = submit(&step_loop, 1, 2, None);
     while log.started.lock().unwrap().is_empty() {
@@ -154,8 +167,9 @@ async fn a_full_queue_is_refused_at_once() {
         log: Arc::default(),
         gate: Some(Mutex::new(gate)),
         room: 1,
+        per_row: Duration::ZERO,
     };
-    let step_loop = StepLoop::spawn("test-full".into(), model, Admission::new(2)).unwrap();
+    let step_loop = StepLoop::spawn("test-full".into(), model, Admission::new(2), None).unwrap();
     let first = submit(&step_loop, 1, 1, None);
     let second = submit(&step_loop, 2, 1, None);
     let (reply, _answer) = oneshot::channel();
@@ -172,4 +186,39 @@ async fn a_full_queue_is_refused_at_once() {
     go.send(()).unwrap();
     assert_eq!(first.await.unwrap(), Ok(2));
     assert_eq!(second.await.unwrap(), Ok(4));
+}
+
+#[tokio::test]
+async fn a_step_target_keeps_steps_as_narrow_as_it_needs_and_answers_everyone() {
+    // 2 ms per request in a step against a 20 ms target (16 ms for a round): at most 8.
+    let log = Arc::new(Log::default());
+    let model = Doubler {
+        log: log.clone(),
+        gate: None,
+        room: 64,
+        per_row: Duration::from_millis(2),
+    };
+    let target = StepTarget::from_ms(20.0).unwrap();
+    let step_loop = StepLoop::spawn(
+        "test-target".into(),
+        model,
+        Admission::new(256),
+        Some(StepController::new(target, 64)),
+    )
+    .unwrap();
+    assert_eq!(step_loop.step_target(), Some((target, 64)));
+    // (13 would panic.)
+    let answers: Vec<_> = (100..260).map(|v| submit(&step_loop, v, 3, None)).collect();
+    for (value, answer) in (100..).zip(answers) {
+        assert_eq!(answer.await.unwrap(), Ok(value * 2));
+    }
+    let widths = log.widths.lock().unwrap().clone();
+    // The first requests start before anything is measured, and narrower waves follow
+    // while the loop learns; once a step fits the budget, no later one grows past it.
+    let settled: Vec<usize> = widths.iter().copied().skip_while(|&w| w > 8).collect();
+    assert!(!settled.is_empty(), "{widths:?}");
+    assert!(settled.iter().all(|&w| w <= 8), "{widths:?}");
+    let (_, limit) = step_loop.step_target().unwrap();
+    assert!((1..=8).contains(&limit), "{limit}");
+    assert_eq!(step_loop.pending(), 0);
 }

@@ -6,10 +6,12 @@
 //! instance, which own the model. With a latency target instead of fixed settings, a
 //! [`Controller`] chooses the batch size and delay and refuses what it could not answer in
 //! time. Sequence models run on a [`StepLoop`], which advances all
-//! their requests one step at a time. Callers get their answers on channels.
+//! their requests one step at a time, as many together as its [`StepController`] allows
+//! under a step target. Callers get their answers on channels.
 
 mod admission;
 mod batcher;
+mod compute_times;
 mod config;
 mod controller;
 mod executor;
@@ -18,6 +20,7 @@ mod observer;
 #[cfg(test)]
 mod simulation;
 mod step_loop;
+mod step_target;
 
 use std::time::Duration;
 
@@ -27,6 +30,7 @@ pub use config::{BatchingConfig, BatchingConfigError};
 pub use controller::{Choice, Controller, LatencyTarget, Objective, OverTarget};
 pub use executor::{BatchExecutor, ExecutorError, panic_message};
 pub use step_loop::{Running, StepLoop, StepModel, Waiting};
+pub use step_target::{StepController, StepTarget};
 
 /// Batching limits of one model.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,10 +7,13 @@
 //! request in one batch. A panic fails the requests it touched, and the model is reloaded
 //! before the next step, since its state can no longer be trusted. Every request holds its
 //! admission [`Permit`] until it leaves the loop, so the queue's limit and the model's
-//! `kiln_pending_requests` count queued and running requests alike.
+//! `kiln_pending_requests` count queued and running requests alike. With a [`StepTarget`]
+//! a [`StepController`] decides how many rows (sequences, hypotheses) may share a step.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -18,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::InferError;
 use super::admission::{Admission, Permit};
 use super::executor::{ExecutorError, panic_message};
+use super::step_target::{StepController, StepTarget};
 
 /// A model that advances many requests together, one step at a time.
 pub trait StepModel: Send + Sized + 'static {
@@ -25,8 +29,19 @@ pub trait StepModel: Send + Sized + 'static {
     /// What a running request carries between steps (recurrent state, KV cache, beams).
     type State: Send + 'static;
 
-    /// How many of the waiting requests, front first, may start now beside `running`.
-    fn room(&self, running: &[Running<Self>], waiting: &VecDeque<Waiting<Self::Request>>) -> usize;
+    /// How many of the waiting requests, front first, may start now beside `running`, the
+    /// step holding at most `width_limit` rows (its latency target's choice; without one,
+    /// `usize::MAX`).
+    fn room(
+        &self,
+        running: &[Running<Self>],
+        waiting: &VecDeque<Waiting<Self::Request>>,
+        width_limit: usize,
+    ) -> usize;
+    /// Rows a step over `running` computes (sequences, hypotheses).
+    fn width(&self, running: &[Running<Self>]) -> usize {
+        running.len()
+    }
     /// Start `joining` (prefill a prompt, encode images): one state per request.
     fn start(
         &mut self,
@@ -46,8 +61,8 @@ pub trait StepModel: Send + Sized + 'static {
     fn fail(&self, request: Self::Request, error: InferError);
     /// Requests dropped because their callers went away.
     fn abandoned(&self, _count: usize) {}
-    /// The running batch after each round (gauges).
-    fn observe(&self, _running: &[Running<Self>]) {}
+    /// The running batch and the width limit after each round (gauges).
+    fn observe(&self, _running: &[Running<Self>], _width_limit: usize) {}
 }
 
 /// A request waiting to start.
@@ -70,6 +85,9 @@ pub struct Running<M: StepModel> {
 pub struct StepLoop<R> {
     jobs: Sender<Waiting<R>>,
     admission: Admission,
+    target: Option<StepTarget>,
+    /// The width the loop's target allows now (with a target).
+    width_limit: Arc<AtomicUsize>,
 }
 
 impl<R> Clone for StepLoop<R> {
@@ -77,29 +95,49 @@ impl<R> Clone for StepLoop<R> {
         Self {
             jobs: self.jobs.clone(),
             admission: self.admission.clone(),
+            target: self.target,
+            width_limit: self.width_limit.clone(),
         }
     }
 }
 
 impl<R: Send + 'static> StepLoop<R> {
     /// Start the loop's thread, named `thread`, owning `model`; requests are admitted
-    /// through `admission`.
+    /// through `admission`. With `target`, the rows a step holds are chosen to meet it.
     pub fn spawn<M: StepModel<Request = R>>(
         thread: String,
         model: M,
         admission: Admission,
+        target: Option<StepController>,
     ) -> std::io::Result<Self> {
         let (jobs, receiver) = crossbeam_channel::unbounded();
+        let width_limit = Arc::new(AtomicUsize::new(
+            target.as_ref().map_or(usize::MAX, |c| c.width_limit()),
+        ));
+        let handle = Self {
+            jobs,
+            admission,
+            target: target.as_ref().map(|c| c.target()),
+            width_limit: width_limit.clone(),
+        };
         let worker = Worker {
             model,
             receiver,
             waiting: VecDeque::new(),
             running: Vec::new(),
+            controller: target,
+            width_limit,
         };
         std::thread::Builder::new()
             .name(thread)
             .spawn(move || worker.run())?;
-        Ok(Self { jobs, admission })
+        Ok(handle)
+    }
+
+    /// The loop's target and the width it allows now, when it has one.
+    pub fn step_target(&self) -> Option<(StepTarget, usize)> {
+        let target = self.target?;
+        Some((target, self.width_limit.load(Ordering::Relaxed)))
     }
 
     /// Queue a request; refused at once when the queue is full or the loop has stopped. A
@@ -132,6 +170,8 @@ struct Worker<M: StepModel> {
     receiver: Receiver<Waiting<M::Request>>,
     waiting: VecDeque<Waiting<M::Request>>,
     running: Vec<Running<M>>,
+    controller: Option<StepController>,
+    width_limit: Arc<AtomicUsize>,
 }
 
 impl<M: StepModel> Worker<M> {
@@ -145,11 +185,33 @@ impl<M: StepModel> Worker<M> {
             }
             self.waiting.extend(self.receiver.try_iter());
             self.sweep();
+            // A round, as the running requests wait it out: the joiners' start, then a step.
+            let round = Instant::now();
             self.admit();
             if !self.running.is_empty() {
+                let width = self.model.width(&self.running);
                 self.step();
+                self.stepped(width, round.elapsed());
             }
-            self.model.observe(&self.running);
+            self.model.observe(&self.running, self.limit());
+        }
+    }
+
+    fn limit(&self) -> usize {
+        self.controller
+            .as_ref()
+            .map_or(usize::MAX, |c| c.width_limit())
+    }
+
+    fn stepped(&mut self, width: usize, took: std::time::Duration) {
+        if let Some(controller) = &mut self.controller {
+            controller.stepped(width, took);
+            let limit = controller.width_limit();
+            let before = self.width_limit.swap(limit, Ordering::Relaxed);
+            if before.abs_diff(limit) >= (before / 4).max(2) {
+                let target_ms = controller.target().step_p99.as_secs_f64() * 1e3;
+                tracing::info!(width_limit = limit, target_ms, "step width limit changed");
+            }
         }
     }
 
@@ -186,7 +248,7 @@ impl<M: StepModel> Worker<M> {
     fn admit(&mut self) {
         let count = self
             .model
-            .room(&self.running, &self.waiting)
+            .room(&self.running, &self.waiting, self.limit())
             .min(self.waiting.len());
         if count == 0 {
             return;

@@ -25,7 +25,7 @@ use crate::error::KilnError;
 use crate::metrics::{CountAndDuration, StatsSnapshot};
 use crate::registry::ModelHandle;
 use crate::task::run_request;
-use crate::v2::describe::{self, LatencyTargetView, TensorMetadata};
+use crate::v2::describe::{self, LatencyTargetView, StepTargetView, TensorMetadata};
 use crate::v2::repository::{self, IndexEntry};
 
 const TAG: &str = "Open Inference Protocol (KServe V2)";
@@ -159,6 +159,9 @@ pub struct ModelConfigJson {
     /// Kiln's own: the latency target and the batcher's current choice under it.
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_target: Option<LatencyTargetView>,
+    /// Kiln's own: the step target of generation or captioning, and the width chosen for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_target: Option<StepTargetView>,
 }
 
 #[utoipa::path(get, path = "/v2/models/{model}/config", tag = TAG,
@@ -194,6 +197,7 @@ pub async fn model_config(
             max_queue_delay_microseconds: config.max_queue_delay_us,
         },
         latency_target: config.latency_target,
+        step_target: config.step_target,
     }))
 }
 

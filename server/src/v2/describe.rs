@@ -114,6 +114,16 @@ pub struct ModelConfigView {
     pub label_filename: Option<String>,
     /// With a latency target, what it is and what the batcher chose for it.
     pub latency_target: Option<LatencyTargetView>,
+    /// With a step target (generation, captioning), what it is and the width chosen for it.
+    pub step_target: Option<StepTargetView>,
+}
+
+/// A step loop's target and how many rows its steps may hold under it now.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct StepTargetView {
+    pub target_step_p99_ms: f64,
+    /// Sequences (generation) or hypotheses (captioning) a step may hold now.
+    pub max_step_width: usize,
 }
 
 /// A latency target and the batcher's current choice under it.
@@ -130,16 +140,18 @@ pub struct LatencyTargetView {
 
 pub fn config(handle: &ModelHandle) -> ModelConfigView {
     let (inputs, outputs) = tensors(handle);
-    let (mut batching, label_filename, live) = match &handle.runner {
+    let (mut batching, label_filename, live, step) = match &handle.runner {
         TaskRunner::Classifier(c) => (
             c.config.batching.clone(),
             Some(c.config.labels.display().to_string()),
             Some(c.batching()),
+            None,
         ),
         TaskRunner::LanguageModel(lm) => (
             lm.config.batching.clone(),
             Some(lm.config.vocab.display().to_string()),
             Some(lm.batching()),
+            lm.step_target(),
         ),
         // Images are encoded in batches as they arrive, with no added delay.
         TaskRunner::Captioner(c) => (
@@ -152,6 +164,7 @@ pub fn config(handle: &ModelHandle) -> ModelConfigView {
             },
             None,
             None,
+            c.step_target(),
         ),
     };
     let latency_target = live.and_then(|(choice, target)| {
@@ -171,6 +184,10 @@ pub fn config(handle: &ModelHandle) -> ModelConfigView {
         outputs,
         label_filename,
         latency_target,
+        step_target: step.map(|(target, width)| StepTargetView {
+            target_step_p99_ms: target.step_p99.as_secs_f64() * 1e3,
+            max_step_width: width,
+        }),
     }
 }
 

@@ -8,6 +8,7 @@ use kiln_zoo::captioning::captioner::{CaptionOptions, CaptionerArchitecture, MAX
 use kiln_zoo::image_input::ImageSpec;
 use serde::{Deserialize, Serialize};
 
+use crate::batching::StepTarget;
 use crate::task::{ConfigError, default_version};
 
 /// An image captioner's settings.
@@ -44,6 +45,21 @@ pub struct CaptionDecodingConfig {
     pub max_active_hypotheses: usize,
     /// Requests waiting or running beyond which new ones are refused (HTTP 429).
     pub max_queue_size: usize,
+    /// Let new requests join the running step between steps (iteration-level batching);
+    /// when false a batch of requests runs until all of them finish before the next starts.
+    pub continuous_batching: bool,
+    /// A goal for the time between two words of a running caption (p99, ms): the loop lets
+    /// at most as many hypotheses share a step as keep it, up to `max_active_hypotheses`
+    /// (a request always runs when nothing else does); the others wait in the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_step_p99_ms: Option<f64>,
+}
+
+impl CaptionDecodingConfig {
+    /// The step target, when one is set (validated at load).
+    pub fn step_target(&self) -> Option<StepTarget> {
+        self.target_step_p99_ms.and_then(StepTarget::from_ms)
+    }
 }
 
 impl Default for CaptionDecodingConfig {
@@ -54,6 +70,8 @@ impl Default for CaptionDecodingConfig {
             max_encoder_batch_size: 32,
             max_active_hypotheses: 128,
             max_queue_size: 1_024,
+            continuous_batching: true,
+            target_step_p99_ms: None,
         }
     }
 }
@@ -72,6 +90,13 @@ impl CaptionerModelConfig {
         if d.max_encoder_batch_size == 0 || d.max_queue_size == 0 || d.default_max_tokens == 0 {
             return Err(ConfigError::invalid(
                 "max_encoder_batch_size, max_queue_size and default_max_tokens must be positive",
+            ));
+        }
+        if d.target_step_p99_ms
+            .is_some_and(|ms| StepTarget::from_ms(ms).is_none())
+        {
+            return Err(ConfigError::invalid(
+                "target_step_p99_ms must be a positive number of milliseconds, at most an hour",
             ));
         }
         if !(1..=MAX_BEAM_SIZE).contains(&d.default_beam_size) {

@@ -21,6 +21,8 @@ pub struct CaptionPolicy {
     pub max_encoder_batch_size: usize,
     /// Most hypotheses decoded together; a request reserves its `beam_size`.
     pub max_active_hypotheses: usize,
+    /// Let requests join between steps; when false a batch runs until all of it is done.
+    pub continuous_batching: bool,
 }
 
 /// One captioning request.
@@ -45,13 +47,22 @@ impl StepModel for CaptionDecoder {
 
     /// As many waiting images as the decoder has room for, up to one encoder batch; a
     /// request always runs when nothing else does, whatever its beam.
-    fn room(&self, running: &[Running<Self>], waiting: &VecDeque<Waiting<CaptionJob>>) -> usize {
+    fn room(
+        &self,
+        running: &[Running<Self>],
+        waiting: &VecDeque<Waiting<CaptionJob>>,
+        width_limit: usize,
+    ) -> usize {
+        if !self.policy.continuous_batching && !running.is_empty() {
+            return 0;
+        }
+        let limit = self.policy.max_active_hypotheses.min(width_limit);
         let mut reserved: usize = running.iter().map(|r| r.request.options.beam_size).sum();
         let mut count = 0;
         for job in waiting.iter().take(self.policy.max_encoder_batch_size) {
             let beam = job.request.options.beam_size;
             let alone = running.is_empty() && count == 0;
-            if reserved + beam > self.policy.max_active_hypotheses && !alone {
+            if reserved + beam > limit && !alone {
                 break;
             }
             reserved += beam;
@@ -114,8 +125,16 @@ impl StepModel for CaptionDecoder {
         let _ = request.reply.send(Err(error));
     }
 
-    fn observe(&self, running: &[Running<Self>]) {
-        let live: usize = running.iter().map(|r| r.state.live_count()).sum();
-        self.metrics.active_hypotheses.set(live as f64);
+    fn width(&self, running: &[Running<Self>]) -> usize {
+        running.iter().map(|r| r.state.live_count()).sum()
+    }
+
+    fn observe(&self, running: &[Running<Self>], width_limit: usize) {
+        self.metrics
+            .active_hypotheses
+            .set(self.width(running) as f64);
+        self.metrics
+            .max_active_hypotheses
+            .set(self.policy.max_active_hypotheses.min(width_limit) as f64);
     }
 }

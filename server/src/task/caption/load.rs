@@ -6,7 +6,7 @@ use super::CaptionerRunner;
 use super::config::CaptionerModelConfig;
 use super::decoding::{CaptionDecoder, CaptionPolicy};
 use super::metrics::CaptionMetrics;
-use crate::batching::{Admission, StepLoop};
+use crate::batching::{Admission, StepController, StepLoop};
 use crate::task::{LoadContext, LoadError, Loaded};
 
 /// Load a captioner folder and start its loop. Blocking: call it off the async workers.
@@ -35,6 +35,7 @@ pub fn load(
         policy: CaptionPolicy {
             max_encoder_batch_size: d.max_encoder_batch_size,
             max_active_hypotheses: d.max_active_hypotheses,
+            continuous_batching: d.continuous_batching,
         },
         metrics: CaptionMetrics::new(&metrics),
     };
@@ -42,6 +43,8 @@ pub fn load(
         format!("kiln-caption-{}", context.name),
         decoder,
         Admission::counted(d.max_queue_size, metrics.pending_gauge()),
+        d.step_target()
+            .map(|t| StepController::new(t, d.max_active_hypotheses)),
     )
     .map_err(LoadError::Threads)?;
     Ok(Loaded {

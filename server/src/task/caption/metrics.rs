@@ -13,6 +13,8 @@ pub struct CaptionMetrics {
     /// add their compute time, so energy is shared out by both stages.
     pub model: Arc<ModelMetrics>,
     pub active_hypotheses: Gauge,
+    /// The most hypotheses a step may hold now (its step target's choice, or the setting).
+    pub max_active_hypotheses: Gauge,
     pub encoder_duration: Histogram,
     pub encoder_batch_size: Histogram,
     pub decoder_duration: Histogram,
@@ -39,6 +41,10 @@ impl CaptionMetrics {
             active_hypotheses: model.scope().gauge(
                 "kiln_caption_active_hypotheses",
                 "Caption hypotheses in the running decoder batch",
+            ),
+            max_active_hypotheses: model.scope().gauge(
+                "kiln_caption_max_active_hypotheses",
+                "Most caption hypotheses a decoder step may hold now",
             ),
             encoder_duration: duration("encoder"),
             encoder_batch_size: batch_size("encoder"),

@@ -21,7 +21,7 @@ pub use decoding::CaptionJob;
 pub use load::load;
 
 use super::image::{ImageInput, prepare_all};
-use crate::batching::{InferError, StepLoop};
+use crate::batching::{InferError, StepLoop, StepTarget};
 use crate::error::KilnError;
 use crate::metrics::ModelMetrics;
 
@@ -48,6 +48,11 @@ impl CaptionerRunner {
 
     pub fn metrics(&self) -> &Arc<ModelMetrics> {
         &self.metrics
+    }
+
+    /// The captioning loop's step target and the width it allows now, when it has one.
+    pub fn step_target(&self) -> Option<(StepTarget, usize)> {
+        self.decoding.step_target()
     }
 
     /// Caption every image with the same search options. A request still waiting at

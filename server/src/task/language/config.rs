@@ -7,7 +7,7 @@ use kiln_zoo::BackendKind;
 use kiln_zoo::language_model::LanguageModelArchitecture;
 use serde::{Deserialize, Serialize};
 
-use crate::batching::BatchingConfig;
+use crate::batching::{BatchingConfig, StepTarget};
 use crate::task::{ConfigError, default_instances, default_version};
 
 /// A language model's settings.
@@ -58,6 +58,18 @@ pub struct GenerationConfig {
     pub continuous_batching: bool,
     /// Generations waiting or running beyond which new ones are refused (HTTP 429).
     pub max_queue_size: usize,
+    /// A goal for the time between two tokens of a running generation (p99, ms): the loop
+    /// lets at most as many sequences share a step as keep it, up to
+    /// `max_active_sequences`; the others wait in the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_step_p99_ms: Option<f64>,
+}
+
+impl GenerationConfig {
+    /// The step target, when one is set (validated at load).
+    pub fn step_target(&self) -> Option<StepTarget> {
+        self.target_step_p99_ms.and_then(StepTarget::from_ms)
+    }
 }
 
 impl Default for GenerationConfig {
@@ -69,6 +81,7 @@ impl Default for GenerationConfig {
             max_active_sequences: 64,
             continuous_batching: true,
             max_queue_size: 1_024,
+            target_step_p99_ms: None,
         }
     }
 }
@@ -86,6 +99,13 @@ impl LanguageModelConfig {
         if g.max_prompt_tokens == 0 || g.max_active_sequences == 0 || g.max_queue_size == 0 {
             return Err(ConfigError::invalid(
                 "max_prompt_tokens, max_active_sequences and max_queue_size must be positive",
+            ));
+        }
+        if g.target_step_p99_ms
+            .is_some_and(|ms| StepTarget::from_ms(ms).is_none())
+        {
+            return Err(ConfigError::invalid(
+                "target_step_p99_ms must be a positive number of milliseconds, at most an hour",
             ));
         }
         if g.default_max_tokens == 0 || g.default_max_tokens > g.max_new_tokens {

@@ -88,12 +88,14 @@ impl StepModel for Generator {
         &self,
         running: &[Running<Self>],
         _waiting: &VecDeque<Waiting<GenerationJob>>,
+        width_limit: usize,
     ) -> usize {
         if !self.policy.continuous_batching && !running.is_empty() {
             return 0;
         }
         self.policy
             .max_active_sequences
+            .min(width_limit)
             .saturating_sub(running.len())
     }
 
@@ -207,8 +209,11 @@ impl StepModel for Generator {
         self.metrics.canceled.increment(count as u64);
     }
 
-    fn observe(&self, running: &[Running<Self>]) {
+    fn observe(&self, running: &[Running<Self>], width_limit: usize) {
         self.metrics.active_sequences.set(running.len() as f64);
+        self.metrics
+            .max_active_sequences
+            .set(self.policy.max_active_sequences.min(width_limit) as f64);
     }
 }
 

@@ -12,7 +12,7 @@ use super::LanguageModelRunner;
 use super::config::LanguageModelConfig;
 use super::generation::{Generator, SchedulerPolicy};
 use super::metrics::GenerationMetrics;
-use crate::batching::{Admission, BatchExecutor, Batcher, ExecutorError, StepLoop};
+use crate::batching::{Admission, BatchExecutor, Batcher, ExecutorError, StepController, StepLoop};
 use crate::task::{LoadContext, LoadError, Loaded};
 
 /// Builds the network again from its folder (after a panic).
@@ -100,6 +100,8 @@ pub fn load(
         format!("kiln-generate-{}", context.name),
         generator,
         Admission::counted(g.max_queue_size, metrics.pending_gauge()),
+        g.step_target()
+            .map(|t| StepController::new(t, g.max_active_sequences)),
     )
     .map_err(LoadError::Threads)?;
     Ok(Loaded {

@@ -16,6 +16,8 @@ pub struct GenerationMetrics {
     pub queue_duration: Histogram,
     pub prefill_duration: Histogram,
     pub active_sequences: Gauge,
+    /// The most sequences a step may hold now (its step target's choice, or the setting).
+    pub max_active_sequences: Gauge,
     pub canceled: Counter,
     pub failed: Counter,
     /// Decoding steps also count as batches of the model (throughput and energy share).
@@ -47,6 +49,10 @@ impl GenerationMetrics {
             active_sequences: scope.gauge(
                 "kiln_generation_active_sequences",
                 "Sequences in the running decode batch",
+            ),
+            max_active_sequences: scope.gauge(
+                "kiln_generation_max_active_sequences",
+                "Most sequences a decode step may hold now",
             ),
             canceled: scope.counter(
                 "kiln_generation_canceled_total",

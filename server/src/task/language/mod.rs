@@ -33,7 +33,7 @@ pub use stream::{
 };
 
 use self::request::{check_prompt_length, next_word_count};
-use crate::batching::{Batcher, Choice, LatencyTarget, Permit, StepLoop};
+use crate::batching::{Batcher, Choice, LatencyTarget, Permit, StepLoop, StepTarget};
 use crate::error::KilnError;
 use crate::metrics::{ModelMetrics, RequestRecord};
 use crate::task::failure_reason;
@@ -79,6 +79,11 @@ impl LanguageModelRunner {
     /// The batch size and delay the next-word batcher uses now, and its latency target.
     pub fn batching(&self) -> (Choice, Option<LatencyTarget>) {
         self.next_word.settings()
+    }
+
+    /// The generation loop's step target and the width it allows now, when it has one.
+    pub fn step_target(&self) -> Option<(StepTarget, usize)> {
+        self.generation.step_target()
     }
 
     /// The word a token id stands for; the end of a verse is `<eos>`.
