@@ -27,6 +27,8 @@ struct Log {
     reloads: AtomicUsize,
     /// Requests in each step, in order.
     widths: Mutex<Vec<usize>>,
+    /// Requests started together, in order.
+    joined: Mutex<Vec<usize>>,
 }
 
 struct Doubler {
@@ -38,6 +40,8 @@ struct Doubler {
     /// Each step sleeps this long per request in it (a model whose step time is known, at
     /// least: a sleep is never shorter).
     per_row: Duration,
+    /// Starting sleeps this long per request started.
+    per_start: Duration,
 }
 
 impl StepModel for Doubler {
@@ -51,6 +55,8 @@ impl StepModel for Doubler {
     fn start(&mut self, joining: &mut [Waiting<Job>]) -> Result<Vec<usize>, ExecutorError> {
         let mut log = self.log.started.lock().unwrap();
         log.extend(joining.iter().map(|w| w.request.value));
+        self.log.joined.lock().unwrap().push(joining.len());
+        std::thread::sleep(self.per_start * joining.len() as u32);
         Ok(joining.iter().map(|w| w.request.steps).collect())
     }
 
@@ -119,6 +125,7 @@ async fn a_panic_fails_its_requests_and_reloads_the_model() {
         gate: None,
         room: 4,
         per_row: Duration::ZERO,
+        per_start: Duration::ZERO,
     };
     let step_loop = StepLoop::spawn("test-panic".into(), model, Admission::new(8), None).unwrap();
     let failed = submit(&step_loop, 13, 2, None).await.unwrap();
@@ -141,6 +148,7 @@ async fn a_request_whose_deadline_passes_while_queued_is_never_started() {
         gate: Some(Mutex::new(gate)),
         room: 1,
         per_row: Duration::ZERO,
+        per_start: Duration::ZERO,
     };
     let step_loop =
         StepLoop::spawn("test-deadline".into(), model, Admission::new(8), None).unwrap();
@@ -168,6 +176,7 @@ async fn a_full_queue_is_refused_at_once() {
         gate: Some(Mutex::new(gate)),
         room: 1,
         per_row: Duration::ZERO,
+        per_start: Duration::ZERO,
     };
     let step_loop = StepLoop::spawn("test-full".into(), model, Admission::new(2), None).unwrap();
     let first = submit(&step_loop, 1, 1, None);
@@ -197,6 +206,7 @@ async fn a_step_target_keeps_steps_as_narrow_as_it_needs_and_answers_everyone() 
         gate: None,
         room: 64,
         per_row: Duration::from_millis(2),
+        per_start: Duration::ZERO,
     };
     let target = StepTarget::from_ms(20.0).unwrap();
     let step_loop = StepLoop::spawn(
@@ -221,4 +231,39 @@ async fn a_step_target_keeps_steps_as_narrow_as_it_needs_and_answers_everyone() 
     let (_, limit) = step_loop.step_target().unwrap();
     assert!((1..=8).contains(&limit), "{limit}");
     assert_eq!(step_loop.pending(), 0);
+}
+
+#[tokio::test]
+async fn a_step_target_lets_only_as_many_join_a_round_as_their_start_leaves_time_for() {
+    // Steps cost nothing, a start 5 ms per request, a 20 ms target (16 ms for a round): at
+    // most 3 join in one round.
+    let log = Arc::new(Log::default());
+    let model = Doubler {
+        log: log.clone(),
+        gate: None,
+        room: 64,
+        per_row: Duration::ZERO,
+        per_start: Duration::from_millis(5),
+    };
+    let target = StepTarget::from_ms(20.0).unwrap();
+    let step_loop = StepLoop::spawn(
+        "test-joiners".into(),
+        model,
+        Admission::new(256),
+        Some(StepController::new(target, 64)),
+    )
+    .unwrap();
+    // One request first, so that a start and a step are measured.
+    assert_eq!(submit(&step_loop, 1, 2, None).await.unwrap(), Ok(2));
+    let answers: Vec<_> = (100..140).map(|v| submit(&step_loop, v, 2, None)).collect();
+    for (value, answer) in (100..).zip(answers) {
+        assert_eq!(answer.await.unwrap(), Ok(value * 2));
+    }
+    let joined = log.joined.lock().unwrap().clone();
+    assert_eq!(joined[0], 1);
+    assert!(
+        joined[1..].iter().all(|&n| (1..=3).contains(&n)),
+        "{joined:?}"
+    );
+    assert_eq!(joined.iter().sum::<usize>(), 41);
 }

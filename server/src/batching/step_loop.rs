@@ -8,7 +8,8 @@
 //! before the next step, since its state can no longer be trusted. Every request holds its
 //! admission [`Permit`] until it leaves the loop, so the queue's limit and the model's
 //! `kiln_pending_requests` count queued and running requests alike. With a [`StepTarget`]
-//! a [`StepController`] decides how many rows (sequences, hypotheses) may share a step.
+//! a [`StepController`] decides how many rows (sequences, hypotheses) may share a step and
+//! how many requests may start in one round.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -185,13 +186,12 @@ impl<M: StepModel> Worker<M> {
             }
             self.waiting.extend(self.receiver.try_iter());
             self.sweep();
-            // A round, as the running requests wait it out: the joiners' start, then a step.
-            let round = Instant::now();
             self.admit();
             if !self.running.is_empty() {
                 let width = self.model.width(&self.running);
+                let started = Instant::now();
                 self.step();
-                self.stepped(width, round.elapsed());
+                self.stepped(width, started.elapsed());
             }
             self.model.observe(&self.running, self.limit());
         }
@@ -246,15 +246,24 @@ impl<M: StepModel> Worker<M> {
     }
 
     fn admit(&mut self) {
+        let joiners = self
+            .controller
+            .as_ref()
+            .map_or(usize::MAX, |c| c.join_limit());
         let count = self
             .model
             .room(&self.running, &self.waiting, self.limit())
+            .min(joiners)
             .min(self.waiting.len());
         if count == 0 {
             return;
         }
         let mut joining: Vec<_> = self.waiting.drain(..count).collect();
+        let started = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| self.model.start(&mut joining)));
+        if let Some(controller) = &mut self.controller {
+            controller.started(count, started.elapsed());
+        }
         let states = match self.outcome(outcome, "starting requests") {
             Ok(states) if states.len() == joining.len() => states,
             Ok(states) => {

@@ -1,10 +1,13 @@
 //! The step loops' latency target. With `target_step_p99_ms` the operator states how long a
 //! running request may wait between two of its steps (a generation's inter-token latency, a
-//! caption's next word), and the loop finds how many sequences or hypotheses share a step:
-//! it learns a round's time (starting the requests that join, then the step) per width,
-//! and lets the running batch grow only as wide as keeps a round within
-//! `BUDGET_SHARE · target`. Requests beyond that wait in the queue, whose limit and the
-//! requests' own deadlines bound how long.
+//! caption's next word), and the loop finds how many sequences or hypotheses share a step
+//! and how many requests may join in one round. A round is what the running requests wait
+//! out: the joiners' start (prefill, image encoding), then the step. The controller learns
+//! a step's time per width and a start's time per request, and keeps
+//! `step(width) + joiners · start ≤ BUDGET_SHARE · target`: the step only as wide as leaves
+//! time for one joiner, and as many joiners in a round as the step's slack pays for (at
+//! least one, so the queue always moves). Requests beyond that wait in the queue, whose
+//! limit and the requests' own deadlines bound how long.
 
 use std::time::Duration;
 
@@ -12,6 +15,8 @@ use super::compute_times::ComputeTimes;
 
 /// Share of the target a round may take on average; the rest absorbs its jitter.
 const BUDGET_SHARE: f64 = 0.8;
+/// Weight of a new start-time measurement against what was known.
+const START_SMOOTHING: f64 = 0.2;
 
 /// The goal an operator sets for a step loop instead of a fixed width.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,25 +35,31 @@ impl StepTarget {
     }
 }
 
-/// Chooses how wide a step loop's batch may grow; see the module's comment.
+/// Chooses how wide a step loop's batch may grow and how many may join it per round; see
+/// the module's comment.
 #[derive(Debug, Clone)]
 pub struct StepController {
     target: StepTarget,
     max_width: usize,
-    rounds: ComputeTimes,
+    steps: ComputeTimes,
+    /// Seconds to start one request, smoothed; none until a start is measured.
+    start: Option<f64>,
     width_limit: usize,
+    join_limit: usize,
 }
 
 impl StepController {
     /// A controller for a loop that never runs more than `max_width` rows in a step. Until a
-    /// round is measured it allows them all.
+    /// step is measured it allows them all, and as many joiners as there is room for.
     pub fn new(target: StepTarget, max_width: usize) -> Self {
         assert!(max_width > 0);
         Self {
             target,
             max_width,
-            rounds: ComputeTimes::new(max_width),
+            steps: ComputeTimes::new(max_width),
+            start: None,
             width_limit: max_width,
+            join_limit: usize::MAX,
         }
     }
 
@@ -61,26 +72,57 @@ impl StepController {
         self.width_limit
     }
 
-    /// A round of `width` rows took `took`; the limit follows.
-    pub fn stepped(&mut self, width: usize, took: Duration) {
-        self.rounds
-            .record(width.min(self.max_width), took.as_secs_f64());
-        if let Some(estimates) = self.rounds.estimates() {
-            self.width_limit = self.choose(&estimates);
-        }
+    /// The most requests that may start in the next round.
+    pub fn join_limit(&self) -> usize {
+        self.join_limit
     }
 
-    fn choose(&self, estimates: &[f64]) -> usize {
+    /// `count` requests took `took` to start.
+    pub fn started(&mut self, count: usize, took: Duration) {
+        if count == 0 {
+            return;
+        }
+        let each = took.as_secs_f64() / count as f64;
+        self.start = Some(match self.start {
+            Some(old) => old + START_SMOOTHING * (each - old),
+            None => each,
+        });
+        self.update();
+    }
+
+    /// A step of `width` rows took `took`; the limits follow.
+    pub fn stepped(&mut self, width: usize, took: Duration) {
+        self.steps
+            .record(width.min(self.max_width), took.as_secs_f64());
+        self.update();
+    }
+
+    fn update(&mut self) {
+        let Some(estimates) = self.steps.estimates() else {
+            return;
+        };
         let budget = BUDGET_SHARE * self.target.step_p99.as_secs_f64();
+        let start = self.start.unwrap_or(0.0);
+        self.width_limit = self.choose(&estimates, budget - start);
+        let slack = budget - estimates[self.width_limit - 1];
+        self.join_limit = if start > 0.0 {
+            ((slack / start).floor().max(1.0) as usize).min(self.max_width)
+        } else {
+            self.max_width
+        };
+    }
+
+    /// The widest step that fits in `step_budget`.
+    fn choose(&self, estimates: &[f64], step_budget: f64) -> usize {
         if let Some(widest) = (1..=self.max_width)
             .rev()
-            .find(|&w| estimates[w - 1] <= budget)
+            .find(|&w| estimates[w - 1] <= step_budget)
         {
             return widest;
         }
         // Narrower steps than any measured lately are only guessed at (a single measurement
         // is taken to hold for them all): try half the narrowest to learn.
-        let narrowest = self.rounds.narrowest_fresh().unwrap_or(1);
+        let narrowest = self.steps.narrowest_fresh().unwrap_or(1);
         if narrowest > 1 {
             return narrowest / 2;
         }
@@ -165,6 +207,27 @@ mod tests {
         c.stepped(32, round(32));
         // The line through 32 and 64 predicts 12 rows in 8 ms.
         assert_eq!(c.width_limit(), 12);
+    }
+
+    #[test]
+    fn joiners_per_round_are_as_many_as_the_step_leaves_time_for() {
+        let mut c = controller(10.0, 64);
+        assert_eq!(c.join_limit(), usize::MAX);
+        for width in [4, 8, 12] {
+            c.stepped(width, round(width));
+        }
+        assert_eq!((c.width_limit(), c.join_limit()), (12, 64));
+        // Starts of 0.8 ms each: the widest step leaving 0.8 ms is 10 rows (7 ms), and its
+        // slack of 1 ms pays for one joiner.
+        c.started(5, ms(4.0));
+        assert_eq!((c.width_limit(), c.join_limit()), (10, 1));
+        // Starts of 0.2 ms: 11 rows (7.5 ms) and two joiners.
+        let mut c = controller(10.0, 64);
+        for width in [4, 8, 12] {
+            c.stepped(width, round(width));
+        }
+        c.started(5, ms(1.0));
+        assert_eq!((c.width_limit(), c.join_limit()), (11, 2));
     }
 
     #[test]
