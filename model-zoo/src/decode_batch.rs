@@ -97,13 +97,7 @@ impl DecodeBatch {
                     }
                 };
                 Stacked::Transformer {
-                    caches: caches
-                        .into_iter()
-                        .map(|kv| KeyValue {
-                            keys: keep(kv.keys),
-                            values: keep(kv.values),
-                        })
-                        .collect(),
+                    caches: caches.into_iter().map(|kv| kv.map(keep)).collect(),
                     read,
                 }
             }

@@ -2,14 +2,15 @@
 //!
 //! All images of a call are encoded together, then searched together: every step runs one
 //! batched decoder pass over the live hypotheses of every image (each image keeps up to
-//! `beam_size`), each hypothesis carrying its decoder state from step to step.
+//! `beam_size`), their decoder states kept stacked from step to step.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::decoding::{self, DecoderState};
+use super::decoding::HypothesisBatch;
 use super::search::CaptionSearch;
 use crate::captioning::vocabulary::CaptionVocabulary;
 use crate::error::{Result, ZooError};
@@ -137,59 +138,79 @@ impl Captioner {
     }
 
     /// Encode images given as `[3, 64, 64]` floats each (pixels scaled to 0..1), in one
-    /// batch, into the decoder state each caption starts from.
-    pub fn start(&self, images: &[Vec<f32>]) -> Result<Vec<DecoderState>> {
-        decoding::start(&self.net, images, &self.device)
+    /// batch, into new rows of `batch`: the ids of their searches (see
+    /// [`CaptionSearch::new`]), in order.
+    pub fn start(&self, batch: &mut HypothesisBatch, images: &[Vec<f32>]) -> Result<Vec<u64>> {
+        batch.start(&self.net, images, &self.device)
     }
 
-    /// One decoding step for many hypotheses at once (see [`decoding::step`]).
-    pub fn step(
+    /// One decoding step for every live hypothesis in `batch`, in one pass. `searches` holds
+    /// (through `search`) every search of the batch that is still wanted, in any order;
+    /// rows of the others are dropped first. Returns how many hypotheses it ran (0 once
+    /// every search is done).
+    pub fn step_searches<T>(
         &self,
-        tokens: &[u32],
-        states: Vec<DecoderState>,
-    ) -> Result<(Vec<Vec<f32>>, Vec<DecoderState>)> {
-        decoding::step(&self.net, tokens, states, &self.device)
-    }
-
-    /// One decoding step for every live hypothesis of `searches`, in one batch; returns how
-    /// many hypotheses it ran (0 once every search is done).
-    pub fn step_searches<'a>(
-        &self,
-        searches: impl IntoIterator<Item = &'a mut CaptionSearch>,
+        batch: &mut HypothesisBatch,
+        searches: &mut [T],
+        search: impl Fn(&mut T) -> &mut CaptionSearch,
     ) -> Result<usize> {
-        let mut searches: Vec<&mut CaptionSearch> = searches.into_iter().collect();
-        let mut counts = Vec::with_capacity(searches.len());
-        let (mut tokens, mut states) = (Vec::new(), Vec::new());
-        for search in &mut searches {
-            let inputs = search.take_inputs();
-            counts.push(inputs.len());
-            for (token, state) in inputs {
-                tokens.push(token);
-                states.push(state);
+        let mut index = HashMap::with_capacity(searches.len());
+        for (i, owner) in searches.iter_mut().enumerate() {
+            let search = search(owner);
+            if !search.is_done() {
+                index.insert(search.id(), i);
             }
+        }
+        batch.retain(|id| index.contains_key(&id));
+        let order: Vec<usize> = batch.ids().map(|id| index[&id]).collect();
+        let sizes: Vec<usize> = batch.group_sizes().collect();
+        if order.len() != index.len() {
+            return Err(ZooError::InvalidInput(format!(
+                "{} searches are live but {} are in the decoding batch",
+                index.len(),
+                order.len()
+            )));
+        }
+        let mut tokens = Vec::with_capacity(batch.rows());
+        for (&i, &rows) in order.iter().zip(&sizes) {
+            let search = search(&mut searches[i]);
+            if search.live_count() != rows {
+                return Err(ZooError::InvalidInput(format!(
+                    "search {} has {} hypotheses but {rows} rows",
+                    search.id(),
+                    search.live_count()
+                )));
+            }
+            tokens.extend(search.last_tokens());
         }
         if tokens.is_empty() {
             return Ok(0);
         }
-        let (log_probs, states) = self.step(&tokens, states)?;
-        let mut outputs = log_probs.into_iter().zip(states);
-        for (search, count) in searches.into_iter().zip(counts) {
-            if count > 0 {
-                search.advance(outputs.by_ref().take(count).collect());
-            }
-        }
+        let log_probs = batch.step(&self.net, &tokens, &self.device)?;
+        let mut offset = 0;
+        let parents: Vec<Vec<usize>> = order
+            .iter()
+            .zip(&sizes)
+            .map(|(&i, &rows)| {
+                let parents = search(&mut searches[i]).advance(&log_probs[offset..offset + rows]);
+                offset += rows;
+                parents
+            })
+            .collect();
+        batch.advance(&parents)?;
         Ok(tokens.len())
     }
 
     /// Captions for images given as `[3, 64, 64]` floats each (pixels scaled to 0..1).
     pub fn caption(&self, images: &[Vec<f32>], options: &CaptionOptions) -> Result<Vec<Caption>> {
         self.check_options(options)?;
+        let mut batch = HypothesisBatch::new();
         let mut searches: Vec<CaptionSearch> = self
-            .start(images)?
+            .start(&mut batch, images)?
             .into_iter()
-            .map(|state| CaptionSearch::new(state, *options))
+            .map(|id| CaptionSearch::new(id, *options))
             .collect();
-        while self.step_searches(&mut searches)? > 0 {}
+        while self.step_searches(&mut batch, &mut searches, |s| s)? > 0 {}
         Ok(searches
             .into_iter()
             .map(|search| search.caption(&self.vocabulary))
@@ -235,28 +256,115 @@ mod tests {
             .collect()
     }
 
+    fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>]) {
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(b) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+            }
+        }
+    }
+
     #[test]
     fn hypotheses_of_different_lengths_step_together_as_they_would_alone() {
         for captioner in both_captioners() {
-            let mut states = captioner.start(&[noise(1), noise(2)]).unwrap().into_iter();
-            let (mut long, short) = (states.next().unwrap(), states.next().unwrap());
+            let (net, device) = (&captioner.net, &captioner.device);
+            let mut long = HypothesisBatch::new();
+            long.start(net, &[noise(1)], device).unwrap();
             for token in [BOS, 7] {
-                long = captioner.step(&[token], vec![long]).unwrap().1.remove(0);
+                long.step(net, &[token], device).unwrap();
             }
-            let (alone_long, _) = captioner.step(&[9], vec![long.clone()]).unwrap();
-            let (alone_short, _) = captioner.step(&[BOS], vec![short.clone()]).unwrap();
-            let (together, states) = captioner.step(&[9, BOS], vec![long, short]).unwrap();
-            for (a, b) in [&alone_long[0], &alone_short[0]].into_iter().zip(&together) {
-                for (x, y) in a.iter().zip(b) {
-                    assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+            let alone_long = long.step(net, &[9], device).unwrap();
+            let mut short = HypothesisBatch::new();
+            short.start(net, &[noise(2)], device).unwrap();
+            let alone_short = short.step(net, &[BOS], device).unwrap();
+
+            // The short one joins after two steps, once a third search has left.
+            let mut batch = HypothesisBatch::new();
+            let first = batch.start(net, &[noise(1), noise(3)], device).unwrap();
+            for token in [BOS, 7] {
+                batch.step(net, &[token, token], device).unwrap();
+            }
+            batch.retain(|id| id == first[0]);
+            batch.start(net, &[noise(2)], device).unwrap();
+            assert_eq!(batch.rows(), 2);
+            let together = batch.step(net, &[9, BOS], device).unwrap();
+            assert_close(&alone_long, &together[..1]);
+            assert_close(&alone_short, &together[1..]);
+        }
+    }
+
+    #[test]
+    fn searches_that_join_late_with_other_beams_find_what_they_find_alone() {
+        let plan = [
+            (noise(1), 3, 0),
+            (noise(2), 1, 0),
+            (noise(3), 2, 2),
+            (noise(4), 4, 3),
+        ];
+        for captioner in both_captioners() {
+            let options = |beam_size| CaptionOptions {
+                beam_size,
+                max_tokens: 8,
+            };
+            let alone: Vec<Caption> = plan
+                .iter()
+                .map(|(image, beam, _)| {
+                    captioner
+                        .caption(std::slice::from_ref(image), &options(*beam))
+                        .unwrap()
+                        .remove(0)
+                })
+                .collect();
+            let mut batch = HypothesisBatch::new();
+            let mut searches: Vec<CaptionSearch> = Vec::new();
+            for step in 0.. {
+                for (image, beam, _) in plan.iter().filter(|(_, _, at)| *at == step) {
+                    let ids = captioner.start(&mut batch, std::slice::from_ref(image));
+                    searches.push(CaptionSearch::new(ids.unwrap()[0], options(*beam)));
+                }
+                let ran = captioner
+                    .step_searches(&mut batch, &mut searches, |s| s)
+                    .unwrap();
+                if ran == 0 && step > 3 {
+                    break;
                 }
             }
-            assert_eq!(states.len(), 2);
-            if let CaptionNet::Transformer(_) = captioner.net {
-                assert_eq!(states[0].tokens_read(), Some(3));
-                assert_eq!(states[1].tokens_read(), Some(1));
+            assert!(batch.is_empty());
+            assert_eq!(searches.len(), plan.len());
+            for (search, alone) in searches.into_iter().zip(alone) {
+                let together = search.caption(captioner.vocabulary());
+                assert_eq!(together.tokens, alone.tokens);
+                assert!((together.score - alone.score).abs() < 1e-3);
             }
         }
+    }
+
+    #[test]
+    fn a_dropped_search_leaves_the_others_as_they_were() {
+        let captioner = captioner();
+        let options = CaptionOptions {
+            beam_size: 2,
+            max_tokens: 6,
+        };
+        let images = [noise(5), noise(6), noise(7)];
+        let alone = captioner.caption(&images[2..], &options).unwrap().remove(0);
+        let mut batch = HypothesisBatch::new();
+        let mut searches: Vec<CaptionSearch> = (captioner.start(&mut batch, &images).unwrap())
+            .into_iter()
+            .map(|id| CaptionSearch::new(id, options))
+            .collect();
+        captioner
+            .step_searches(&mut batch, &mut searches, |s| s)
+            .unwrap();
+        searches.drain(..2);
+        while captioner
+            .step_searches(&mut batch, &mut searches, |s| s)
+            .unwrap()
+            > 0
+        {}
+        let together = searches.remove(0).caption(captioner.vocabulary());
+        assert_eq!(together.tokens, alone.tokens);
     }
 
     #[test]

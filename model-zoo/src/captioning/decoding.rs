@@ -1,231 +1,443 @@
-//! Step-by-step decoding over many captions at once. Each caption hypothesis carries its
-//! own [`DecoderState`]; a step stacks the states of any set of hypotheses — of different
-//! images, at different lengths — runs the decoder once for all of them and splits the new
-//! states back out, so hypotheses can join and leave between steps.
+//! Step-by-step decoding over many captions at once, their decoder states kept stacked
+//! between steps. Each row of a [`HypothesisBatch`] is one live hypothesis; rows are grouped
+//! by the search (the image) they belong to. A step feeds the stacked states straight to the
+//! network and keeps its grown states; after it, each search names the rows its
+//! continuations extend, and the rows are rebuilt with one gather — none when every search
+//! kept its rows in place, as greedy search does. Searches join when their images are
+//! encoded and leave when they finish or are dropped.
+//!
+//! Every hypothesis of a search shares the image's state (the LSTM's image embedding, the
+//! Transformer's region keys and values): those rows are gathered only when a search's
+//! number of rows changes. Transformer token caches are right-aligned as in
+//! `decode_batch`: a row's newest position is the last column, a row that has read fewer
+//! tokens than the longest has hidden columns on its left, and columns no row uses are cut.
 
-use burn::nn::lstm::LstmState;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 use crate::error::{Result, ZooError};
-use crate::models::captioner::{CaptionNet, IMAGE_SIDE, KeyValue};
-use crate::models::kv_cache;
+use crate::models::captioner::{CaptionNet, IMAGE_SIDE, KeyValue, TransformerCaptioner};
 
-/// What one caption hypothesis carries from one decoding step to the next.
+/// The live hypotheses of many searches, their decoder states stacked.
+#[derive(Debug, Default)]
+pub struct HypothesisBatch {
+    /// Per search, in row order: its id and how many rows it has.
+    groups: Vec<(u64, usize)>,
+    stacked: Option<Stacked>,
+    /// The id the last search got.
+    last_id: u64,
+}
+
+/// The rows' states, stacked along the batch dimension.
 #[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)] // a few hundred bytes of handles: boxing would buy nothing
-pub enum DecoderState {
+#[allow(clippy::large_enum_variant)] // one per batch: boxing would buy nothing
+enum Stacked {
     /// LSTM hidden and cell state and the image embedding read beside every word,
-    /// `[1, d_model]` each.
+    /// `[rows, d_model]` each.
     Lstm {
         hidden: Tensor<2>,
         cell: Tensor<2>,
         image: Tensor<2>,
     },
-    /// Per layer: keys and values of the image regions (`[1, heads, 64, d_k]`, fixed for
-    /// the image) and of the tokens read so far (`[1, heads, read, d_k]`, none yet when
-    /// `read` is 0).
+    /// Per layer: keys and values of the image regions (`[rows, heads, 64, d_k]`) and of
+    /// the tokens read so far (`[rows, heads, columns, d_k]`, right-aligned; `None` while no
+    /// row has read a token), with the number of tokens each row has read.
     Transformer {
         regions: Vec<KeyValue>,
         tokens: Option<Vec<KeyValue>>,
-        read: usize,
+        read: Vec<usize>,
     },
 }
 
-impl DecoderState {
-    /// Tokens the decoder has read for this hypothesis.
-    #[cfg(test)]
-    pub(crate) fn tokens_read(&self) -> Option<usize> {
-        match self {
-            DecoderState::Lstm { .. } => None,
-            DecoderState::Transformer { read, .. } => Some(*read),
-        }
+impl HypothesisBatch {
+    pub fn new() -> Self {
+        Self::default()
     }
-}
 
-/// Encode images given as `[3, 64, 64]` floats each, in one batch, into the state each
-/// caption starts from.
-pub fn start(net: &CaptionNet, images: &[Vec<f32>], device: &Device) -> Result<Vec<DecoderState>> {
-    let side = IMAGE_SIDE;
-    if let Some(bad) = images.iter().find(|image| image.len() != 3 * side * side) {
-        return Err(ZooError::InvalidInput(format!(
-            "an image needs {} values (3×{side}×{side}), not {}",
-            3 * side * side,
-            bad.len()
-        )));
+    /// The searches' ids, in row order.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.groups.iter().map(|&(id, _)| id)
     }
-    if images.is_empty() {
-        return Ok(Vec::new());
-    }
-    let batch = images.len();
-    let pixels: Vec<f32> = images.iter().flatten().copied().collect();
-    let images = Tensor::<4>::from_data(TensorData::new(pixels, [batch, 3, side, side]), device);
-    let memory = net.encode(images);
-    Ok(match net {
-        CaptionNet::Lstm(lstm) => {
-            let d = memory.dims()[2];
-            let images = memory.clone().reshape([batch, d]);
-            let state = lstm.start(memory);
-            (0..batch)
-                .map(|i| DecoderState::Lstm {
-                    hidden: row(&state.hidden, i),
-                    cell: row(&state.cell, i),
-                    image: row(&images, i),
-                })
-                .collect()
-        }
-        CaptionNet::Transformer(transformer) => {
-            let regions = transformer.start(memory);
-            (0..batch)
-                .map(|i| DecoderState::Transformer {
-                    regions: regions.iter().map(|kv| kv_row(kv, i)).collect(),
-                    tokens: None,
-                    read: 0,
-                })
-                .collect()
-        }
-    })
-}
 
-/// Feed `tokens[i]` to the hypothesis in `states[i]`, all in one batch: the log-probabilities
-/// of the next token for each, and their new states.
-pub fn step(
-    net: &CaptionNet,
-    tokens: &[u32],
-    states: Vec<DecoderState>,
-    device: &Device,
-) -> Result<(Vec<Vec<f32>>, Vec<DecoderState>)> {
-    if tokens.len() != states.len() {
-        return Err(ZooError::InvalidInput(format!(
-            "{} tokens for {} decoder states",
-            tokens.len(),
-            states.len()
-        )));
+    /// Rows of each search, in row order.
+    pub fn group_sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.groups.iter().map(|&(_, rows)| rows)
     }
-    if tokens.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+
+    /// Live hypotheses, all searches together.
+    pub fn rows(&self) -> usize {
+        self.groups.iter().map(|&(_, rows)| rows).sum()
     }
-    let batch = tokens.len();
-    let ids = Tensor::<1, Int>::from_data(
-        TensorData::new(
-            tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(),
-            [batch],
-        ),
-        device,
-    );
-    let (logits, states) = match net {
-        CaptionNet::Lstm(lstm) => {
-            let (mut hidden, mut cell) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
-            let mut images = Vec::with_capacity(batch);
-            for state in states {
-                match state {
-                    DecoderState::Lstm {
-                        hidden: h,
-                        cell: c,
-                        image,
-                    } => {
-                        hidden.push(h);
-                        cell.push(c);
-                        images.push(image);
-                    }
-                    DecoderState::Transformer { .. } => return Err(foreign_state()),
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Encode images given as `[3, 64, 64]` floats each, in one batch, and add one row for
+    /// each (its search's first hypothesis); returns the new searches' ids, in order. On an
+    /// error the batch is left as it was.
+    pub fn start(
+        &mut self,
+        net: &CaptionNet,
+        images: &[Vec<f32>],
+        device: &Device,
+    ) -> Result<Vec<u64>> {
+        let side = IMAGE_SIDE;
+        if let Some(bad) = images.iter().find(|image| image.len() != 3 * side * side) {
+            return Err(ZooError::InvalidInput(format!(
+                "an image needs {} values (3×{side}×{side}), not {}",
+                3 * side * side,
+                bad.len()
+            )));
+        }
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = images.len();
+        let pixels: Vec<f32> = images.iter().flatten().copied().collect();
+        let images =
+            Tensor::<4>::from_data(TensorData::new(pixels, [count, 3, side, side]), device);
+        let memory = net.encode(images);
+        let joining = match net {
+            CaptionNet::Lstm(lstm) => {
+                let d = memory.dims()[2];
+                let image = memory.clone().reshape([count, d]);
+                let state = lstm.start(memory);
+                Stacked::Lstm {
+                    hidden: state.hidden,
+                    cell: state.cell,
+                    image,
                 }
             }
-            let state = LstmState::new(Tensor::cat(cell, 0), Tensor::cat(hidden, 0));
-            let (logits, state) = lstm.step(ids, Tensor::cat(images.clone(), 0), state);
-            let states = images
-                .into_iter()
-                .enumerate()
-                .map(|(i, image)| DecoderState::Lstm {
-                    hidden: row(&state.hidden, i),
-                    cell: row(&state.cell, i),
-                    image,
-                })
-                .collect();
-            (logits, states)
-        }
-        CaptionNet::Transformer(transformer) => step_transformer(transformer, ids, states, device)?,
-    };
-    let vocab = logits.dims()[1];
-    let values: Vec<f32> = log_softmax(logits, 1)
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
-    Ok((values.chunks(vocab).map(<[f32]>::to_vec).collect(), states))
-}
+            CaptionNet::Transformer(transformer) => Stacked::Transformer {
+                regions: transformer.start(memory),
+                tokens: None,
+                read: vec![0; count],
+            },
+        };
+        self.stacked = Some(match self.stacked.take() {
+            None => joining,
+            Some(stacked) => match stacked.append(joining) {
+                Ok(stacked) => stacked,
+                Err((stacked, error)) => {
+                    self.stacked = Some(stacked);
+                    return Err(error);
+                }
+            },
+        });
+        let ids: Vec<u64> = (1..=count as u64).map(|i| self.last_id + i).collect();
+        self.last_id += count as u64;
+        self.groups.extend(ids.iter().map(|&id| (id, 1)));
+        Ok(ids)
+    }
 
-fn step_transformer(
-    net: &crate::models::captioner::TransformerCaptioner,
-    ids: Tensor<1, Int>,
-    states: Vec<DecoderState>,
-    device: &Device,
-) -> Result<(Tensor<2>, Vec<DecoderState>)> {
-    let batch = states.len();
-    let mut per_row = Vec::with_capacity(batch);
-    for state in states {
-        match state {
-            DecoderState::Transformer {
+    /// Keep only the searches whose id `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        let kept: Vec<Vec<usize>> = self
+            .groups
+            .iter()
+            .map(|&(id, rows)| {
+                if keep(id) {
+                    (0..rows).collect()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        if kept.iter().zip(&self.groups).all(|(k, g)| k.len() == g.1) {
+            return;
+        }
+        self.regroup(&kept);
+    }
+
+    /// Feed `tokens[i]` to row `i`, all rows in one step: each row's log-probabilities of
+    /// the next token. The batch then holds the grown states; on an error it is left as it
+    /// was.
+    pub fn step(
+        &mut self,
+        net: &CaptionNet,
+        tokens: &[u32],
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>> {
+        if tokens.len() != self.rows() {
+            return Err(ZooError::InvalidInput(format!(
+                "{} tokens for {} hypotheses",
+                tokens.len(),
+                self.rows()
+            )));
+        }
+        let Some(stacked) = &self.stacked else {
+            return Ok(Vec::new());
+        };
+        let rows = tokens.len();
+        let ids = Tensor::<1, Int>::from_data(
+            TensorData::new(tokens.iter().map(|&t| i64::from(t)).collect(), [rows]),
+            device,
+        );
+        let (logits, grown) = match (net, stacked) {
+            (
+                CaptionNet::Lstm(lstm),
+                Stacked::Lstm {
+                    hidden,
+                    cell,
+                    image,
+                },
+            ) => {
+                let state = burn::nn::lstm::LstmState::new(cell.clone(), hidden.clone());
+                let (logits, state) = lstm.step(ids, image.clone(), state);
+                let grown = Stacked::Lstm {
+                    hidden: state.hidden,
+                    cell: state.cell,
+                    image: image.clone(),
+                };
+                (logits, grown)
+            }
+            (
+                CaptionNet::Transformer(transformer),
+                Stacked::Transformer {
+                    regions,
+                    tokens,
+                    read,
+                },
+            ) => step_transformer(transformer, ids, regions, tokens.as_deref(), read, device)?,
+            _ => return Err(foreign_state()),
+        };
+        let vocab = logits.dims()[1];
+        let values: Vec<f32> = log_softmax(logits, 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
+        self.stacked = Some(grown);
+        Ok(values.chunks(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// After a step, the rows each search goes on with: `parents[g]` lists, for search `g`
+    /// in row order, the rows (counted within the search) its continuations extend, in
+    /// their new order. A search given no rows leaves the batch.
+    pub fn advance(&mut self, parents: &[Vec<usize>]) -> Result<()> {
+        if parents.len() != self.groups.len() {
+            return Err(ZooError::InvalidInput(format!(
+                "continuations for {} searches, but {} are decoding",
+                parents.len(),
+                self.groups.len()
+            )));
+        }
+        for (rows, &(id, have)) in parents.iter().zip(&self.groups) {
+            if let Some(bad) = rows.iter().find(|&&row| row >= have) {
+                return Err(ZooError::InvalidInput(format!(
+                    "search {id} has {have} hypotheses, not a row {bad}"
+                )));
+            }
+        }
+        let in_place = parents.iter().zip(&self.groups).all(|(rows, &(_, have))| {
+            rows.len() == have && rows.iter().enumerate().all(|(i, &r)| i == r)
+        });
+        if !in_place {
+            self.regroup(parents);
+        }
+        Ok(())
+    }
+
+    /// Rebuild the rows: search `g` keeps its rows `rows[g]`, in that order.
+    fn regroup(&mut self, rows: &[Vec<usize>]) {
+        let mut offset = 0;
+        let mut gather = Vec::new();
+        let mut groups = Vec::with_capacity(self.groups.len());
+        for (kept, &(id, have)) in rows.iter().zip(&self.groups) {
+            gather.extend(kept.iter().map(|&row| (offset + row) as i64));
+            if !kept.is_empty() {
+                groups.push((id, kept.len()));
+            }
+            offset += have;
+        }
+        // Every row of a search holds the same image state: it moves only when the number
+        // of a search's rows changes.
+        let image_moves = rows
+            .iter()
+            .zip(&self.groups)
+            .any(|(kept, &(_, have))| kept.len() != have);
+        self.groups = groups;
+        let Some(stacked) = self.stacked.take() else {
+            return;
+        };
+        if gather.is_empty() {
+            return;
+        }
+        let device = stacked.device();
+        let index =
+            Tensor::<1, Int>::from_data(TensorData::new(gather.clone(), [gather.len()]), &device);
+        let pick = |t: Tensor<2>| t.select(0, index.clone());
+        let pick_image = |t: Tensor<2>| {
+            if image_moves {
+                t.select(0, index.clone())
+            } else {
+                t
+            }
+        };
+        self.stacked = Some(match stacked {
+            Stacked::Lstm {
+                hidden,
+                cell,
+                image,
+            } => Stacked::Lstm {
+                hidden: pick(hidden),
+                cell: pick(cell),
+                image: pick_image(image),
+            },
+            Stacked::Transformer {
                 regions,
                 tokens,
                 read,
             } => {
-                if read >= net.max_tokens() {
-                    return Err(ZooError::InvalidInput(format!(
-                        "the caption has reached the decoder's limit of {} tokens",
-                        net.max_tokens()
-                    )));
+                let read: Vec<usize> = gather.iter().map(|&row| read[row as usize]).collect();
+                let longest = read.iter().copied().max().unwrap_or(0);
+                let tokens = tokens.filter(|_| longest > 0).map(|caches| {
+                    let columns = caches[0].keys.dims()[2];
+                    // Columns left of the longest remaining row hide every row: cut them.
+                    let unused = columns - longest;
+                    let keep = |t: Tensor<4>| {
+                        let t = t.select(0, index.clone());
+                        if unused == 0 {
+                            t
+                        } else {
+                            t.slice(s![.., .., unused..columns, ..])
+                        }
+                    };
+                    caches.into_iter().map(|kv| kv.map(keep)).collect()
+                });
+                let regions = if image_moves {
+                    regions
+                        .into_iter()
+                        .map(|kv| kv.map(|t| t.select(0, index.clone())))
+                        .collect()
+                } else {
+                    regions
+                };
+                Stacked::Transformer {
+                    regions,
+                    tokens,
+                    read,
                 }
-                per_row.push((regions, tokens, read));
             }
-            DecoderState::Lstm { .. } => return Err(foreign_state()),
+        });
+    }
+}
+
+impl Stacked {
+    fn device(&self) -> Device {
+        match self {
+            Stacked::Lstm { hidden, .. } => hidden.device(),
+            Stacked::Transformer { regions, .. } => regions[0].keys.device(),
         }
     }
-    let layers = per_row[0].0.len();
-    let regions: Vec<KeyValue> = (0..layers)
-        .map(|l| KeyValue {
-            keys: Tensor::cat(per_row.iter().map(|r| r.0[l].keys.clone()).collect(), 0),
-            values: Tensor::cat(per_row.iter().map(|r| r.0[l].values.clone()).collect(), 0),
-        })
-        .collect();
-    let rows: Vec<_> = per_row
-        .iter()
-        .map(|(_, tokens, read)| (tokens.as_deref(), *read))
-        .collect();
-    let stacked = kv_cache::stack(&rows, device);
+
+    /// These rows, then `joining`'s; both are handed back with the error when the two
+    /// belong to different captioners.
+    #[allow(clippy::result_large_err)] // handed back once, on a misuse
+    fn append(self, joining: Stacked) -> std::result::Result<Stacked, (Stacked, ZooError)> {
+        match (self, joining) {
+            (
+                Stacked::Lstm {
+                    hidden,
+                    cell,
+                    image,
+                },
+                Stacked::Lstm {
+                    hidden: h,
+                    cell: c,
+                    image: i,
+                },
+            ) => Ok(Stacked::Lstm {
+                hidden: Tensor::cat(vec![hidden, h], 0),
+                cell: Tensor::cat(vec![cell, c], 0),
+                image: Tensor::cat(vec![image, i], 0),
+            }),
+            (
+                Stacked::Transformer {
+                    regions,
+                    tokens,
+                    mut read,
+                },
+                Stacked::Transformer {
+                    regions: joining_regions,
+                    read: joining_read,
+                    ..
+                },
+            ) => {
+                // Joining rows have read nothing: all their columns are hidden padding.
+                let tokens = tokens.map(|caches| {
+                    caches
+                        .into_iter()
+                        .map(|kv| {
+                            kv.map(|t| {
+                                let [_, heads, columns, d_k] = t.dims();
+                                let padding = Tensor::zeros(
+                                    [joining_read.len(), heads, columns, d_k],
+                                    &t.device(),
+                                );
+                                Tensor::cat(vec![t, padding], 0)
+                            })
+                        })
+                        .collect()
+                });
+                let regions = regions
+                    .into_iter()
+                    .zip(joining_regions)
+                    .map(|(kv, joining)| KeyValue {
+                        keys: Tensor::cat(vec![kv.keys, joining.keys], 0),
+                        values: Tensor::cat(vec![kv.values, joining.values], 0),
+                    })
+                    .collect();
+                read.extend(joining_read);
+                Ok(Stacked::Transformer {
+                    regions,
+                    tokens,
+                    read,
+                })
+            }
+            (stacked, _) => Err((stacked, foreign_state())),
+        }
+    }
+}
+
+/// One Transformer step over right-aligned caches: the logits and the grown state.
+fn step_transformer(
+    net: &TransformerCaptioner,
+    ids: Tensor<1, Int>,
+    regions: &[KeyValue],
+    tokens: Option<&[KeyValue]>,
+    read: &[usize],
+    device: &Device,
+) -> Result<(Tensor<2>, Stacked)> {
+    if read.iter().any(|&r| r >= net.max_tokens()) {
+        return Err(ZooError::InvalidInput(format!(
+            "the caption has reached the decoder's limit of {} tokens",
+            net.max_tokens()
+        )));
+    }
+    let rows = read.len();
+    let columns = tokens
+        .and_then(<[KeyValue]>::first)
+        .map_or(0, |kv| kv.keys.dims()[2]);
     let positions = Tensor::<1, Int>::from_data(
-        TensorData::new(
-            per_row
-                .iter()
-                .map(|(_, _, read)| *read as i64)
-                .collect::<Vec<_>>(),
-            [batch],
-        ),
+        TensorData::new(read.iter().map(|&r| r as i64).collect(), [rows]),
         device,
     );
-    let (logits, seen) = net.step(ids, positions, stacked.past, regions, stacked.mask);
-    let states = per_row
-        .into_iter()
-        .enumerate()
-        .map(|(i, (regions, _, read))| DecoderState::Transformer {
-            regions,
-            tokens: Some(kv_cache::row(&seen, i, read, stacked.longest)),
-            read: read + 1,
-        })
-        .collect();
-    Ok((logits, states))
-}
-
-/// Row `i` of a `[batch, d]` tensor, as `[1, d]`.
-fn row(t: &Tensor<2>, i: usize) -> Tensor<2> {
-    t.clone().slice(s![i..i + 1, ..])
-}
-
-/// Row `i` of a batched key/value pair, as `[1, heads, positions, d_k]`.
-fn kv_row(kv: &KeyValue, i: usize) -> KeyValue {
-    KeyValue {
-        keys: kv.keys.clone().slice(s![i..i + 1, .., .., ..]),
-        values: kv.values.clone().slice(s![i..i + 1, .., .., ..]),
+    let mut hidden = Vec::with_capacity(rows * (columns + 1));
+    for &r in read {
+        hidden.extend((0..=columns).map(|j| j + r < columns));
     }
+    let mask = Tensor::from_data(TensorData::new(hidden, [rows, 1, 1, columns + 1]), device);
+    let past = tokens.filter(|_| columns > 0).map(<[KeyValue]>::to_vec);
+    let (logits, grown) = net.step(ids, positions, past, regions.to_vec(), mask);
+    Ok((
+        logits,
+        Stacked::Transformer {
+            regions: regions.to_vec(),
+            tokens: Some(grown),
+            read: read.iter().map(|r| r + 1).collect(),
+        },
+    ))
 }
 
 fn foreign_state() -> ZooError {

@@ -1,10 +1,10 @@
 //! The search for one image's caption, one decoding step at a time. A search hands out the
-//! last token and decoder state of each live hypothesis, takes back the step's
-//! log-probabilities and new states, and keeps the `beam_size` best continuations. The
-//! caller decides what to batch each step with, so many searches share one decoder pass.
+//! last token of each live hypothesis, takes back the step's log-probabilities, keeps the
+//! `beam_size` best continuations and says which hypothesis each extends, so the decoder
+//! states (kept stacked in a `HypothesisBatch`) can follow. The caller decides what to
+//! batch each step with, so many searches share one decoder pass.
 
 use super::captioner::{Caption, CaptionOptions};
-use super::decoding::DecoderState;
 use super::vocabulary::{BOS, CaptionVocabulary, EOS};
 
 /// A partial or finished caption.
@@ -14,14 +14,13 @@ struct Hypothesis {
     tokens: Vec<u32>,
     /// Sum of the log-probabilities of the tokens after `<bos>`.
     score: f32,
-    /// The decoder after reading every token but the last; `None` while lent out for a step
-    /// and once finished.
-    state: Option<DecoderState>,
 }
 
 /// Greedy (a beam of one) or beam search for one image.
 #[derive(Debug)]
 pub struct CaptionSearch {
+    /// The search's rows in its `HypothesisBatch`.
+    id: u64,
     options: CaptionOptions,
     live: Vec<Hypothesis>,
     finished: Vec<Hypothesis>,
@@ -30,18 +29,23 @@ pub struct CaptionSearch {
 }
 
 impl CaptionSearch {
-    /// A search starting from the image's encoded state (see `decoding::start`).
-    pub fn new(state: DecoderState, options: CaptionOptions) -> Self {
+    /// A search whose image was encoded into the rows of `id` (see
+    /// `HypothesisBatch::start`).
+    pub fn new(id: u64, options: CaptionOptions) -> Self {
         Self {
+            id,
             options,
             live: vec![Hypothesis {
                 tokens: vec![BOS],
                 score: 0.0,
-                state: Some(state),
             }],
             finished: Vec::new(),
             steps: 0,
         }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn is_done(&self) -> bool {
@@ -53,61 +57,56 @@ impl CaptionSearch {
         self.live.len()
     }
 
-    /// The last token and state of every live hypothesis, in order, for the next step.
-    pub fn take_inputs(&mut self) -> Vec<(u32, DecoderState)> {
+    /// The last token of every live hypothesis, in order, for the next step.
+    pub fn last_tokens(&self) -> impl Iterator<Item = u32> + '_ {
         self.live
-            .iter_mut()
-            .map(|h| {
-                let token = *h.tokens.last().expect("a hypothesis starts with <bos>");
-                let state = h.state.take().expect("a live hypothesis holds its state");
-                (token, state)
-            })
-            .collect()
+            .iter()
+            .map(|h| *h.tokens.last().expect("a hypothesis starts with <bos>"))
     }
 
-    /// Take the step's outputs for the inputs [`take_inputs`](Self::take_inputs) gave, in
-    /// the same order, and keep the best continuations.
-    pub fn advance(&mut self, outputs: Vec<(Vec<f32>, DecoderState)>) {
-        debug_assert_eq!(outputs.len(), self.live.len());
+    /// Take the step's log-probabilities for the hypotheses
+    /// [`last_tokens`](Self::last_tokens) gave, in the same order, and keep the best
+    /// continuations; returns, for each live hypothesis after the step, the hypothesis
+    /// before it that it extends.
+    pub fn advance(&mut self, log_probs: &[Vec<f32>]) -> Vec<usize> {
+        debug_assert_eq!(log_probs.len(), self.live.len());
         let live = std::mem::take(&mut self.live);
         if self.steps == self.options.max_tokens {
             // Out of words: every caption still open ends here.
-            for (mut hypothesis, (log_probs, _)) in live.into_iter().zip(outputs) {
+            for (mut hypothesis, log_probs) in live.into_iter().zip(log_probs) {
                 hypothesis.score += log_probs[EOS as usize];
                 hypothesis.tokens.push(EOS);
                 self.finished.push(hypothesis);
             }
-            return;
+            return Vec::new();
         }
         let beam = self.options.beam_size;
         let mut candidates: Vec<(f32, usize, u32)> = Vec::new();
-        for (row, (hypothesis, (log_probs, _))) in live.iter().zip(&outputs).enumerate() {
+        for (row, (hypothesis, log_probs)) in live.iter().zip(log_probs).enumerate() {
             for (token, log_prob) in best(log_probs, beam) {
                 candidates.push((hypothesis.score + log_prob, row, token));
             }
         }
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut next = Vec::with_capacity(beam);
+        let mut parents = Vec::with_capacity(beam);
         for (score, row, token) in candidates.into_iter().take(beam) {
             let mut tokens = live[row].tokens.clone();
             tokens.push(token);
+            let hypothesis = Hypothesis { tokens, score };
             if token == EOS {
-                self.finished.push(Hypothesis {
-                    tokens,
-                    score,
-                    state: None,
-                });
+                self.finished.push(hypothesis);
             } else {
-                next.push(Hypothesis {
-                    tokens,
-                    score,
-                    state: Some(outputs[row].1.clone()),
-                });
+                next.push(hypothesis);
+                parents.push(row);
             }
         }
         self.steps += 1;
         if self.finished.len() < beam {
             self.live = next;
+            parents
+        } else {
+            Vec::new()
         }
     }
 

@@ -8,7 +8,6 @@ pub mod efficientnet_lite;
 pub mod elman;
 pub mod googlenet;
 pub mod inception_v3;
-pub mod kv_cache;
 pub mod lenet;
 pub mod recurrent_lm;
 pub mod resnet;

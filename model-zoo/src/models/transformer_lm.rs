@@ -54,6 +54,16 @@ pub struct KeyValue {
     pub values: Tensor<4>,
 }
 
+impl KeyValue {
+    /// Both tensors through the same reshaping (a gather, a slice, padding).
+    pub fn map(self, f: impl Fn(Tensor<4>) -> Tensor<4>) -> Self {
+        Self {
+            keys: f(self.keys),
+            values: f(self.values),
+        }
+    }
+}
+
 /// Value added to the scores of masked positions; finite so a fully masked row stays finite.
 const MASKED_SCORE: f32 = -1.0e9;
 

@@ -1,12 +1,13 @@
 //! Captioning on the step loop: a thread that owns the captioner and batches both stages.
 //! Starting requests encodes their images together in one encoder batch and opens their
 //! searches; each step then feeds one token to every live hypothesis of every request in a
-//! single decoder batch, each hypothesis with its own state.
+//! single decoder batch, their states kept stacked from step to step.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use kiln_zoo::captioning::captioner::{Caption, CaptionOptions, Captioner};
+use kiln_zoo::captioning::decoding::HypothesisBatch;
 use kiln_zoo::captioning::search::CaptionSearch;
 use tokio::sync::oneshot;
 
@@ -39,6 +40,25 @@ pub struct CaptionDecoder {
     pub reload: Box<dyn Fn() -> Result<Captioner, LoadError> + Send>,
     pub policy: CaptionPolicy,
     pub metrics: CaptionMetrics,
+    /// The running searches' hypotheses, their states stacked from one step to the next.
+    batch: HypothesisBatch,
+}
+
+impl CaptionDecoder {
+    pub fn new(
+        captioner: Captioner,
+        reload: Box<dyn Fn() -> Result<Captioner, LoadError> + Send>,
+        policy: CaptionPolicy,
+        metrics: CaptionMetrics,
+    ) -> Self {
+        Self {
+            captioner,
+            reload,
+            policy,
+            metrics,
+            batch: HypothesisBatch::new(),
+        }
+    }
 }
 
 impl StepModel for CaptionDecoder {
@@ -83,21 +103,23 @@ impl StepModel for CaptionDecoder {
             .map(|j| std::mem::take(&mut j.request.image))
             .collect();
         let started = Instant::now();
-        let states = self.captioner.start(&images).map_err(ExecutorError::new)?;
+        let ids = self
+            .captioner
+            .start(&mut self.batch, &images)
+            .map_err(ExecutorError::new)?;
         self.metrics.encoded(images.len(), started.elapsed());
-        Ok(states
+        Ok(ids
             .into_iter()
             .zip(joining.iter())
-            .map(|(state, job)| CaptionSearch::new(state, job.request.options))
+            .map(|(id, job)| CaptionSearch::new(id, job.request.options))
             .collect())
     }
 
     fn step(&mut self, running: &mut [Running<Self>]) -> Result<(), ExecutorError> {
         let started = Instant::now();
-        let searches = running.iter_mut().map(|r| &mut r.state);
         let hypotheses = self
             .captioner
-            .step_searches(searches)
+            .step_searches(&mut self.batch, running, |r| &mut r.state)
             .map_err(ExecutorError::new)?;
         self.metrics.decoded(hypotheses, started.elapsed());
         Ok(())
@@ -113,6 +135,8 @@ impl StepModel for CaptionDecoder {
     }
 
     fn reload(&mut self) -> Result<(), ExecutorError> {
+        // The batch's states came from the captioner that failed; its searches failed too.
+        self.batch = HypothesisBatch::new();
         self.captioner = (self.reload)().map_err(ExecutorError::new)?;
         Ok(())
     }

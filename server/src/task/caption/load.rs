@@ -29,16 +29,16 @@ pub fn load(
         .metrics
         .for_model(context.name, &config.version, backend.name());
     let d = &config.decoding;
-    let decoder = CaptionDecoder {
+    let decoder = CaptionDecoder::new(
         captioner,
-        reload: Box::new(load),
-        policy: CaptionPolicy {
+        Box::new(load),
+        CaptionPolicy {
             max_encoder_batch_size: d.max_encoder_batch_size,
             max_active_hypotheses: d.max_active_hypotheses,
             continuous_batching: d.continuous_batching,
         },
-        metrics: CaptionMetrics::new(&metrics),
-    };
+        CaptionMetrics::new(&metrics),
+    );
     let decoding = StepLoop::spawn(
         format!("kiln-caption-{}", context.name),
         decoder,
