@@ -23,11 +23,25 @@ impl Activation {
     }
 }
 
-/// What is applied to a tile after its matrix product: `act(tile + bias [+ residual])`.
+/// What is applied to a tile after its matrix product: `act(tile + bias [+ residual])`,
+/// or `act(tile + bias) + residual` when the residual comes after the activation.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Epilogue<'a> {
     pub bias: &'a [f32],
     pub activation: Activation,
+    pub residual_after_activation: bool,
+}
+
+impl Epilogue<'_> {
+    /// One output value `x` (bias included) with its residual `skip`.
+    #[inline(always)]
+    pub fn with_residual(&self, x: f32, skip: f32) -> f32 {
+        if self.residual_after_activation {
+            self.activation.apply(x) + skip
+        } else {
+            self.activation.apply(x + skip)
+        }
+    }
 }
 
 simd_dispatch! {
@@ -59,7 +73,7 @@ fn apply_epilogue_body<const FUSED: bool>(
             Some(residual) => {
                 let skip = &residual[r * channels..(r + 1) * channels];
                 for ((o, &b), &s) in row.iter_mut().zip(epilogue.bias).zip(skip) {
-                    *o = activation.apply(*o + b + s);
+                    *o = epilogue.with_residual(*o + b, s);
                 }
             }
             None => {

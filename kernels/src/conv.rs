@@ -225,6 +225,8 @@ pub struct Conv2d {
     weights: Vec<f32>,
     bias: Vec<f32>,
     activation: Activation,
+    /// A residual is added after the activation instead of before it.
+    residual_after_activation: bool,
 }
 
 /// Output pixels per tile whose receptive fields are gathered at once: the gathered tile
@@ -348,7 +350,15 @@ impl Conv2d {
             weights: packed,
             bias,
             activation,
+            residual_after_activation: false,
         })
+    }
+
+    /// The same convolution adding its residual after the activation, `act(conv(x)) + r`:
+    /// a residual branch whose non-linearity sits inside the branch.
+    pub fn with_residual_after_activation(mut self) -> Self {
+        self.residual_after_activation = true;
+        self
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -386,7 +396,9 @@ impl Conv2d {
     /// Runs the convolution on `input` (NHWC, `shape`), writing its output channels at
     /// `[offset, offset + out_channels)` of each `stride`-wide row of `out` (so branches can
     /// write straight into their slice of a concatenation). `residual`, when given, is
-    /// added before the activation and has the output's shape with no gaps.
+    /// added before the activation (after it, see
+    /// [`with_residual_after_activation`](Self::with_residual_after_activation)) and has the
+    /// output's shape with no gaps.
     pub fn run(
         &self,
         input: &[f32],
@@ -430,6 +442,7 @@ impl Conv2d {
         let epilogue = Epilogue {
             bias: &self.bias,
             activation: self.activation,
+            residual_after_activation: self.residual_after_activation,
         };
         match self.kind {
             Kind::Depthwise => depthwise(

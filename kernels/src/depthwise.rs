@@ -101,7 +101,7 @@ fn depthwise_row_body<const FUSED: bool>(
             Some(skip) => {
                 let skip = &skip[ox * channels..(ox + 1) * channels];
                 for (a, &s) in acc.iter_mut().zip(skip) {
-                    *a = activation.apply(*a + s);
+                    *a = epilogue.with_residual(*a, s);
                 }
             }
             None => acc.iter_mut().for_each(|a| *a = activation.apply(*a)),

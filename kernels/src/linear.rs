@@ -115,6 +115,7 @@ impl Linear {
         let epilogue = Epilogue {
             bias: &self.bias,
             activation: self.activation,
+            residual_after_activation: false,
         };
         apply_epilogue(out, batch, self.outputs, None, epilogue);
         Ok(())

@@ -68,6 +68,8 @@ struct ConvCase {
     bias: bool,
     batch_norm: bool,
     residual: bool,
+    /// The residual is added after the activation instead of before it.
+    residual_after_activation: bool,
     activation: Activation,
     seed: u64,
 }
@@ -139,18 +141,25 @@ fn run_conv_case(case: &ConvCase) {
             .mul(per_channel(&bn.gamma))
             .add(per_channel(&bn.beta));
     }
-    if let Some(r) = &residual {
-        let r = nhwc_to_nchw(r, out_shape);
-        expected = expected.add(tensor4(r, [case.batch, case.out_channels, oh, ow]));
-    }
-    expected = match case.activation {
-        Activation::Identity => expected,
-        Activation::Relu => expected.clamp_min(0.0),
-        Activation::Relu6 => expected.clamp(0.0, 6.0),
+    let residual_tensor = residual.as_ref().map(|r| {
+        tensor4(
+            nhwc_to_nchw(r, out_shape),
+            [case.batch, case.out_channels, oh, ow],
+        )
+    });
+    let activate = |x: Tensor<4>| match case.activation {
+        Activation::Identity => x,
+        Activation::Relu => x.clamp_min(0.0),
+        Activation::Relu6 => x.clamp(0.0, 6.0),
+    };
+    expected = match residual_tensor {
+        Some(r) if case.residual_after_activation => activate(expected).add(r),
+        Some(r) => activate(expected.add(r)),
+        None => activate(expected),
     };
     let expected = to_vec(expected);
 
-    let conv = Conv2d::new(
+    let mut conv = Conv2d::new(
         geometry,
         &weight,
         bias.as_deref(),
@@ -158,6 +167,9 @@ fn run_conv_case(case: &ConvCase) {
         case.activation,
     )
     .unwrap();
+    if case.residual_after_activation {
+        conv = conv.with_residual_after_activation();
+    }
     let in_shape = Shape::new(case.batch, case.height, case.width, case.in_channels);
     let nhwc = nchw_to_nhwc(&input, in_shape);
     // Written into the middle of wider rows, as a branch of a concatenation is.
@@ -234,6 +246,7 @@ prop_compose! {
         bias in any::<bool>(),
         batch_norm in any::<bool>(),
         residual in any::<bool>(),
+        residual_after_activation in any::<bool>(),
         activation in activation(),
         seed in any::<u64>(),
     ) -> ConvCase {
@@ -246,7 +259,7 @@ prop_compose! {
         ConvCase {
             batch, height, width, in_channels, out_channels, groups,
             kernel: [kernel.0, kernel.1], stride: [stride.0, stride.1], dilation: [dilation.0, dilation.1],
-            padding, bias, batch_norm, residual, activation, seed,
+            padding, bias, batch_norm, residual, residual_after_activation, activation, seed,
         }
     }
 }
@@ -377,6 +390,7 @@ fn every_zoo_convolution_matches_burn() {
                 bias: i % 2 == 0,
                 batch_norm: true,
                 residual: i % 3 == 0,
+                residual_after_activation: i % 2 == 1,
                 activation: [Activation::Relu, Activation::Relu6, Activation::Identity][i % 3],
                 seed: i as u64,
             });
@@ -401,6 +415,7 @@ fn a_convolution_split_over_many_tiles_matches_burn() {
         bias: true,
         batch_norm: true,
         residual: true,
+        residual_after_activation: true,
         activation: Activation::Relu,
         seed: 99,
     });

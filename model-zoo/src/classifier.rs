@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ZooError};
 use crate::models::alexnet::{self, AlexNet, AlexNetConfig};
-use crate::models::cpu::{Network, NetworkBuilder};
+use crate::models::cpu::{self, Network, NetworkBuilder};
 use crate::models::efficientnet_lite::{self, EfficientNetLite0, EfficientNetLite0Config};
 use crate::models::googlenet::{self, GoogLeNet, GoogLeNetConfig};
 use crate::models::inception_v3::{self, InceptionV3, InceptionV3Config};
@@ -370,7 +370,7 @@ impl ImageClassifier {
     /// Burn's ops, which compute the same logits.
     fn prepare_cpu_network(&mut self) {
         self.cpu = None;
-        if !is_cpu(&self.device) || self.precision != Precision::F32 || cpu_kernels_disabled() {
+        if !cpu::kernels_apply(&self.device) || self.precision != Precision::F32 {
             return;
         }
         if let Some(Ok(network)) = self.net.cpu_network(self.input_shape) {
@@ -480,21 +480,6 @@ impl ImageClassifier {
             .map(<[f32]>::to_vec)
             .collect())
     }
-}
-
-/// `KILN_CPU_KERNELS=off` runs every network on Burn's ops (to compare the two paths).
-fn cpu_kernels_disabled() -> bool {
-    std::env::var("KILN_CPU_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
-}
-
-/// Whether `device` is the flex CPU backend's (ndarray, kept for comparison, keeps Burn's ops).
-fn is_cpu(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    if *device == Device::flex() {
-        return true;
-    }
-    let _ = device;
-    false
 }
 
 /// The smallest bucket that holds `n`, or `n` itself when none does.

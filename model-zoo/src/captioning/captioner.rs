@@ -14,7 +14,8 @@ use super::decoding::HypothesisBatch;
 use super::search::CaptionSearch;
 use crate::captioning::vocabulary::CaptionVocabulary;
 use crate::error::{Result, ZooError};
-use crate::models::captioner::{CaptionNet, CaptionerConfig};
+use crate::models::captioner::{CaptionNet, CaptionerConfig, GRID_SIDE, IMAGE_SIDE};
+use crate::models::cpu::{self, Network};
 use crate::weights::{load_weights, save_burnpack};
 
 /// Largest beam a request may ask for.
@@ -98,6 +99,8 @@ pub struct Captioner {
     net: CaptionNet,
     device: Device,
     vocabulary: CaptionVocabulary,
+    /// The encoder on Kiln's CPU kernels, which run it instead of Burn's ops on the CPU.
+    cpu_encoder: Option<Network>,
 }
 
 impl Captioner {
@@ -112,10 +115,15 @@ impl Captioner {
     }
 
     pub fn from_net(net: CaptionNet, device: &Device) -> Self {
+        // A network the kernels reject keeps Burn's ops, which compute the same grid.
+        let cpu_encoder = cpu::kernels_apply(device)
+            .then(|| net.cpu_encoder().ok())
+            .flatten();
         Self {
             net,
             device: device.clone(),
             vocabulary: CaptionVocabulary,
+            cpu_encoder,
         }
     }
 
@@ -141,7 +149,49 @@ impl Captioner {
     /// batch, into new rows of `batch`: the ids of their searches (see
     /// [`CaptionSearch::new`]), in order.
     pub fn start(&self, batch: &mut HypothesisBatch, images: &[Vec<f32>]) -> Result<Vec<u64>> {
-        batch.start(&self.net, images, &self.device)
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        batch.join(&self.net, self.encode(images)?)
+    }
+
+    /// What the decoder reads of each image (see [`CaptionNet::encode`]), the encoder run on
+    /// Kiln's CPU kernels where they apply.
+    fn encode(&self, images: &[Vec<f32>]) -> Result<Tensor<3>> {
+        let side = IMAGE_SIDE;
+        if let Some(bad) = images.iter().find(|image| image.len() != 3 * side * side) {
+            return Err(ZooError::InvalidInput(format!(
+                "an image needs {} values (3×{side}×{side}), not {}",
+                3 * side * side,
+                bad.len()
+            )));
+        }
+        let count = images.len();
+        let pixels: Vec<f32> = images.iter().flatten().copied().collect();
+        let grid = match &self.cpu_encoder {
+            Some(encoder) => {
+                let nhwc = encoder.run(&pixels, count)?;
+                let shape = [count, GRID_SIDE, GRID_SIDE, self.net.grid_channels()];
+                Tensor::<4>::from_data(TensorData::new(nhwc, shape), &self.device)
+                    .permute([0, 3, 1, 2])
+            }
+            None => self.net.grid(Tensor::<4>::from_data(
+                TensorData::new(pixels, [count, 3, side, side]),
+                &self.device,
+            )),
+        };
+        Ok(self.net.encode_grid(grid))
+    }
+
+    /// Whether images are encoded on Kiln's CPU kernels rather than Burn's ops.
+    pub fn uses_cpu_kernels(&self) -> bool {
+        self.cpu_encoder.is_some()
+    }
+
+    /// Encode on Burn's ops even where the CPU kernels apply (for comparisons).
+    pub fn without_cpu_kernels(mut self) -> Self {
+        self.cpu_encoder = None;
+        self
     }
 
     /// One decoding step for every live hypothesis in `batch`, in one pass. `searches` holds
@@ -225,7 +275,6 @@ mod tests {
     use super::*;
     use crate::captioning::search::best;
     use crate::captioning::vocabulary::{BOS, EOS};
-    use crate::models::captioner::IMAGE_SIDE;
 
     fn config() -> CaptionerConfig {
         CaptionerConfig::new(CaptionVocabulary.len())
@@ -270,23 +319,23 @@ mod tests {
         for captioner in both_captioners() {
             let (net, device) = (&captioner.net, &captioner.device);
             let mut long = HypothesisBatch::new();
-            long.start(net, &[noise(1)], device).unwrap();
+            captioner.start(&mut long, &[noise(1)]).unwrap();
             for token in [BOS, 7] {
                 long.step(net, &[token], device).unwrap();
             }
             let alone_long = long.step(net, &[9], device).unwrap();
             let mut short = HypothesisBatch::new();
-            short.start(net, &[noise(2)], device).unwrap();
+            captioner.start(&mut short, &[noise(2)]).unwrap();
             let alone_short = short.step(net, &[BOS], device).unwrap();
 
             // The short one joins after two steps, once a third search has left.
             let mut batch = HypothesisBatch::new();
-            let first = batch.start(net, &[noise(1), noise(3)], device).unwrap();
+            let first = captioner.start(&mut batch, &[noise(1), noise(3)]).unwrap();
             for token in [BOS, 7] {
                 batch.step(net, &[token, token], device).unwrap();
             }
             batch.retain(|id| id == first[0]);
-            batch.start(net, &[noise(2)], device).unwrap();
+            captioner.start(&mut batch, &[noise(2)]).unwrap();
             assert_eq!(batch.rows(), 2);
             let together = batch.step(net, &[9, BOS], device).unwrap();
             assert_close(&alone_long, &together[..1]);
@@ -365,6 +414,30 @@ mod tests {
         {}
         let together = searches.remove(0).caption(captioner.vocabulary());
         assert_eq!(together.tokens, alone.tokens);
+    }
+
+    #[test]
+    fn the_cpu_kernels_encode_images_as_burns_ops_do() {
+        let device = Device::flex();
+        let config = config().with_channels(8);
+        let nets = [
+            CaptionNet::Lstm(config.init_lstm(&device)),
+            CaptionNet::Transformer(config.init_transformer(&device)),
+        ];
+        let images: Vec<Vec<f32>> = (1..=3).map(noise).collect();
+        for net in nets {
+            let kernels = Captioner::from_net(net.clone(), &device);
+            assert!(kernels.uses_cpu_kernels());
+            let burn = Captioner::from_net(net, &device).without_cpu_kernels();
+            let got = kernels.encode(&images).unwrap();
+            let expected = burn.encode(&images).unwrap();
+            assert_eq!(got.dims(), expected.dims());
+            let [got, expected] =
+                [got, expected].map(|t| t.into_data().try_to_vec::<f32>().unwrap());
+            for (a, b) in got.iter().zip(&expected) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

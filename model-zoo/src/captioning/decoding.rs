@@ -16,7 +16,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 use crate::error::{Result, ZooError};
-use crate::models::captioner::{CaptionNet, IMAGE_SIDE, KeyValue, TransformerCaptioner};
+use crate::models::captioner::{CaptionNet, KeyValue, TransformerCaptioner};
 
 /// The live hypotheses of many searches, their decoder states stacked.
 #[derive(Debug, Default)]
@@ -73,31 +73,14 @@ impl HypothesisBatch {
         self.groups.is_empty()
     }
 
-    /// Encode images given as `[3, 64, 64]` floats each, in one batch, and add one row for
-    /// each (its search's first hypothesis); returns the new searches' ids, in order. On an
-    /// error the batch is left as it was.
-    pub fn start(
-        &mut self,
-        net: &CaptionNet,
-        images: &[Vec<f32>],
-        device: &Device,
-    ) -> Result<Vec<u64>> {
-        let side = IMAGE_SIDE;
-        if let Some(bad) = images.iter().find(|image| image.len() != 3 * side * side) {
-            return Err(ZooError::InvalidInput(format!(
-                "an image needs {} values (3×{side}×{side}), not {}",
-                3 * side * side,
-                bad.len()
-            )));
-        }
-        if images.is_empty() {
+    /// Add one row for each image of `memory` (the encoder's output for a batch of images,
+    /// see `CaptionNet::encode`): its search's first hypothesis. Returns the new searches'
+    /// ids, in order. On an error the batch is left as it was.
+    pub fn join(&mut self, net: &CaptionNet, memory: Tensor<3>) -> Result<Vec<u64>> {
+        let count = memory.dims()[0];
+        if count == 0 {
             return Ok(Vec::new());
         }
-        let count = images.len();
-        let pixels: Vec<f32> = images.iter().flatten().copied().collect();
-        let images =
-            Tensor::<4>::from_data(TensorData::new(pixels, [count, 3, side, side]), device);
-        let memory = net.encode(images);
         let joining = match net {
             CaptionNet::Lstm(lstm) => {
                 let d = memory.dims()[2];

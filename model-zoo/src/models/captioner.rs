@@ -24,6 +24,9 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
 
+use super::cpu::{self, Activation, Network, NetworkBuilder, Value};
+use crate::error::Result;
+
 pub use crate::models::transformer_lm::KeyValue;
 
 /// Side of the square input image.
@@ -89,6 +92,18 @@ impl SceneEncoder {
         let x = stage(&self.conv2, x);
         let x = stage(&self.conv3, x);
         x.clone() + self.activation.forward(self.context.forward(x))
+    }
+
+    /// [`Self::forward`] for Kiln's CPU kernels; the result is the grid in NHWC order.
+    pub fn cpu_network(&self, b: &mut NetworkBuilder, x: Value) -> Result<Value> {
+        let pool = cpu::max_pool(&self.pool)?;
+        let mut x = x;
+        for conv in [&self.conv1, &self.conv2, &self.conv3] {
+            x = b.conv(x, cpu::conv(conv, None, Activation::Relu)?, None)?;
+            x = b.pool(x, pool)?;
+        }
+        let context = cpu::conv(&self.context, None, Activation::Relu)?;
+        Ok(b.conv(x, context.with_residual_after_activation(), Some(x))?)
     }
 }
 
@@ -494,13 +509,24 @@ impl CaptionNet {
         }
     }
 
-    /// Channels of the encoder's grid.
-    pub fn grid_channels(&self) -> usize {
-        let encoder = match self {
+    fn encoder(&self) -> &SceneEncoder {
+        match self {
             CaptionNet::Lstm(net) => &net.encoder,
             CaptionNet::Transformer(net) => &net.encoder,
-        };
-        encoder.conv3.weight.dims()[0]
+        }
+    }
+
+    /// Channels of the encoder's grid.
+    pub fn grid_channels(&self) -> usize {
+        self.encoder().conv3.weight.dims()[0]
+    }
+
+    /// The encoder prepared for Kiln's CPU kernels: `[3, 64, 64]` images in, the grid out
+    /// in NHWC order (`[8, 8, channels]` per image).
+    pub fn cpu_encoder(&self) -> Result<Network> {
+        let (mut builder, x) = NetworkBuilder::new(3, IMAGE_SIDE, IMAGE_SIDE);
+        let grid = self.encoder().cpu_network(&mut builder, x)?;
+        Ok(builder.build(grid)?)
     }
 
     pub fn decode(&self, memory: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<3> {

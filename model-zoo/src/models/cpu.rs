@@ -16,6 +16,20 @@ pub use kiln_kernels::network::{Network, NetworkBuilder, Value};
 
 use crate::error::{Result, ZooError};
 
+/// Whether Kiln's CPU kernels run networks on `device`: the flex CPU backend's (ndarray,
+/// kept for comparison, keeps Burn's ops), unless `KILN_CPU_KERNELS=off` (or `0`) asks for
+/// Burn's ops everywhere, to compare the two paths.
+pub fn kernels_apply(device: &Device) -> bool {
+    let disabled =
+        std::env::var("KILN_CPU_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0");
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        return !disabled;
+    }
+    let _ = (device, disabled);
+    false
+}
+
 fn floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     tensor
         .into_data()
