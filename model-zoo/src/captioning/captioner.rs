@@ -299,9 +299,15 @@ mod tests {
         ]
     }
 
+    /// Pixels in 0..1, a different picture for each seed.
     fn noise(seed: u32) -> Vec<f32> {
         (0..3 * IMAGE_SIDE * IMAGE_SIDE)
-            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32)
+            .map(|i| {
+                let hash = (i as u32)
+                    .wrapping_add(seed.wrapping_mul(0x9E37_79B9))
+                    .wrapping_mul(2_654_435_761);
+                (hash >> 8) as f32 / (1u32 << 24) as f32
+            })
             .collect()
     }
 
@@ -345,22 +351,30 @@ mod tests {
 
     #[test]
     fn searches_that_join_late_with_other_beams_find_what_they_find_alone() {
+        // (image, beam, step it joins at, most words): short searches leave early, so later
+        // ones take their slots, widen their beams into them, and the slots are compacted.
         let plan = [
-            (noise(1), 3, 0),
-            (noise(2), 1, 0),
-            (noise(3), 2, 2),
-            (noise(4), 4, 3),
+            (1, 3, 0, 2),
+            (2, 1, 0, 8),
+            (3, 2, 1, 3),
+            (4, 4, 3, 6),
+            (5, 1, 4, 5),
+            (6, 2, 5, 4),
+            (7, 3, 6, 3),
+            (8, 1, 6, 2),
+            (9, 4, 9, 3),
         ];
+        let last_join = plan.iter().map(|p| p.2).max().unwrap();
         for captioner in both_captioners() {
-            let options = |beam_size| CaptionOptions {
+            let options = |beam_size, max_tokens| CaptionOptions {
                 beam_size,
-                max_tokens: 8,
+                max_tokens,
             };
             let alone: Vec<Caption> = plan
                 .iter()
-                .map(|(image, beam, _)| {
+                .map(|&(seed, beam, _, words)| {
                     captioner
-                        .caption(std::slice::from_ref(image), &options(*beam))
+                        .caption(&[noise(seed)], &options(beam, words))
                         .unwrap()
                         .remove(0)
                 })
@@ -368,14 +382,14 @@ mod tests {
             let mut batch = HypothesisBatch::new();
             let mut searches: Vec<CaptionSearch> = Vec::new();
             for step in 0.. {
-                for (image, beam, _) in plan.iter().filter(|(_, _, at)| *at == step) {
-                    let ids = captioner.start(&mut batch, std::slice::from_ref(image));
-                    searches.push(CaptionSearch::new(ids.unwrap()[0], options(*beam)));
+                for &(seed, beam, _, words) in plan.iter().filter(|p| p.2 == step) {
+                    let ids = captioner.start(&mut batch, &[noise(seed)]).unwrap();
+                    searches.push(CaptionSearch::new(ids[0], options(beam, words)));
                 }
                 let ran = captioner
                     .step_searches(&mut batch, &mut searches, |s| s)
                     .unwrap();
-                if ran == 0 && step > 3 {
+                if ran == 0 && step > last_join {
                     break;
                 }
             }

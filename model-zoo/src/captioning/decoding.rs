@@ -1,47 +1,58 @@
-//! Step-by-step decoding over many captions at once, their decoder states kept stacked
-//! between steps. Each row of a [`HypothesisBatch`] is one live hypothesis; rows are grouped
-//! by the search (the image) they belong to. A step feeds the stacked states straight to the
-//! network and keeps its grown states; after it, each search names the rows its
-//! continuations extend, and the rows are rebuilt with one gather — none when every search
-//! kept its rows in place, as greedy search does. Searches join when their images are
-//! encoded and leave when they finish or are dropped.
+//! Step-by-step decoding over many captions at once, their decoder states kept in slots
+//! between steps. Each row ("slot") of a [`HypothesisBatch`]'s tensors holds one live
+//! hypothesis or is free; a search (one image) holds the slots of its live hypotheses. A
+//! step feeds every slot to the network at once and keeps its grown states, so nothing is
+//! stacked or split per hypothesis.
 //!
-//! Every hypothesis of a search shares the image's state (the LSTM's image embedding, the
-//! Transformer's region keys and values): those rows are gathered only when a search's
-//! number of rows changes. Transformer token caches are right-aligned as in
-//! `decode_batch`: a row's newest position is the last column, a row that has read fewer
-//! tokens than the longest has hidden columns on its left, and columns no row uses are cut.
+//! Searches come and go without moving the others' states: a joining image's state is
+//! written into free slots (the tensors grow only when none is free), a leaving search's
+//! slots are freed, and a free slot is computed with the rest and its output ignored.
+//! Once free slots outnumber half the live ones the slots are compacted with one gather.
+//! Beam search moves states only where a continuation lands in another slot than the
+//! hypothesis it extends.
+//!
+//! Every hypothesis of a search reads the same image state (the LSTM's image embedding, the
+//! Transformer's region keys and values): it is written once per slot a search takes.
+//! Transformer token caches are right-aligned as in `decode_batch`: a slot's newest
+//! position is the last column, a slot that has read fewer tokens than the longest has
+//! hidden columns on its left (a joining slot hides them all), and columns no live slot
+//! uses are cut.
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
+use crate::captioning::vocabulary::BOS;
 use crate::error::{Result, ZooError};
 use crate::models::captioner::{CaptionNet, KeyValue, TransformerCaptioner};
 
-/// The live hypotheses of many searches, their decoder states stacked.
+/// The live hypotheses of many searches, their decoder states in slots.
 #[derive(Debug, Default)]
 pub struct HypothesisBatch {
-    /// Per search, in row order: its id and how many rows it has.
-    groups: Vec<(u64, usize)>,
+    /// Per search, in the order they joined: its id and the slots of its live hypotheses,
+    /// in hypothesis order.
+    searches: Vec<(u64, Vec<usize>)>,
+    /// Slots no hypothesis holds.
+    free: Vec<usize>,
     stacked: Option<Stacked>,
     /// The id the last search got.
     last_id: u64,
 }
 
-/// The rows' states, stacked along the batch dimension.
+/// The slots' states, stacked along the batch dimension.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // one per batch: boxing would buy nothing
 enum Stacked {
     /// LSTM hidden and cell state and the image embedding read beside every word,
-    /// `[rows, d_model]` each.
+    /// `[slots, d_model]` each.
     Lstm {
         hidden: Tensor<2>,
         cell: Tensor<2>,
         image: Tensor<2>,
     },
-    /// Per layer: keys and values of the image regions (`[rows, heads, 64, d_k]`) and of
-    /// the tokens read so far (`[rows, heads, columns, d_k]`, right-aligned; `None` while no
-    /// row has read a token), with the number of tokens each row has read.
+    /// Per layer: keys and values of the image regions (`[slots, heads, 64, d_k]`) and of
+    /// the tokens read so far (`[slots, heads, columns, d_k]`, right-aligned; `None` while
+    /// no slot has read a token), with the number of tokens each slot has read (0 when
+    /// free).
     Transformer {
         regions: Vec<KeyValue>,
         tokens: Option<Vec<KeyValue>>,
@@ -54,27 +65,32 @@ impl HypothesisBatch {
         Self::default()
     }
 
-    /// The searches' ids, in row order.
+    /// The searches' ids, in the order of a step's hypotheses.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.groups.iter().map(|&(id, _)| id)
+        self.searches.iter().map(|(id, _)| *id)
     }
 
-    /// Rows of each search, in row order.
+    /// Live hypotheses of each search, in the same order.
     pub fn group_sizes(&self) -> impl Iterator<Item = usize> + '_ {
-        self.groups.iter().map(|&(_, rows)| rows)
+        self.searches.iter().map(|(_, slots)| slots.len())
     }
 
     /// Live hypotheses, all searches together.
     pub fn rows(&self) -> usize {
-        self.groups.iter().map(|&(_, rows)| rows).sum()
+        self.searches.iter().map(|(_, slots)| slots.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.searches.is_empty()
     }
 
-    /// Add one row for each image of `memory` (the encoder's output for a batch of images,
-    /// see `CaptionNet::encode`): its search's first hypothesis. Returns the new searches'
+    /// Rows of the tensors: live hypotheses and free slots.
+    fn slots(&self) -> usize {
+        self.stacked.as_ref().map_or(0, Stacked::rows)
+    }
+
+    /// Add one hypothesis for each image of `memory` (the encoder's output for a batch of
+    /// images, see `CaptionNet::encode`): its search's first. Returns the new searches'
     /// ids, in order. On an error the batch is left as it was.
     pub fn join(&mut self, net: &CaptionNet, memory: Tensor<3>) -> Result<Vec<u64>> {
         let count = memory.dims()[0];
@@ -98,44 +114,49 @@ impl HypothesisBatch {
                 read: vec![0; count],
             },
         };
-        self.stacked = Some(match self.stacked.take() {
-            None => joining,
-            Some(stacked) => match stacked.append(joining) {
-                Ok(stacked) => stacked,
-                Err((stacked, error)) => {
+        let slots = match self.stacked.take() {
+            None => {
+                self.stacked = Some(joining);
+                (0..count).collect()
+            }
+            Some(stacked) => {
+                if std::mem::discriminant(&stacked) != std::mem::discriminant(&joining) {
                     self.stacked = Some(stacked);
-                    return Err(error);
+                    return Err(foreign_state());
                 }
-            },
-        });
+                self.stacked = Some(stacked);
+                let slots = self.take_free(count);
+                let mut stacked = self.stacked.take().expect("taken above");
+                for (row, &slot) in slots.iter().enumerate() {
+                    stacked = stacked.write_row(slot, &joining, row);
+                }
+                self.stacked = Some(stacked);
+                slots
+            }
+        };
         let ids: Vec<u64> = (1..=count as u64).map(|i| self.last_id + i).collect();
         self.last_id += count as u64;
-        self.groups.extend(ids.iter().map(|&id| (id, 1)));
+        self.searches
+            .extend(ids.iter().zip(slots).map(|(&id, slot)| (id, vec![slot])));
         Ok(ids)
     }
 
     /// Keep only the searches whose id `keep` accepts.
     pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
-        let kept: Vec<Vec<usize>> = self
-            .groups
-            .iter()
-            .map(|&(id, rows)| {
-                if keep(id) {
-                    (0..rows).collect()
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
-        if kept.iter().zip(&self.groups).all(|(k, g)| k.len() == g.1) {
-            return;
+        let (kept, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut self.searches)
+            .into_iter()
+            .partition(|(id, _)| keep(*id));
+        self.searches = kept;
+        for (_, slots) in dropped {
+            self.release(&slots);
         }
-        self.regroup(&kept);
+        self.tidy();
     }
 
-    /// Feed `tokens[i]` to row `i`, all rows in one step: each row's log-probabilities of
-    /// the next token. The batch then holds the grown states; on an error it is left as it
-    /// was.
+    /// Feed `tokens[i]` to live hypothesis `i` (searches in [`ids`](Self::ids) order, each
+    /// search's hypotheses in order), all in one step: each hypothesis's log-probabilities
+    /// of the next token. The batch then holds the grown states; on an error it is left as
+    /// it was.
     pub fn step(
         &mut self,
         net: &CaptionNet,
@@ -152,11 +173,18 @@ impl HypothesisBatch {
         let Some(stacked) = &self.stacked else {
             return Ok(Vec::new());
         };
-        let rows = tokens.len();
-        let ids = Tensor::<1, Int>::from_data(
-            TensorData::new(tokens.iter().map(|&t| i64::from(t)).collect(), [rows]),
-            device,
-        );
+        let order: Vec<usize> = self
+            .searches
+            .iter()
+            .flat_map(|(_, slots)| slots.iter().copied())
+            .collect();
+        let mut slot_tokens = vec![i64::from(BOS); self.slots()];
+        for (&slot, &token) in order.iter().zip(tokens) {
+            slot_tokens[slot] = i64::from(token);
+        }
+        let mut live = vec![false; slot_tokens.len()];
+        order.iter().for_each(|&slot| live[slot] = true);
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(slot_tokens, [live.len()]), device);
         let (logits, grown) = match (net, stacked) {
             (
                 CaptionNet::Lstm(lstm),
@@ -182,7 +210,15 @@ impl HypothesisBatch {
                     tokens,
                     read,
                 },
-            ) => step_transformer(transformer, ids, regions, tokens.as_deref(), read, device)?,
+            ) => step_transformer(
+                transformer,
+                ids,
+                regions,
+                tokens.as_deref(),
+                read,
+                &live,
+                device,
+            )?,
             _ => return Err(foreign_state()),
         };
         let vocab = logits.dims()[1];
@@ -191,122 +227,130 @@ impl HypothesisBatch {
             .try_to_vec::<f32>()
             .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
         self.stacked = Some(grown);
-        Ok(values.chunks(vocab).map(<[f32]>::to_vec).collect())
+        Ok(order
+            .iter()
+            .map(|&slot| values[slot * vocab..(slot + 1) * vocab].to_vec())
+            .collect())
     }
 
-    /// After a step, the rows each search goes on with: `parents[g]` lists, for search `g`
-    /// in row order, the rows (counted within the search) its continuations extend, in
-    /// their new order. A search given no rows leaves the batch.
+    /// After a step, the hypotheses each search goes on with: `parents[g]` lists, for
+    /// search `g` in [`ids`](Self::ids) order, the hypotheses (counted within the search)
+    /// its continuations extend, in their new order. A search given none leaves the batch.
     pub fn advance(&mut self, parents: &[Vec<usize>]) -> Result<()> {
-        if parents.len() != self.groups.len() {
+        if parents.len() != self.searches.len() {
             return Err(ZooError::InvalidInput(format!(
                 "continuations for {} searches, but {} are decoding",
                 parents.len(),
-                self.groups.len()
+                self.searches.len()
             )));
         }
-        for (rows, &(id, have)) in parents.iter().zip(&self.groups) {
-            if let Some(bad) = rows.iter().find(|&&row| row >= have) {
+        for (rows, (id, slots)) in parents.iter().zip(&self.searches) {
+            if let Some(bad) = rows.iter().find(|&&row| row >= slots.len()) {
                 return Err(ZooError::InvalidInput(format!(
-                    "search {id} has {have} hypotheses, not a row {bad}"
+                    "search {id} has {} hypotheses, not a hypothesis {bad}",
+                    slots.len()
                 )));
             }
         }
-        let in_place = parents.iter().zip(&self.groups).all(|(rows, &(_, have))| {
-            rows.len() == have && rows.iter().enumerate().all(|(i, &r)| i == r)
-        });
-        if !in_place {
-            self.regroup(parents);
+        // Slots for continuations beyond a search's current hypotheses (a beam widening).
+        let wanted: usize = parents
+            .iter()
+            .zip(&self.searches)
+            .map(|(rows, (_, slots))| rows.len().saturating_sub(slots.len()))
+            .sum();
+        let mut extra = self.take_free(wanted).into_iter();
+        // Moves of a hypothesis's own state (destination, source), and of the image state
+        // into slots a search newly holds.
+        let (mut moves, mut image_moves) = (Vec::new(), Vec::new());
+        let mut released = Vec::new();
+        for (rows, (_, slots)) in parents.iter().zip(self.searches.iter_mut()) {
+            let old = std::mem::take(slots);
+            for (j, &parent) in rows.iter().enumerate() {
+                let destination = match old.get(j) {
+                    Some(&slot) => slot,
+                    None => {
+                        let slot = extra.next().expect("free slots taken for every widening");
+                        image_moves.push((slot, old[0]));
+                        slot
+                    }
+                };
+                if destination != old[parent] {
+                    moves.push((destination, old[parent]));
+                }
+                slots.push(destination);
+            }
+            released.extend(old.iter().skip(rows.len()).copied());
         }
+        if let Some(stacked) = self.stacked.take() {
+            self.stacked = Some(stacked.copy_image_rows(&image_moves).move_rows(&moves));
+        }
+        self.searches.retain(|(_, slots)| !slots.is_empty());
+        self.release(&released);
+        self.tidy();
         Ok(())
     }
 
-    /// Rebuild the rows: search `g` keeps its rows `rows[g]`, in that order.
-    fn regroup(&mut self, rows: &[Vec<usize>]) {
-        let mut offset = 0;
-        let mut gather = Vec::new();
-        let mut groups = Vec::with_capacity(self.groups.len());
-        for (kept, &(id, have)) in rows.iter().zip(&self.groups) {
-            gather.extend(kept.iter().map(|&row| (offset + row) as i64));
-            if !kept.is_empty() {
-                groups.push((id, kept.len()));
+    /// `count` free slots, the tensors grown by the slots missing.
+    fn take_free(&mut self, count: usize) -> Vec<usize> {
+        let reused = count.min(self.free.len());
+        let mut slots = self.free.split_off(self.free.len() - reused);
+        let missing = count - reused;
+        if missing > 0 {
+            let first = self.slots();
+            if let Some(stacked) = self.stacked.take() {
+                self.stacked = Some(stacked.grow(missing));
             }
-            offset += have;
+            slots.extend(first..first + missing);
         }
-        // Every row of a search holds the same image state: it moves only when the number
-        // of a search's rows changes.
-        let image_moves = rows
+        slots
+    }
+
+    /// Mark slots free: a free slot has read nothing.
+    fn release(&mut self, slots: &[usize]) {
+        if let Some(Stacked::Transformer { read, .. }) = &mut self.stacked {
+            slots.iter().for_each(|&slot| read[slot] = 0);
+        }
+        self.free.extend_from_slice(slots);
+    }
+
+    /// Drop everything once no search is left; compact once free slots outnumber half the
+    /// live ones (and a few more), so free slots never cost more than half a step.
+    fn tidy(&mut self) {
+        if self.searches.is_empty() {
+            self.stacked = None;
+            self.free.clear();
+            return;
+        }
+        if self.free.len() <= self.rows() / 2 + 4 {
+            return;
+        }
+        let order: Vec<usize> = self
+            .searches
             .iter()
-            .zip(&self.groups)
-            .any(|(kept, &(_, have))| kept.len() != have);
-        self.groups = groups;
-        let Some(stacked) = self.stacked.take() else {
-            return;
-        };
-        if gather.is_empty() {
-            return;
+            .flat_map(|(_, slots)| slots.iter().copied())
+            .collect();
+        let mut next = 0;
+        for (_, slots) in &mut self.searches {
+            for slot in slots.iter_mut() {
+                *slot = next;
+                next += 1;
+            }
         }
-        let device = stacked.device();
-        let index =
-            Tensor::<1, Int>::from_data(TensorData::new(gather.clone(), [gather.len()]), &device);
-        let pick = |t: Tensor<2>| t.select(0, index.clone());
-        let pick_image = |t: Tensor<2>| {
-            if image_moves {
-                t.select(0, index.clone())
-            } else {
-                t
-            }
-        };
-        self.stacked = Some(match stacked {
-            Stacked::Lstm {
-                hidden,
-                cell,
-                image,
-            } => Stacked::Lstm {
-                hidden: pick(hidden),
-                cell: pick(cell),
-                image: pick_image(image),
-            },
-            Stacked::Transformer {
-                regions,
-                tokens,
-                read,
-            } => {
-                let read: Vec<usize> = gather.iter().map(|&row| read[row as usize]).collect();
-                let longest = read.iter().copied().max().unwrap_or(0);
-                let tokens = tokens.filter(|_| longest > 0).map(|caches| {
-                    let columns = caches[0].keys.dims()[2];
-                    // Columns left of the longest remaining row hide every row: cut them.
-                    let unused = columns - longest;
-                    let keep = |t: Tensor<4>| {
-                        let t = t.select(0, index.clone());
-                        if unused == 0 {
-                            t
-                        } else {
-                            t.slice(s![.., .., unused..columns, ..])
-                        }
-                    };
-                    caches.into_iter().map(|kv| kv.map(keep)).collect()
-                });
-                let regions = if image_moves {
-                    regions
-                        .into_iter()
-                        .map(|kv| kv.map(|t| t.select(0, index.clone())))
-                        .collect()
-                } else {
-                    regions
-                };
-                Stacked::Transformer {
-                    regions,
-                    tokens,
-                    read,
-                }
-            }
-        });
+        self.free.clear();
+        if let Some(stacked) = self.stacked.take() {
+            self.stacked = Some(stacked.gather(&order));
+        }
     }
 }
 
 impl Stacked {
+    fn rows(&self) -> usize {
+        match self {
+            Stacked::Lstm { hidden, .. } => hidden.dims()[0],
+            Stacked::Transformer { read, .. } => read.len(),
+        }
+    }
+
     fn device(&self) -> Device {
         match self {
             Stacked::Lstm { hidden, .. } => hidden.device(),
@@ -314,11 +358,23 @@ impl Stacked {
         }
     }
 
-    /// These rows, then `joining`'s; both are handed back with the error when the two
-    /// belong to different captioners.
-    #[allow(clippy::result_large_err)] // handed back once, on a misuse
-    fn append(self, joining: Stacked) -> std::result::Result<Stacked, (Stacked, ZooError)> {
-        match (self, joining) {
+    /// Every tensor's rows `[first, first + 1)` written from row `row` of `from`'s (same
+    /// kind). The image state always; the token state of a Transformer needs no write, as a
+    /// slot that has read nothing hides all its columns.
+    fn write_row(self, slot: usize, from: &Stacked, row: usize) -> Stacked {
+        let put2 = |t: Tensor<2>, from: &Tensor<2>| {
+            t.slice_assign(
+                s![slot..slot + 1, ..],
+                from.clone().slice(s![row..row + 1, ..]),
+            )
+        };
+        let put4 = |t: Tensor<4>, from: &Tensor<4>| {
+            t.slice_assign(
+                s![slot..slot + 1, .., .., ..],
+                from.clone().slice(s![row..row + 1, .., .., ..]),
+            )
+        };
+        match (self, from) {
             (
                 Stacked::Lstm {
                     hidden,
@@ -330,11 +386,11 @@ impl Stacked {
                     cell: c,
                     image: i,
                 },
-            ) => Ok(Stacked::Lstm {
-                hidden: Tensor::cat(vec![hidden, h], 0),
-                cell: Tensor::cat(vec![cell, c], 0),
-                image: Tensor::cat(vec![image, i], 0),
-            }),
+            ) => Stacked::Lstm {
+                hidden: put2(hidden, h),
+                cell: put2(cell, c),
+                image: put2(image, i),
+            },
             (
                 Stacked::Transformer {
                     regions,
@@ -342,54 +398,201 @@ impl Stacked {
                     mut read,
                 },
                 Stacked::Transformer {
-                    regions: joining_regions,
-                    read: joining_read,
-                    ..
+                    regions: joining, ..
                 },
             ) => {
-                // Joining rows have read nothing: all their columns are hidden padding.
-                let tokens = tokens.map(|caches| {
-                    caches
-                        .into_iter()
-                        .map(|kv| {
-                            kv.map(|t| {
-                                let [_, heads, columns, d_k] = t.dims();
-                                let padding = Tensor::zeros(
-                                    [joining_read.len(), heads, columns, d_k],
-                                    &t.device(),
-                                );
-                                Tensor::cat(vec![t, padding], 0)
-                            })
-                        })
-                        .collect()
-                });
+                read[slot] = 0;
                 let regions = regions
                     .into_iter()
-                    .zip(joining_regions)
-                    .map(|(kv, joining)| KeyValue {
-                        keys: Tensor::cat(vec![kv.keys, joining.keys], 0),
-                        values: Tensor::cat(vec![kv.values, joining.values], 0),
+                    .zip(joining)
+                    .map(|(kv, from)| KeyValue {
+                        keys: put4(kv.keys, &from.keys),
+                        values: put4(kv.values, &from.values),
                     })
                     .collect();
-                read.extend(joining_read);
-                Ok(Stacked::Transformer {
+                Stacked::Transformer {
                     regions,
                     tokens,
                     read,
-                })
+                }
             }
-            (stacked, _) => Err((stacked, foreign_state())),
+            (stacked, _) => stacked, // kinds are checked before any write
+        }
+    }
+
+    /// `count` more slots, zeroed and free.
+    fn grow(self, count: usize) -> Stacked {
+        let device = self.device();
+        let grow2 = |t: Tensor<2>| {
+            let d = t.dims()[1];
+            Tensor::cat(vec![t, Tensor::zeros([count, d], &device)], 0)
+        };
+        let grow4 = |t: Tensor<4>| {
+            let [_, heads, columns, d_k] = t.dims();
+            Tensor::cat(
+                vec![t, Tensor::zeros([count, heads, columns, d_k], &device)],
+                0,
+            )
+        };
+        match self {
+            Stacked::Lstm {
+                hidden,
+                cell,
+                image,
+            } => Stacked::Lstm {
+                hidden: grow2(hidden),
+                cell: grow2(cell),
+                image: grow2(image),
+            },
+            Stacked::Transformer {
+                regions,
+                tokens,
+                mut read,
+            } => {
+                read.extend(std::iter::repeat_n(0, count));
+                Stacked::Transformer {
+                    regions: regions.into_iter().map(|kv| kv.map(grow4)).collect(),
+                    tokens: tokens.map(|c| c.into_iter().map(|kv| kv.map(grow4)).collect()),
+                    read,
+                }
+            }
+        }
+    }
+
+    /// The image state of each source slot copied into its destination slot.
+    fn copy_image_rows(self, moves: &[(usize, usize)]) -> Stacked {
+        if moves.is_empty() {
+            return self;
+        }
+        let device = self.device();
+        let row_index = |from: usize| {
+            Tensor::<1, Int>::from_data(TensorData::new(vec![from as i64], [1]), &device)
+        };
+        // `select` copies the row out, so `t` is the only owner of its data again when the
+        // row is written: the write happens in place.
+        let copy = |t: Tensor<4>| {
+            moves.iter().fold(t, |t, &(to, from)| {
+                let row = t.clone().select(0, row_index(from));
+                t.slice_assign(s![to..to + 1, .., .., ..], row)
+            })
+        };
+        let copy2 = |t: Tensor<2>| {
+            moves.iter().fold(t, |t, &(to, from)| {
+                let row = t.clone().select(0, row_index(from));
+                t.slice_assign(s![to..to + 1, ..], row)
+            })
+        };
+        match self {
+            Stacked::Lstm {
+                hidden,
+                cell,
+                image,
+            } => Stacked::Lstm {
+                hidden,
+                cell,
+                image: copy2(image),
+            },
+            Stacked::Transformer {
+                regions,
+                tokens,
+                read,
+            } => Stacked::Transformer {
+                regions: regions.into_iter().map(|kv| kv.map(copy)).collect(),
+                tokens,
+                read,
+            },
+        }
+    }
+
+    /// Each hypothesis's own state (LSTM hidden and cell; Transformer token caches and
+    /// tokens read) of each source slot moved to its destination slot, all at once.
+    fn move_rows(self, moves: &[(usize, usize)]) -> Stacked {
+        if moves.is_empty() {
+            return self;
+        }
+        let mut sources: Vec<usize> = (0..self.rows()).collect();
+        for &(to, from) in moves {
+            sources[to] = from;
+        }
+        let device = self.device();
+        let index = Tensor::<1, Int>::from_data(
+            TensorData::new(sources.iter().map(|&s| s as i64).collect(), [sources.len()]),
+            &device,
+        );
+        match self {
+            Stacked::Lstm {
+                hidden,
+                cell,
+                image,
+            } => Stacked::Lstm {
+                hidden: hidden.select(0, index.clone()),
+                cell: cell.select(0, index),
+                image,
+            },
+            Stacked::Transformer {
+                regions,
+                tokens,
+                read,
+            } => Stacked::Transformer {
+                regions,
+                tokens: tokens.map(|caches| {
+                    caches
+                        .into_iter()
+                        .map(|kv| kv.map(|t| t.select(0, index.clone())))
+                        .collect()
+                }),
+                read: sources.iter().map(|&s| read[s]).collect(),
+            },
+        }
+    }
+
+    /// Only the slots `order`, in that order.
+    fn gather(self, order: &[usize]) -> Stacked {
+        let device = self.device();
+        let index = Tensor::<1, Int>::from_data(
+            TensorData::new(order.iter().map(|&s| s as i64).collect(), [order.len()]),
+            &device,
+        );
+        let pick2 = |t: Tensor<2>| t.select(0, index.clone());
+        let pick4 = |t: Tensor<4>| t.select(0, index.clone());
+        match self {
+            Stacked::Lstm {
+                hidden,
+                cell,
+                image,
+            } => Stacked::Lstm {
+                hidden: pick2(hidden),
+                cell: pick2(cell),
+                image: pick2(image),
+            },
+            Stacked::Transformer {
+                regions,
+                tokens,
+                read,
+            } => {
+                let read: Vec<usize> = order.iter().map(|&s| read[s]).collect();
+                let longest = read.iter().copied().max().unwrap_or(0);
+                Stacked::Transformer {
+                    regions: regions.into_iter().map(|kv| kv.map(pick4)).collect(),
+                    tokens: tokens
+                        .filter(|_| longest > 0)
+                        .map(|c| c.into_iter().map(|kv| kv.map(pick4)).collect()),
+                    read,
+                }
+            }
         }
     }
 }
 
-/// One Transformer step over right-aligned caches: the logits and the grown state.
+/// One Transformer step over right-aligned caches, every slot at once: the logits and the
+/// grown state. Columns no live slot reads are cut first; free slots read nothing.
 fn step_transformer(
     net: &TransformerCaptioner,
     ids: Tensor<1, Int>,
     regions: &[KeyValue],
     tokens: Option<&[KeyValue]>,
     read: &[usize],
+    live: &[bool],
     device: &Device,
 ) -> Result<(Tensor<2>, Stacked)> {
     if read.iter().any(|&r| r >= net.max_tokens()) {
@@ -398,27 +601,39 @@ fn step_transformer(
             net.max_tokens()
         )));
     }
-    let rows = read.len();
-    let columns = tokens
-        .and_then(<[KeyValue]>::first)
-        .map_or(0, |kv| kv.keys.dims()[2]);
+    let slots = read.len();
+    let longest = read.iter().copied().max().unwrap_or(0);
+    let past = tokens.filter(|_| longest > 0).map(|caches| {
+        let columns = caches[0].keys.dims()[2];
+        caches
+            .iter()
+            .map(|kv| {
+                kv.clone()
+                    .map(|t| t.slice(s![.., .., columns - longest..columns, ..]))
+            })
+            .collect::<Vec<_>>()
+    });
     let positions = Tensor::<1, Int>::from_data(
-        TensorData::new(read.iter().map(|&r| r as i64).collect(), [rows]),
+        TensorData::new(read.iter().map(|&r| r as i64).collect(), [slots]),
         device,
     );
-    let mut hidden = Vec::with_capacity(rows * (columns + 1));
+    let mut hidden = Vec::with_capacity(slots * (longest + 1));
     for &r in read {
-        hidden.extend((0..=columns).map(|j| j + r < columns));
+        hidden.extend((0..=longest).map(|j| j + r < longest));
     }
-    let mask = Tensor::from_data(TensorData::new(hidden, [rows, 1, 1, columns + 1]), device);
-    let past = tokens.filter(|_| columns > 0).map(<[KeyValue]>::to_vec);
+    let mask = Tensor::from_data(TensorData::new(hidden, [slots, 1, 1, longest + 1]), device);
     let (logits, grown) = net.step(ids, positions, past, regions.to_vec(), mask);
+    let read = read
+        .iter()
+        .zip(live)
+        .map(|(&r, &live)| if live { r + 1 } else { 0 })
+        .collect();
     Ok((
         logits,
         Stacked::Transformer {
             regions: regions.to_vec(),
             tokens: Some(grown),
-            read: read.iter().map(|r| r + 1).collect(),
+            read,
         },
     ))
 }
