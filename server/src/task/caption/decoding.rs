@@ -4,7 +4,7 @@
 //! single decoder batch, their states kept stacked from step to step.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kiln_zoo::captioning::captioner::{Caption, CaptionOptions, Captioner};
 use kiln_zoo::captioning::decoding::HypothesisBatch;
@@ -20,10 +20,28 @@ use crate::task::LoadError;
 pub struct CaptionPolicy {
     /// Most images encoded together.
     pub max_encoder_batch_size: usize,
+    /// While captions are decoding, images wait to be encoded until this many can join
+    /// together, or the oldest has waited `max_encoder_wait`.
+    pub min_encoder_batch_size: usize,
+    pub max_encoder_wait: Duration,
     /// Most hypotheses decoded together; a request reserves its `beam_size`.
     pub max_active_hypotheses: usize,
     /// Let requests join between steps; when false a batch runs until all of it is done.
     pub continuous_batching: bool,
+}
+
+impl CaptionPolicy {
+    /// Whether `count` joiners, all there is room for of `waiting`, wait for more to gather
+    /// into one encoder batch: only while other captions are decoding (so the loop goes on
+    /// and looks again after the step), when more would fit, and until the oldest has
+    /// waited `max_encoder_wait`.
+    fn gathers(&self, decoding: bool, count: usize, waiting: usize, oldest_wait: Duration) -> bool {
+        let all_that_wait = count == waiting.min(self.max_encoder_batch_size);
+        decoding
+            && count < self.min_encoder_batch_size
+            && all_that_wait
+            && oldest_wait < self.max_encoder_wait
+    }
 }
 
 /// One captioning request.
@@ -88,7 +106,17 @@ impl StepModel for CaptionDecoder {
             reserved += beam;
             count += 1;
         }
-        count
+        let oldest_wait = waiting
+            .front()
+            .map_or(Duration::ZERO, |oldest| oldest.queued_at.elapsed());
+        if self
+            .policy
+            .gathers(!running.is_empty(), count, waiting.len(), oldest_wait)
+        {
+            0
+        } else {
+            count
+        }
     }
 
     fn start(
@@ -160,5 +188,43 @@ impl StepModel for CaptionDecoder {
         self.metrics
             .max_active_hypotheses
             .set(self.policy.max_active_hypotheses.min(width_limit) as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> CaptionPolicy {
+        CaptionPolicy {
+            max_encoder_batch_size: 32,
+            min_encoder_batch_size: 8,
+            max_encoder_wait: Duration::from_millis(5),
+            max_active_hypotheses: 128,
+            continuous_batching: true,
+        }
+    }
+
+    #[test]
+    fn a_small_group_gathers_only_while_captions_decode_and_not_past_the_wait() {
+        let policy = policy();
+        let short = Duration::from_millis(1);
+        // Three waiting, room for all, captions decoding: they wait for more.
+        assert!(policy.gathers(true, 3, 3, short));
+        // Nothing decoding: the loop would idle, so they start at once.
+        assert!(!policy.gathers(false, 3, 3, short));
+        // The oldest has waited long enough.
+        assert!(!policy.gathers(true, 3, 3, Duration::from_millis(5)));
+        // Enough to fill the group.
+        assert!(!policy.gathers(true, 8, 8, short));
+        assert!(!policy.gathers(true, 8, 20, short));
+        // Room for only two of five: waiting gathers nothing more, they start.
+        assert!(!policy.gathers(true, 2, 5, short));
+        // A group of one is the smallest: nothing ever waits.
+        let eager = CaptionPolicy {
+            min_encoder_batch_size: 1,
+            ..policy
+        };
+        assert!(!eager.gathers(true, 1, 1, short));
     }
 }

@@ -1,5 +1,7 @@
 //! Loading a captioner: its weights onto the device, a warm-up, and its captioning loop.
 
+use std::time::Duration;
+
 use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
 
 use super::CaptionerRunner;
@@ -34,6 +36,8 @@ pub fn load(
         Box::new(load),
         CaptionPolicy {
             max_encoder_batch_size: d.max_encoder_batch_size,
+            min_encoder_batch_size: d.min_encoder_batch_size,
+            max_encoder_wait: Duration::from_secs_f64(d.max_encoder_wait_ms / 1e3),
             max_active_hypotheses: d.max_active_hypotheses,
             continuous_batching: d.continuous_batching,
         },
