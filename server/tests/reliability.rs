@@ -436,6 +436,11 @@ async fn step_targets_bound_the_width_of_generation_and_caption_steps_and_show_i
     add_model(repository.path(), "captioner-lstm", "captioner-lstm", |c| {
         set_in(c, "decoding", "max_active_hypotheses", 20.into());
         set_in(c, "decoding", "target_step_p99_ms", 3_600_000.0.into());
+        set_in(c, "decoding", "min_encoder_batch_size", 4.into());
+        set_in(c, "decoding", "max_encoder_wait_ms", 2.5.into());
+    });
+    add_model(repository.path(), "captioner-lstm", "captioner-bad", |c| {
+        set_in(c, "decoding", "min_encoder_batch_size", 0.into());
     });
     let (server, base) = start(ServeSettings::for_tests(repository.path())).await;
     let client = reqwest::Client::new();
@@ -488,7 +493,14 @@ async fn step_targets_bound_the_width_of_generation_and_caption_steps_and_show_i
         .send()
         .await
         .unwrap();
-    // A target that is no number of milliseconds keeps the model from loading.
+    // A target that is no number of milliseconds keeps the model from loading, as does
+    // an encoder group of no images.
+    assert_eq!(bad.status(), 503);
+    let bad = client
+        .get(format!("{base}/v2/models/captioner-bad/ready"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 503);
     let generous = config("gru-web-en").await;
     assert_eq!(generous["step_target"]["target_step_p99_ms"], 3_600_000.0);
@@ -497,6 +509,15 @@ async fn step_targets_bound_the_width_of_generation_and_caption_steps_and_show_i
     assert_eq!(
         captioner["step_target"]["max_step_width"], 20,
         "{captioner}"
+    );
+    // Images gather into encoder batches of 4 for at most 2.5 ms while captions decode.
+    assert_eq!(
+        captioner["dynamic_batching"]["preferred_batch_size"],
+        serde_json::json!([4])
+    );
+    assert_eq!(
+        captioner["dynamic_batching"]["max_queue_delay_microseconds"],
+        2500
     );
     let text = metrics_text(&client, &base).await;
     assert_eq!(

@@ -153,12 +153,13 @@ pub fn config(handle: &ModelHandle) -> ModelConfigView {
             Some(lm.batching()),
             lm.step_target(),
         ),
-        // Images are encoded in batches as they arrive, with no added delay.
+        // Images are encoded in batches as they arrive; while captions decode, a group
+        // gathers to the preferred size for at most the queue delay.
         TaskRunner::Captioner(c) => (
             BatchingConfig {
                 max_batch_size: c.config.decoding.max_encoder_batch_size,
-                max_queue_delay_us: 0,
-                preferred_batch_sizes: Vec::new(),
+                max_queue_delay_us: (c.config.decoding.max_encoder_wait_ms * 1e3).round() as u64,
+                preferred_batch_sizes: vec![c.config.decoding.min_encoder_batch_size],
                 max_queue_size: c.config.decoding.max_queue_size,
                 ..BatchingConfig::default()
             },
