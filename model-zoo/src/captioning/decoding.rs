@@ -7,7 +7,8 @@
 //! Searches come and go without moving the others' states: a joining image's state is
 //! written into free slots (the tensors grow only when none is free), a leaving search's
 //! slots are freed, and a free slot is computed with the rest and its output ignored.
-//! Once free slots outnumber half the live ones the slots are compacted with one gather.
+//! Once free slots outnumber a quarter of the live ones the slots are compacted with one
+//! gather.
 //! Beam search moves states only where a continuation lands in another slot than the
 //! hypothesis it extends.
 //!
@@ -313,15 +314,16 @@ impl HypothesisBatch {
         self.free.extend_from_slice(slots);
     }
 
-    /// Drop everything once no search is left; compact once free slots outnumber half the
-    /// live ones (and a few more), so free slots never cost more than half a step.
+    /// Drop everything once no search is left; compact once free slots outnumber a quarter
+    /// of the live ones (and one more), so free slots never cost more than a quarter of a
+    /// step. (Half, and four more, measured about 5 % fewer captions/s at c=16.)
     fn tidy(&mut self) {
         if self.searches.is_empty() {
             self.stacked = None;
             self.free.clear();
             return;
         }
-        if self.free.len() <= self.rows() / 2 + 4 {
+        if self.free.len() <= self.rows() / 4 + 1 {
             return;
         }
         let order: Vec<usize> = self
