@@ -2,7 +2,7 @@
 //!
 //! All images of a call are encoded together, then searched together: every step runs one
 //! batched decoder pass over the live hypotheses of every image (each image keeps up to
-//! `beam_size`), their decoder states kept stacked from step to step.
+//! `beam_size`), their decoder states kept in slots from step to step.
 
 use std::collections::HashMap;
 use std::path::Path;

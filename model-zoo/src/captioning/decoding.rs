@@ -115,25 +115,26 @@ impl HypothesisBatch {
                 read: vec![0; count],
             },
         };
-        let slots = match self.stacked.take() {
-            None => {
-                self.stacked = Some(joining);
-                (0..count).collect()
-            }
-            Some(stacked) => {
-                if std::mem::discriminant(&stacked) != std::mem::discriminant(&joining) {
-                    self.stacked = Some(stacked);
-                    return Err(foreign_state());
-                }
-                self.stacked = Some(stacked);
-                let slots = self.take_free(count);
-                let mut stacked = self.stacked.take().expect("taken above");
+        let kind = std::mem::discriminant(&joining);
+        if self
+            .stacked
+            .as_ref()
+            .is_some_and(|stacked| std::mem::discriminant(stacked) != kind)
+        {
+            return Err(foreign_state());
+        }
+        let slots = if self.stacked.is_none() {
+            self.stacked = Some(joining);
+            (0..count).collect()
+        } else {
+            let slots = self.take_free(count);
+            if let Some(mut stacked) = self.stacked.take() {
                 for (row, &slot) in slots.iter().enumerate() {
                     stacked = stacked.write_row(slot, &joining, row);
                 }
                 self.stacked = Some(stacked);
-                slots
             }
+            slots
         };
         let ids: Vec<u64> = (1..=count as u64).map(|i| self.last_id + i).collect();
         self.last_id += count as u64;

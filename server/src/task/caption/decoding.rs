@@ -1,7 +1,7 @@
 //! Captioning on the step loop: a thread that owns the captioner and batches both stages.
 //! Starting requests encodes their images together in one encoder batch and opens their
 //! searches; each step then feeds one token to every live hypothesis of every request in a
-//! single decoder batch, their states kept stacked from step to step.
+//! single decoder batch, their states kept in slots from step to step.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ pub struct CaptionDecoder {
     pub reload: Box<dyn Fn() -> Result<Captioner, LoadError> + Send>,
     pub policy: CaptionPolicy,
     pub metrics: CaptionMetrics,
-    /// The running searches' hypotheses, their states stacked from one step to the next.
+    /// The running searches' hypotheses, their states in slots from one step to the next.
     batch: HypothesisBatch,
 }
 
