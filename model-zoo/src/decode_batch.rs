@@ -206,3 +206,21 @@ fn cat_right_aligned(parts: Vec<(Vec<KeyValue>, Vec<usize>)>) -> Stacked {
     let read = parts.into_iter().flat_map(|(_, r)| r).collect();
     Stacked::Transformer { caches, read }
 }
+
+/// The attention mask of one step over right-aligned caches of `columns` columns:
+/// `[rows, 1, 1, columns + 1]`, true where a row's column is padding (left of what it has
+/// read); the new token's own column, last, is never hidden.
+pub(crate) fn right_aligned_mask(
+    read: &[usize],
+    columns: usize,
+    device: &Device,
+) -> Tensor<4, Bool> {
+    let mut hidden = Vec::with_capacity(read.len() * (columns + 1));
+    for &r in read {
+        hidden.extend((0..=columns).map(|j| j + r < columns));
+    }
+    Tensor::from_data(
+        TensorData::new(hidden, [read.len(), 1, 1, columns + 1]),
+        device,
+    )
+}

@@ -414,11 +414,7 @@ fn decode_transformer(
         ),
         device,
     );
-    let mut hidden = Vec::with_capacity(rows * (columns + 1));
-    for &r in read {
-        hidden.extend((0..=columns).map(|j| j + r < columns));
-    }
-    let mask = Tensor::from_data(TensorData::new(hidden, [rows, 1, 1, columns + 1]), device);
+    let mask = crate::decode_batch::right_aligned_mask(read, columns, device);
     let past = (columns > 0).then(|| caches.to_vec());
     let (hidden, grown) = model.hidden(input, positions, past, mask);
     let read = read.iter().map(|r| r + 1).collect();

@@ -620,11 +620,7 @@ fn step_transformer(
         TensorData::new(read.iter().map(|&r| r as i64).collect(), [slots]),
         device,
     );
-    let mut hidden = Vec::with_capacity(slots * (longest + 1));
-    for &r in read {
-        hidden.extend((0..=longest).map(|j| j + r < longest));
-    }
-    let mask = Tensor::from_data(TensorData::new(hidden, [slots, 1, 1, longest + 1]), device);
+    let mask = crate::decode_batch::right_aligned_mask(read, longest, device);
     let (logits, grown) = net.step(ids, positions, past, regions.to_vec(), mask);
     let read = read
         .iter()
