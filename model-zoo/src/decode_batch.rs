@@ -1,13 +1,20 @@
-//! The sequences a generation loop decodes together, their states kept stacked between
-//! steps. A step then feeds the stacked states straight to the network, and the network's
-//! grown states are the next step's input: nothing is padded, split or copied per sequence.
-//! Rows are rebuilt only when the set changes: rows that leave are dropped with one gather,
-//! sequences that join are appended.
+//! The sequences a generation loop decodes together, their states kept in slots between
+//! steps. Each row ("slot") of the batch's tensors holds one live sequence or is free. A
+//! step feeds every slot to the network at once and keeps the grown states, so nothing is
+//! padded, stacked or split per sequence.
 //!
-//! Transformer caches are right-aligned: every row's newest position is the last column,
-//! and a row that has read fewer tokens than the longest has hidden columns on its left.
-//! A joining row is padded on the left; columns no row uses any more are cut off when rows
-//! leave, so the batch is never wider than its longest sequence.
+//! Sequences come and go without moving the others' states: a joining sequence's state is
+//! written into a free slot (the tensors grow only when none is free), a leaving one's slot
+//! is freed, and a free slot is computed with the rest and its output dropped. Once free
+//! slots outnumber a quarter of the live ones the slots are compacted with one gather.
+//!
+//! Transformer keys and values live in a ring per layer, `[slots, heads, capacity, d_k]`
+//! with `capacity` the model's context: every step writes each slot's new key and value
+//! into the same column, `head`, in place, and moves `head` on by one (wrapping around). A
+//! slot's tokens are the `read` columns before `head`; the attention mask hides the rest.
+//! Attention does not depend on the order of the columns (positions are in the
+//! embeddings), and a sequence never reads more tokens than the context, so no column is
+//! overwritten while its slot still needs it.
 
 use burn::prelude::*;
 
@@ -16,24 +23,34 @@ use crate::language_model::SequenceState;
 use crate::models::recurrent_lm::LayerState;
 use crate::models::transformer_lm::KeyValue;
 
-/// Sequences decoded together, each row known by the caller's id.
+/// Sequences decoded together, each known by the caller's id.
 #[derive(Debug, Default)]
 pub struct DecodeBatch {
+    /// Per slot, the id of the sequence it holds; `None` when free.
+    slots: Vec<Option<u64>>,
+    /// The live sequences' ids, in slot order, and their slots.
     ids: Vec<u64>,
+    live: Vec<usize>,
     stacked: Option<Stacked>,
 }
 
-/// The rows' states, stacked along the batch dimension.
+/// The slots' states, stacked along the batch dimension.
 #[derive(Debug, Clone)]
 pub(crate) enum Stacked {
-    /// Per layer, hidden (and cell) state `[rows, d_model]`.
+    /// Per layer, hidden (and cell) state `[slots, d_model]`.
     Recurrent(Vec<LayerState>),
-    /// Per layer, keys and values `[rows, heads, columns, d_k]`, right-aligned, with the
-    /// number of tokens each row has read.
-    Transformer {
-        caches: Vec<KeyValue>,
-        read: Vec<usize>,
-    },
+    Transformer(Ring),
+}
+
+/// Transformer keys and values in rings (see the module's notes).
+#[derive(Debug, Clone)]
+pub(crate) struct Ring {
+    /// Per layer, keys and values `[slots, heads, capacity, d_k]`.
+    pub caches: Vec<KeyValue>,
+    /// Tokens each slot has read (0 when free): its columns are the `read` before `head`.
+    pub read: Vec<usize>,
+    /// The column the next step writes.
+    pub head: usize,
 }
 
 impl DecodeBatch {
@@ -41,7 +58,7 @@ impl DecodeBatch {
         Self::default()
     }
 
-    /// The rows' ids, in the order of a step's tokens and outputs.
+    /// The sequences' ids, in the order of a step's tokens and outputs.
     pub fn ids(&self) -> &[u64] {
         &self.ids
     }
@@ -54,54 +71,31 @@ impl DecodeBatch {
         self.ids.is_empty()
     }
 
-    /// Keep only the rows whose id `keep` accepts.
+    /// Rows of the tensors: live sequences and free slots.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The live sequences' slots, in the order of [`Self::ids`].
+    pub(crate) fn live_slots(&self) -> &[usize] {
+        &self.live
+    }
+
+    /// Keep only the sequences whose id `keep` accepts.
     pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
-        let kept: Vec<usize> = (0..self.ids.len()).filter(|&i| keep(self.ids[i])).collect();
-        if kept.len() == self.ids.len() {
-            return;
-        }
-        self.ids = kept.iter().map(|&i| self.ids[i]).collect();
-        if kept.is_empty() {
-            self.stacked = None;
-            return;
-        }
-        let Some(stacked) = self.stacked.take() else {
-            return;
-        };
-        let device = stacked.device();
-        let rows = Tensor::<1, Int>::from_data(
-            TensorData::new(kept.iter().map(|&i| i as i64).collect(), [kept.len()]),
-            &device,
-        );
-        self.stacked = Some(match stacked {
-            Stacked::Recurrent(layers) => Stacked::Recurrent(
-                layers
-                    .into_iter()
-                    .map(|l| LayerState {
-                        hidden: l.hidden.select(0, rows.clone()),
-                        cell: l.cell.map(|c| c.select(0, rows.clone())),
-                    })
-                    .collect(),
-            ),
-            Stacked::Transformer { caches, read } => {
-                let read: Vec<usize> = kept.iter().map(|&i| read[i]).collect();
-                let columns = caches.first().map_or(0, |kv| kv.keys.dims()[2]);
-                // Columns left of the longest remaining row hide every row: cut them off.
-                let unused = columns - read.iter().copied().max().unwrap_or(0);
-                let keep = |t: Tensor<4>| {
-                    let t = t.select(0, rows.clone());
-                    if unused == 0 {
-                        t
-                    } else {
-                        t.slice(s![.., .., unused..columns, ..])
-                    }
-                };
-                Stacked::Transformer {
-                    caches: caches.into_iter().map(|kv| kv.map(keep)).collect(),
-                    read,
+        let mut changed = false;
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].is_some_and(|id| !keep(id)) {
+                self.slots[slot] = None;
+                if let Some(Stacked::Transformer(ring)) = &mut self.stacked {
+                    ring.read[slot] = 0;
                 }
+                changed = true;
             }
-        });
+        }
+        if changed {
+            self.tidy();
+        }
     }
 
     /// Add sequences, each with the state its prefill returned. States of another kind
@@ -113,37 +107,34 @@ impl DecodeBatch {
         };
         let kind = match &self.stacked {
             Some(Stacked::Recurrent(_)) => true,
-            Some(Stacked::Transformer { .. }) => false,
+            Some(Stacked::Transformer(_)) => false,
             None => recurrent(&first.1),
         };
         if joining.iter().any(|(_, s)| recurrent(s) != kind) {
-            return Err(ZooError::InvalidInput(
-                "state belongs to another model".into(),
-            ));
+            return Err(foreign_state());
         }
-        let stacked = self.stacked.take();
-        let mut layer_parts = Vec::with_capacity(joining.len() + 1);
-        let mut cache_parts = Vec::with_capacity(joining.len() + 1);
-        match stacked {
-            Some(Stacked::Recurrent(layers)) => layer_parts.push(layers),
-            Some(Stacked::Transformer { caches, read }) => cache_parts.push((caches, read)),
-            None => {}
+        let mut stacked = match self.stacked.take() {
+            Some(stacked) => stacked,
+            None => Stacked::empty_like(&first.1),
+        };
+        // Free slots first, then new ones at the end.
+        let free: Vec<usize> = (0..self.slots.len())
+            .filter(|&s| self.slots[s].is_none())
+            .collect();
+        let reused = free.len().min(joining.len());
+        let missing = joining.len() - reused;
+        let end = self.slots.len();
+        let targets = free[..reused].iter().copied().chain(end..end + missing);
+        if missing > 0 {
+            stacked = stacked.grow(missing);
+            self.slots.extend(std::iter::repeat_n(None, missing));
         }
-        for (id, state) in joining {
-            self.ids.push(id);
-            match state {
-                SequenceState::Recurrent(layers) => layer_parts.push(layers),
-                SequenceState::Transformer(cache) => {
-                    let read = cache.first().map_or(0, |kv| kv.keys.dims()[2]);
-                    cache_parts.push((cache, vec![read]));
-                }
-            }
+        for ((id, state), slot) in joining.into_iter().zip(targets) {
+            stacked = stacked.write(slot, state);
+            self.slots[slot] = Some(id);
         }
-        self.stacked = Some(if kind {
-            Stacked::Recurrent(cat_layers(layer_parts))
-        } else {
-            cat_right_aligned(cache_parts)
-        });
+        self.stacked = Some(stacked);
+        self.index_live();
         Ok(())
     }
 
@@ -151,76 +142,231 @@ impl DecodeBatch {
         self.stacked.as_ref()
     }
 
-    /// The states after a step, for the same rows.
+    /// The states, taken out for a step (so the step is their only owner and writes in
+    /// place); [`Self::advance`] puts the grown ones back.
+    pub(crate) fn take_stacked(&mut self) -> Option<Stacked> {
+        self.stacked.take()
+    }
+
+    /// The states after a step, for the same slots.
     pub(crate) fn advance(&mut self, stacked: Stacked) {
         self.stacked = Some(stacked);
     }
+
+    /// The live ids and slots again, after slots changed hands.
+    fn index_live(&mut self) {
+        self.live = (0..self.slots.len())
+            .filter(|&s| self.slots[s].is_some())
+            .collect();
+        self.ids = self.live.iter().filter_map(|&s| self.slots[s]).collect();
+    }
+
+    /// Drop everything once no sequence is left; compact once free slots outnumber a
+    /// quarter of the live ones (and one more), so free slots never cost more than a quarter
+    /// of a step.
+    fn tidy(&mut self) {
+        self.index_live();
+        if self.live.is_empty() {
+            *self = Self::default();
+            return;
+        }
+        let free = self.slots.len() - self.live.len();
+        if free <= self.live.len() / 4 + 1 {
+            return;
+        }
+        if let Some(stacked) = self.stacked.take() {
+            self.stacked = Some(stacked.gather(&self.live));
+        }
+        self.slots = self.ids.iter().map(|&id| Some(id)).collect();
+        self.index_live();
+    }
+}
+
+fn foreign_state() -> ZooError {
+    ZooError::InvalidInput("state belongs to another model".into())
 }
 
 impl Stacked {
+    /// No slots yet, shaped for states like `state`.
+    fn empty_like(state: &SequenceState) -> Stacked {
+        match state {
+            SequenceState::Recurrent(layers) => Stacked::Recurrent(
+                layers
+                    .iter()
+                    .map(|l| LayerState {
+                        hidden: l.hidden.clone().slice(s![0..0, ..]),
+                        cell: l.cell.clone().map(|c| c.slice(s![0..0, ..])),
+                    })
+                    .collect(),
+            ),
+            SequenceState::Transformer { cache, capacity } => {
+                let ring = |t: &Tensor<4>| {
+                    let [_, heads, _, d_k] = t.dims();
+                    Tensor::zeros([0, heads, *capacity, d_k], &t.device())
+                };
+                Stacked::Transformer(Ring {
+                    caches: cache
+                        .iter()
+                        .map(|kv| KeyValue {
+                            keys: ring(&kv.keys),
+                            values: ring(&kv.values),
+                        })
+                        .collect(),
+                    read: Vec::new(),
+                    head: 0,
+                })
+            }
+        }
+    }
+
     fn device(&self) -> Device {
         match self {
             Stacked::Recurrent(layers) => layers[0].hidden.device(),
-            Stacked::Transformer { caches, .. } => caches[0].keys.device(),
+            Stacked::Transformer(ring) => ring.caches[0].keys.device(),
         }
     }
-}
 
-/// Recurrent states of several groups of rows, one group after the other.
-fn cat_layers(parts: Vec<Vec<LayerState>>) -> Vec<LayerState> {
-    let layers = parts.first().map_or(0, Vec::len);
-    (0..layers)
-        .map(|l| LayerState {
-            hidden: Tensor::cat(parts.iter().map(|p| p[l].hidden.clone()).collect(), 0),
-            cell: parts[0][l]
-                .cell
-                .as_ref()
-                .map(|_| Tensor::cat(parts.iter().filter_map(|p| p[l].cell.clone()).collect(), 0)),
-        })
-        .collect()
-}
-
-/// Right-aligned caches of several groups of rows, one after the other, each padded on the
-/// left to the widest.
-fn cat_right_aligned(parts: Vec<(Vec<KeyValue>, Vec<usize>)>) -> Stacked {
-    let width = |caches: &[KeyValue]| caches.first().map_or(0, |kv| kv.keys.dims()[2]);
-    let columns = parts.iter().map(|(c, _)| width(c)).max().unwrap_or(0);
-    let layers = parts.first().map_or(0, |(c, _)| c.len());
-    let pad_left = |t: &Tensor<4>| {
-        let [rows, heads, have, d_k] = t.dims();
-        if have == columns {
-            return t.clone();
-        }
-        let padding = Tensor::zeros([rows, heads, columns - have, d_k], &t.device());
-        Tensor::cat(vec![padding, t.clone()], 2)
-    };
-    let caches = (0..layers)
-        .map(|l| KeyValue {
-            keys: Tensor::cat(parts.iter().map(|(c, _)| pad_left(&c[l].keys)).collect(), 0),
-            values: Tensor::cat(
-                parts.iter().map(|(c, _)| pad_left(&c[l].values)).collect(),
-                0,
+    /// `count` more slots, zeroed and free.
+    fn grow(self, count: usize) -> Stacked {
+        let grow2 = |t: Tensor<2>| append_zero_rows(t, count);
+        let grow4 = |t: Tensor<4>| append_zero_rows(t, count);
+        match self {
+            Stacked::Recurrent(layers) => Stacked::Recurrent(
+                layers
+                    .into_iter()
+                    .map(|l| LayerState {
+                        hidden: grow2(l.hidden),
+                        cell: l.cell.map(grow2),
+                    })
+                    .collect(),
             ),
-        })
-        .collect();
-    let read = parts.into_iter().flat_map(|(_, r)| r).collect();
-    Stacked::Transformer { caches, read }
+            Stacked::Transformer(mut ring) => {
+                ring.read.extend(std::iter::repeat_n(0, count));
+                ring.caches = ring.caches.into_iter().map(|kv| kv.map(grow4)).collect();
+                Stacked::Transformer(ring)
+            }
+        }
+    }
+
+    /// A prefill's state written into `slot`, in place. Kinds are checked before.
+    fn write(self, slot: usize, state: SequenceState) -> Stacked {
+        match (self, state) {
+            (Stacked::Recurrent(layers), SequenceState::Recurrent(joining)) => {
+                let put =
+                    |t: Tensor<2>, row: Tensor<2>| t.slice_assign(s![slot..slot + 1, ..], row);
+                Stacked::Recurrent(
+                    layers
+                        .into_iter()
+                        .zip(joining)
+                        .map(|(l, j)| LayerState {
+                            hidden: put(l.hidden, j.hidden),
+                            cell: match (l.cell, j.cell) {
+                                (Some(cell), Some(row)) => Some(put(cell, row)),
+                                (cell, _) => cell,
+                            },
+                        })
+                        .collect(),
+                )
+            }
+            (Stacked::Transformer(mut ring), SequenceState::Transformer { cache, .. }) => {
+                let read = cache.first().map_or(0, |kv| kv.keys.dims()[2]);
+                ring.read[slot] = read;
+                let head = ring.head;
+                ring.caches = ring
+                    .caches
+                    .into_iter()
+                    .zip(cache)
+                    .map(|(kv, joining)| KeyValue {
+                        keys: write_before_head(kv.keys, slot, head, joining.keys),
+                        values: write_before_head(kv.values, slot, head, joining.values),
+                    })
+                    .collect();
+                Stacked::Transformer(ring)
+            }
+            (stacked, _) => stacked,
+        }
+    }
+
+    /// Only the slots `order`, in that order.
+    fn gather(self, order: &[usize]) -> Stacked {
+        let device = self.device();
+        let index = Tensor::<1, Int>::from_data(
+            TensorData::new(order.iter().map(|&s| s as i64).collect(), [order.len()]),
+            &device,
+        );
+        match self {
+            Stacked::Recurrent(layers) => Stacked::Recurrent(
+                layers
+                    .into_iter()
+                    .map(|l| LayerState {
+                        hidden: l.hidden.select(0, index.clone()),
+                        cell: l.cell.map(|c| c.select(0, index.clone())),
+                    })
+                    .collect(),
+            ),
+            Stacked::Transformer(ring) => Stacked::Transformer(Ring {
+                caches: ring
+                    .caches
+                    .into_iter()
+                    .map(|kv| kv.map(|t| t.select(0, index.clone())))
+                    .collect(),
+                read: order.iter().map(|&s| ring.read[s]).collect(),
+                head: ring.head,
+            }),
+        }
+    }
 }
 
-/// The attention mask of one step over right-aligned caches of `columns` columns:
-/// `[rows, 1, 1, columns + 1]`, true where a row's column is padding (left of what it has
-/// read); the new token's own column, last, is never hidden.
-pub(crate) fn right_aligned_mask(
-    read: &[usize],
-    columns: usize,
-    device: &Device,
-) -> Tensor<4, Bool> {
-    let mut hidden = Vec::with_capacity(read.len() * (columns + 1));
-    for &r in read {
-        hidden.extend((0..=columns).map(|j| j + r < columns));
+/// `t` with `count` rows of zeros added after its rows (dimension 0).
+pub(crate) fn append_zero_rows<const D: usize>(t: Tensor<D>, count: usize) -> Tensor<D> {
+    let mut dims = t.dims();
+    dims[0] = count;
+    let zeros = Tensor::zeros(dims, &t.device());
+    Tensor::cat(vec![t, zeros], 0)
+}
+
+/// `tokens [1, heads, n, d_k]` written into row `slot` of a ring `[slots, heads, capacity,
+/// d_k]`, in the `n` columns before `head`, wrapping around the ring's start.
+fn write_before_head(ring: Tensor<4>, slot: usize, head: usize, tokens: Tensor<4>) -> Tensor<4> {
+    let capacity = ring.dims()[2];
+    let n = tokens.dims()[2];
+    let start = (head + capacity - n % capacity) % capacity;
+    let rows = slot..slot + 1;
+    if start + n <= capacity {
+        return ring.slice_assign(s![rows, .., start..start + n, ..], tokens);
     }
-    Tensor::from_data(
-        TensorData::new(hidden, [read.len(), 1, 1, columns + 1]),
-        device,
+    let first = capacity - start;
+    ring.slice_assign(
+        s![rows.clone(), .., start..capacity, ..],
+        tokens.clone().slice(s![.., .., 0..first, ..]),
     )
+    .slice_assign(
+        s![rows, .., 0..n - first, ..],
+        tokens.slice(s![.., .., first..n, ..]),
+    )
+}
+
+impl Ring {
+    /// The attention mask of a step: `[slots, 1, 1, capacity]`, true where a column is not
+    /// the slot's (outside the `read` columns before `head`); `head`, where the new token
+    /// goes, is every slot's.
+    pub(crate) fn mask(&self, device: &Device) -> Tensor<4, Bool> {
+        let capacity = self.caches.first().map_or(0, |kv| kv.keys.dims()[2]);
+        let mut hidden = Vec::with_capacity(self.read.len() * capacity);
+        for &read in &self.read {
+            hidden.extend((0..capacity).map(|column| {
+                let behind = (self.head + capacity - column) % capacity;
+                behind > read
+            }));
+        }
+        Tensor::from_data(
+            TensorData::new(hidden, [self.read.len(), 1, 1, capacity]),
+            device,
+        )
+    }
+
+    /// Columns of each slot's ring: the model's context.
+    pub(crate) fn capacity(&self) -> usize {
+        self.caches.first().map_or(0, |kv| kv.keys.dims()[2])
+    }
 }

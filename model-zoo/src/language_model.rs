@@ -10,10 +10,10 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use serde::{Deserialize, Serialize};
 
-use crate::decode_batch::{DecodeBatch, Stacked};
+use crate::decode_batch::{DecodeBatch, Ring, Stacked};
 use crate::error::{Result, ZooError};
 use crate::eval::LanguageModelScore;
 use crate::models::elman::ElmanActivation;
@@ -158,8 +158,12 @@ impl LanguageNet {
 pub enum SequenceState {
     /// Per layer, hidden (and LSTM cell) state of shape `[1, d_model]`.
     Recurrent(Vec<LayerState>),
-    /// Per layer, keys and values `[1, heads, seen, d_k]` of the tokens seen so far.
-    Transformer(Vec<KeyValue>),
+    /// Per layer, keys and values `[1, heads, seen, d_k]` of the tokens seen so far, and
+    /// the model's context (the most tokens a sequence can read).
+    Transformer {
+        cache: Vec<KeyValue>,
+        capacity: usize,
+    },
 }
 
 /// A language model with loaded weights, bound to a device.
@@ -280,7 +284,7 @@ impl LanguageModel {
             .collect())
     }
 
-    /// Run a prompt and return the next-token log-probabilities and the state to continue
+    /// Run a prompt and return the next token's probabilities and the state to continue
     /// from.
     pub fn prefill(&self, prompt: &[u32]) -> Result<(Vec<f32>, SequenceState)> {
         self.check_tokens(prompt)?;
@@ -298,18 +302,20 @@ impl LanguageModel {
                     None,
                     TransformerLm::causal_mask(1, time, &self.device),
                 );
-                (hidden, SequenceState::Transformer(cache))
+                let capacity = m.context_length();
+                (hidden, SequenceState::Transformer { cache, capacity })
             }
         };
         let d = hidden.dims()[2];
         let last = hidden.slice(s![.., time - 1..time, ..]).reshape([1, d]);
-        let mut rows = self.to_rows(log_softmax(self.net.project(last), 1))?;
+        let mut rows = self.to_rows(softmax(self.net.project(last), 1))?;
         Ok((rows.remove(0), state))
     }
 
-    /// Feed one token to every row of `batch`, in the order of [`DecodeBatch::ids`], in one
-    /// step; returns each row's next-token log-probabilities. The batch then holds the grown
-    /// states; on an error it is left as it was.
+    /// Feed one token to every sequence of `batch`, in the order of [`DecodeBatch::ids`],
+    /// in one step; returns each sequence's next-token probabilities. (Probabilities, not
+    /// log-probabilities: drawing a token from them needs no `exp` per word.) The batch then
+    /// holds the grown states; on an error it is left as it was.
     pub fn decode(&self, batch: &mut DecodeBatch, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
         if tokens.len() != batch.len() {
             return Err(ZooError::InvalidInput(format!(
@@ -322,27 +328,58 @@ impl LanguageModel {
             return Ok(Vec::new());
         };
         self.check_tokens(tokens)?;
-        let rows = tokens.len();
-        let input = self.padded(&tokens.iter().map(std::slice::from_ref).collect::<Vec<_>>());
-        let (hidden, grown) = match (&self.net, stacked) {
-            (LanguageNet::Recurrent(m), Stacked::Recurrent(layers)) => {
-                let (hidden, finals) = m.hidden(input, Some(layers.clone()));
-                (hidden, Stacked::Recurrent(finals))
-            }
-            (LanguageNet::Transformer(m), Stacked::Transformer { caches, read }) => {
-                decode_transformer(m, input, caches, read, &self.device)?
+        match (&self.net, stacked) {
+            (LanguageNet::Recurrent(_), Stacked::Recurrent(_)) => {}
+            (LanguageNet::Transformer(m), Stacked::Transformer(ring)) => {
+                let live = batch.live_slots();
+                if live.iter().any(|&slot| ring.read[slot] >= ring.capacity()) {
+                    return Err(ZooError::InvalidInput(format!(
+                        "the sequence has reached the model's context of {}",
+                        m.context_length()
+                    )));
+                }
             }
             _ => {
                 return Err(ZooError::InvalidInput(
                     "state belongs to another model".into(),
                 ));
             }
+        }
+        // Every slot steps; a free one reads the end token, and its output is dropped.
+        let mut slot_tokens = vec![EOS_ID; batch.slots()];
+        for (&slot, &token) in batch.live_slots().iter().zip(tokens) {
+            slot_tokens[slot] = token;
+        }
+        let slots = slot_tokens.len();
+        let input = self.padded(
+            &slot_tokens
+                .iter()
+                .map(std::slice::from_ref)
+                .collect::<Vec<_>>(),
+        );
+        let (hidden, grown) = match (&self.net, batch.take_stacked()) {
+            (LanguageNet::Recurrent(m), Some(Stacked::Recurrent(layers))) => {
+                let (hidden, finals) = m.hidden(input, Some(layers));
+                (hidden, Stacked::Recurrent(finals))
+            }
+            (LanguageNet::Transformer(m), Some(Stacked::Transformer(ring))) => {
+                let (hidden, ring) =
+                    step_transformer(m, input, ring, batch.live_slots(), &self.device);
+                (hidden, Stacked::Transformer(ring))
+            }
+            _ => unreachable!("kinds checked above"),
         };
-        let d = hidden.dims()[2];
-        let log_probs =
-            self.to_rows(log_softmax(self.net.project(hidden.reshape([rows, d])), 1))?;
         batch.advance(grown);
-        Ok(log_probs)
+        let d = hidden.dims()[2];
+        let mut hidden = hidden.reshape([slots, d]);
+        let live = batch.live_slots();
+        if live.len() < slots {
+            let rows = live.iter().map(|&s| s as i64).collect::<Vec<_>>();
+            let rows =
+                Tensor::<1, Int>::from_data(TensorData::new(rows, [live.len()]), &self.device);
+            hidden = hidden.select(0, rows);
+        }
+        self.to_rows(softmax(self.net.project(hidden), 1))
     }
 
     /// Perplexity and top-1/top-5 next-token accuracy over whole verses (`<bos> … <eos>`),
@@ -390,39 +427,31 @@ impl LanguageModel {
     }
 }
 
-/// One step of right-aligned caches (see [`crate::decode_batch`]): each row's new token
-/// sits at its own position and sees only the columns of the tokens it has read.
-fn decode_transformer(
+/// One step over rings of keys and values (see [`crate::decode_batch`]): each slot's new
+/// token sits at its own position and sees only its own columns. Free slots read the token
+/// at position 0 and stay free (nothing read).
+fn step_transformer(
     model: &TransformerLm,
     input: Tensor<2, Int>,
-    caches: &[KeyValue],
-    read: &[usize],
+    ring: Ring,
+    live: &[usize],
     device: &Device,
-) -> Result<(Tensor<3>, Stacked)> {
-    if read.iter().any(|&r| r >= model.context_length()) {
-        return Err(ZooError::InvalidInput(format!(
-            "the sequence has reached the model's context of {}",
-            model.context_length()
-        )));
-    }
-    let rows = read.len();
-    let columns = caches.first().map_or(0, |kv| kv.keys.dims()[2]);
+) -> (Tensor<3>, Ring) {
     let positions = Tensor::<2, Int>::from_data(
         TensorData::new(
-            read.iter().map(|&r| r as i64).collect::<Vec<_>>(),
-            [rows, 1],
+            ring.read.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+            [ring.read.len(), 1],
         ),
         device,
     );
-    let mask = crate::decode_batch::right_aligned_mask(read, columns, device);
-    let past = (columns > 0).then(|| caches.to_vec());
-    let (hidden, grown) = model.hidden(input, positions, past, mask);
-    let read = read.iter().map(|r| r + 1).collect();
-    Ok((
-        hidden,
-        Stacked::Transformer {
-            caches: grown,
-            read,
-        },
-    ))
+    let mask = ring.mask(device);
+    let Ring {
+        caches,
+        mut read,
+        head,
+    } = ring;
+    let (hidden, caches) = model.step_in_ring(input, positions, caches, head, mask);
+    live.iter().for_each(|&slot| read[slot] += 1);
+    let head = (head + 1) % caches.first().map_or(1, |kv| kv.keys.dims()[2]);
+    (hidden, Ring { caches, read, head })
 }

@@ -42,6 +42,35 @@ fn assert_close(a: &[f32], b: &[f32], what: &str) {
     assert!(worst < 1e-4, "{what}: differs by {worst}");
 }
 
+/// Probabilities from log-probabilities, to compare with what prefill and decode return.
+fn probabilities(log_probs: &[f32]) -> Vec<f32> {
+    log_probs.iter().map(|lp| lp.exp()).collect()
+}
+
+/// One decoding step of `batch` (token `tokens[i]` for its `i`-th sequence), each
+/// sequence's next-token probabilities checked against a full forward pass over everything
+/// it has read (`read`, to which the token is added).
+fn decode_and_check(
+    lm: &LanguageModel,
+    batch: &mut DecodeBatch,
+    tokens: &[u32],
+    read: &mut HashMap<u64, Vec<u32>>,
+    what: &str,
+) {
+    let probs = lm.decode(batch, tokens).unwrap();
+    assert_eq!(probs.len(), tokens.len(), "{what}");
+    for ((id, &token), probs) in batch.ids().iter().zip(tokens).zip(probs) {
+        let sequence = read.get_mut(id).unwrap();
+        sequence.push(token);
+        let full = lm.next_token_log_probs(&[sequence]).unwrap();
+        assert_close(
+            &probs,
+            &probabilities(&full[0]),
+            &format!("{what} sequence {id}"),
+        );
+    }
+}
+
 fn prompts() -> Vec<Vec<u32>> {
     vec![
         vec![1, 5, 9, 12, 3],
@@ -95,7 +124,7 @@ fn incremental_decoding_matches_full_forward_as_sequences_join_and_leave() {
                     let (first, state) = lm.prefill(prompt).unwrap();
                     assert_close(
                         &first,
-                        &lm.next_token_log_probs(&[prompt]).unwrap()[0],
+                        &probabilities(&lm.next_token_log_probs(&[prompt]).unwrap()[0]),
                         name,
                     );
                     read.insert(id, prompt.clone());
@@ -108,20 +137,79 @@ fn incremental_decoding_matches_full_forward_as_sequences_join_and_leave() {
                 .iter()
                 .map(|&id| 3 + (id as u32 * 7 + step as u32 * 5) % 30)
                 .collect();
-            let log_probs = lm.decode(&mut batch, &tokens).unwrap();
-            for ((id, token), log_probs) in batch.ids().iter().zip(tokens).zip(log_probs) {
-                let sequence = read.get_mut(id).unwrap();
-                sequence.push(token);
-                let full = lm.next_token_log_probs(&[sequence]).unwrap();
-                assert_close(
-                    &log_probs,
-                    &full[0],
-                    &format!("{name} step {step} row {id}"),
-                );
-            }
+            decode_and_check(
+                &lm,
+                &mut batch,
+                &tokens,
+                &mut read,
+                &format!("{name} step {step}"),
+            );
         }
-        assert_eq!(batch.ids(), &[1, 3, 0]);
+        // Slots are reused, so the order is the slots', not the order of joining.
+        let mut ids = batch.ids().to_vec();
+        ids.sort_unstable();
+        assert_eq!(ids, [0, 1, 3]);
     }
+}
+
+#[test]
+fn decoding_goes_round_the_ring_of_keys_and_values_as_sequences_come_and_go() {
+    // Context 24: over 60 steps the ring's write column wraps round twice, while sequences
+    // leave before the context ends (or at it) and new ones take their slots or new slots.
+    let architecture = &architectures()[4];
+    let lm = model(architecture);
+    let context = lm.context_length().unwrap();
+    let mut batch = DecodeBatch::new();
+    let mut read: HashMap<u64, Vec<u32>> = HashMap::new();
+    let mut next_id = 0u64;
+    for step in 0..60u32 {
+        let leaving: Vec<u64> = read
+            .iter()
+            .filter(|(id, s)| s.len() >= context || (s.len() + **id as usize).is_multiple_of(11))
+            .map(|(&id, _)| id)
+            .collect();
+        batch.retain(|id| !leaving.contains(&id));
+        leaving.iter().for_each(|id| {
+            read.remove(id);
+        });
+        let mut joining = Vec::new();
+        for _ in 0..(if step % 3 == 0 { 2 } else { 0 }) {
+            let prompt: Vec<u32> = (0..1 + (next_id as u32 * 5 + step) % 9)
+                .map(|i| 1 + (i * 7 + next_id as u32) % 38)
+                .collect();
+            let (first, state) = lm.prefill(&prompt).unwrap();
+            assert_close(
+                &first,
+                &probabilities(&lm.next_token_log_probs(&[&prompt]).unwrap()[0]),
+                "prefill",
+            );
+            read.insert(next_id, prompt);
+            joining.push((next_id, state));
+            next_id += 1;
+        }
+        batch.join(joining).unwrap();
+        let tokens: Vec<u32> = batch
+            .ids()
+            .iter()
+            .map(|&id| 3 + (id as u32 * 3 + step * 7) % 30)
+            .collect();
+        assert_eq!(tokens.len(), read.len(), "step {step}");
+        decode_and_check(&lm, &mut batch, &tokens, &mut read, &format!("step {step}"));
+    }
+    assert!(next_id > 30, "{next_id} sequences came and went");
+}
+
+#[test]
+fn a_sequence_at_the_end_of_the_context_is_an_error_and_the_others_go_on() {
+    let lm = model(&architectures()[4]);
+    let context = lm.context_length().unwrap();
+    let mut batch = DecodeBatch::new();
+    let (_, full) = lm.prefill(&vec![1u32; context]).unwrap();
+    let (_, short) = lm.prefill(&[1, 2]).unwrap();
+    batch.join(vec![(0, full), (1, short)]).unwrap();
+    assert!(lm.decode(&mut batch, &[3, 3]).is_err());
+    batch.retain(|id| id == 1);
+    assert_eq!(lm.decode(&mut batch, &[3]).unwrap().len(), 1);
 }
 
 #[test]

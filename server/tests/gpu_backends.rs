@@ -18,6 +18,7 @@ use kiln_server::repository::ModelConfig;
 use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
 use kiln_zoo::classifier::batch_buckets;
 use kiln_zoo::data::scenes::{SceneGenerator, SceneSplit};
+use kiln_zoo::decode_batch::DecodeBatch;
 use kiln_zoo::eval::{fashion_mnist_input, ranked_classes, top1_agreement};
 use kiln_zoo::language_model::LanguageModel;
 use kiln_zoo::precision::Precision;
@@ -112,6 +113,22 @@ fn every_bundled_model_answers_on_wgpu_as_on_flex() {
                 let b = gpu.next_token_log_probs(&refs).unwrap();
                 for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                     worst = worst.max(assert_close(&format!("{name} prompt {i}"), x, y));
+                }
+                // Two decoding steps of the prompts together (the Transformer's ring of
+                // keys and values, written in place, and the fused attention).
+                let generate = |lm: &LanguageModel| {
+                    let mut batch = DecodeBatch::new();
+                    let joining = prompts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| (i as u64, lm.prefill(p).unwrap().1))
+                        .collect();
+                    batch.join(joining).unwrap();
+                    lm.decode(&mut batch, &[5, 6, 7]).unwrap();
+                    lm.decode(&mut batch, &[8, 9, 10]).unwrap()
+                };
+                for (i, (x, y)) in generate(&cpu).iter().zip(&generate(&gpu)).enumerate() {
+                    worst = worst.max(assert_close(&format!("{name} decoding {i}"), x, y));
                 }
             }
             ModelConfig::Caption(config) => {

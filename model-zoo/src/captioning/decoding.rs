@@ -14,7 +14,7 @@
 //!
 //! Every hypothesis of a search reads the same image state (the LSTM's image embedding, the
 //! Transformer's region keys and values): it is written once per slot a search takes.
-//! Transformer token caches are right-aligned as in `decode_batch`: a slot's newest
+//! Transformer token caches are right-aligned: a slot's newest
 //! position is the last column, a slot that has read fewer tokens than the longest has
 //! hidden columns on its left (a joining slot hides them all), and columns no live slot
 //! uses are cut.
@@ -23,6 +23,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 use crate::captioning::vocabulary::BOS;
+use crate::decode_batch::append_zero_rows;
 use crate::error::{Result, ZooError};
 use crate::models::captioner::{CaptionNet, KeyValue, TransformerCaptioner};
 
@@ -425,18 +426,8 @@ impl Stacked {
 
     /// `count` more slots, zeroed and free.
     fn grow(self, count: usize) -> Stacked {
-        let device = self.device();
-        let grow2 = |t: Tensor<2>| {
-            let d = t.dims()[1];
-            Tensor::cat(vec![t, Tensor::zeros([count, d], &device)], 0)
-        };
-        let grow4 = |t: Tensor<4>| {
-            let [_, heads, columns, d_k] = t.dims();
-            Tensor::cat(
-                vec![t, Tensor::zeros([count, heads, columns, d_k], &device)],
-                0,
-            )
-        };
+        let grow2 = |t: Tensor<2>| append_zero_rows(t, count);
+        let grow4 = |t: Tensor<4>| append_zero_rows(t, count);
         match self {
             Stacked::Lstm {
                 hidden,
@@ -620,7 +611,7 @@ fn step_transformer(
         TensorData::new(read.iter().map(|&r| r as i64).collect(), [slots]),
         device,
     );
-    let mask = crate::decode_batch::right_aligned_mask(read, longest, device);
+    let mask = right_aligned_mask(read, longest, device);
     let (logits, grown) = net.step(ids, positions, past, regions.to_vec(), mask);
     let read = read
         .iter()
@@ -639,4 +630,18 @@ fn step_transformer(
 
 fn foreign_state() -> ZooError {
     ZooError::InvalidInput("the decoder state belongs to another captioner".into())
+}
+
+/// The attention mask of one step over right-aligned caches of `columns` columns:
+/// `[rows, 1, 1, columns + 1]`, true where a row's column is padding (left of what it has
+/// read); the new token's own column, last, is never hidden.
+fn right_aligned_mask(read: &[usize], columns: usize, device: &Device) -> Tensor<4, Bool> {
+    let mut hidden = Vec::with_capacity(read.len() * (columns + 1));
+    for &r in read {
+        hidden.extend((0..=columns).map(|j| j + r < columns));
+    }
+    Tensor::from_data(
+        TensorData::new(hidden, [read.len(), 1, 1, columns + 1]),
+        device,
+    )
 }

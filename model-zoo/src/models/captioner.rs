@@ -23,6 +23,8 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 
 use super::cpu::{self, Activation, Network, NetworkBuilder, Value};
 use crate::error::Result;
@@ -304,6 +306,30 @@ impl Attention {
         self.output.forward(attended)
     }
 
+    /// [`Self::attend`] for inference, through the backend's fused attention: no score
+    /// tensor, where a decoding step of many one-token rows would otherwise be hundreds of
+    /// tiny matrix products. `mask [batch, 1, n, m]` (true = hidden) leaves each row at least
+    /// one key.
+    fn attend_fused(
+        &self,
+        x: Tensor<3>,
+        context: KeyValue,
+        mask: Option<Tensor<4, Bool>>,
+    ) -> Tensor<3> {
+        let [batch, n, d] = x.dims();
+        let query = self.split_heads(self.query.forward(x));
+        let attended = attention(
+            query,
+            context.keys,
+            context.values,
+            mask,
+            None,
+            AttentionModuleOptions::default(),
+        );
+        self.output
+            .forward(attended.swap_dims(1, 2).reshape([batch, n, d]))
+    }
+
     /// `x [batch, n, d]` attending over `context [batch, m, d]`.
     fn forward(
         &self,
@@ -334,15 +360,15 @@ impl CaptionBlock {
             .self_attention
             .forward(normed.clone(), normed, Some(causal));
         let regions = self.cross_attention.keys_values(memory);
-        self.cross_and_feed_forward(x, regions)
-    }
-
-    /// The block after self-attention: cross-attention over the regions, feed-forward.
-    fn cross_and_feed_forward(&self, x: Tensor<3>, regions: KeyValue) -> Tensor<3> {
         let x = x.clone()
             + self
                 .cross_attention
                 .attend(self.cross_norm.forward(x), regions, None);
+        self.feed_forward(x)
+    }
+
+    /// The feed-forward layer after the attentions, with its residual.
+    fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
         let hidden = gelu(
             self.feed_forward_in
                 .forward(self.feed_forward_norm.forward(x.clone())),
@@ -370,8 +396,14 @@ impl CaptionBlock {
             },
             None => new,
         };
-        let x = x + self.self_attention.attend(normed, seen.clone(), Some(mask));
-        (self.cross_and_feed_forward(x, regions), seen)
+        let x = x + self
+            .self_attention
+            .attend_fused(normed, seen.clone(), Some(mask));
+        let x = x.clone()
+            + self
+                .cross_attention
+                .attend_fused(self.cross_norm.forward(x), regions, None);
+        (self.feed_forward(x), seen)
     }
 }
 

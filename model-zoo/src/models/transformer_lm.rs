@@ -10,6 +10,8 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 
 #[derive(Config, Debug)]
 pub struct TransformerLmConfig {
@@ -99,6 +101,39 @@ impl TransformerLmConfig {
 }
 
 impl CausalSelfAttention {
+    /// Queries, keys and values of `x [batch, new, d_model]`, split into heads:
+    /// `[batch, heads, new, d_k]` each.
+    fn project_heads(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let [batch, new, d_model] = x.dims();
+        let d_k = d_model / self.heads;
+        let split_heads = |t: Tensor<3>| t.reshape([batch, new, self.heads, d_k]).swap_dims(1, 2);
+        let qkv = self.query_key_value.forward(x);
+        let query = split_heads(qkv.clone().slice(s![.., .., 0..d_model]));
+        let keys = split_heads(qkv.clone().slice(s![.., .., d_model..2 * d_model]));
+        let values = split_heads(qkv.slice(s![.., .., 2 * d_model..3 * d_model]));
+        (query, keys, values)
+    }
+
+    /// softmax(QKᵀ/√d_k)·V of `query [batch, heads, new, d_k]` over `keys` and `values`
+    /// (`[batch, heads, columns, d_k]`), `mask` (true = hidden) broadcast over
+    /// `[batch, heads, new, columns]`; the heads joined again: `[batch, new, d_model]`.
+    fn attend(
+        &self,
+        query: Tensor<4>,
+        keys: Tensor<4>,
+        values: Tensor<4>,
+        mask: Tensor<4, Bool>,
+    ) -> Tensor<3> {
+        let [batch, heads, new, d_k] = query.dims();
+        let scores = query.matmul(keys.swap_dims(2, 3)) / (d_k as f64).sqrt();
+        let weights = softmax(scores.mask_fill(mask, MASKED_SCORE), 3);
+        let context = weights
+            .matmul(values)
+            .swap_dims(1, 2)
+            .reshape([batch, new, heads * d_k]);
+        self.output.forward(context)
+    }
+
     /// Attention of `x [batch, new, d_model]` over the cached past plus itself. `mask`
     /// (`[batch, heads, new, past + new]`, true = hidden) says which keys each query may see.
     /// Returns the output and the keys/values of past and new positions together.
@@ -108,37 +143,58 @@ impl CausalSelfAttention {
         past: Option<KeyValue>,
         mask: Tensor<4, Bool>,
     ) -> (Tensor<3>, KeyValue) {
-        let [batch, new, d_model] = x.dims();
-        let d_k = d_model / self.heads;
-        let split_heads = |t: Tensor<3>| t.reshape([batch, new, self.heads, d_k]).swap_dims(1, 2);
-        let qkv = self.query_key_value.forward(x);
-        let query = split_heads(qkv.clone().slice(s![.., .., 0..d_model]));
-        let mut keys = split_heads(qkv.clone().slice(s![.., .., d_model..2 * d_model]));
-        let mut values = split_heads(qkv.slice(s![.., .., 2 * d_model..3 * d_model]));
+        let (query, mut keys, mut values) = self.project_heads(x);
         if let Some(past) = past {
             keys = Tensor::cat(vec![past.keys, keys], 2);
             values = Tensor::cat(vec![past.values, values], 2);
         }
-        let scores = query.matmul(keys.clone().swap_dims(2, 3)) / (d_k as f64).sqrt();
-        let weights = softmax(scores.mask_fill(mask, MASKED_SCORE), 3);
-        let context = weights
-            .matmul(values.clone())
-            .swap_dims(1, 2)
-            .reshape([batch, new, d_model]);
-        (self.output.forward(context), KeyValue { keys, values })
+        let out = self.attend(query, keys.clone(), values.clone(), mask);
+        (out, KeyValue { keys, values })
+    }
+
+    /// Attention of one new token per row, `x [batch, 1, d_model]`, over a ring of keys and
+    /// values (`[batch, heads, capacity, d_k]`): the token's own key and value are written
+    /// into column `column` in place, then every column is attended to under `mask`
+    /// (`[batch, 1, 1, capacity]`, true = hidden; at least one column open per row).
+    /// Returns the output and the ring. Inference only: the backend's fused attention, which
+    /// needs no score tensor, where a step of many short rows is otherwise hundreds of tiny
+    /// matrix products.
+    fn forward_in_ring(
+        &self,
+        x: Tensor<3>,
+        ring: KeyValue,
+        column: usize,
+        mask: Tensor<4, Bool>,
+    ) -> (Tensor<3>, KeyValue) {
+        let [batch, _, d_model] = x.dims();
+        let (query, new_keys, new_values) = self.project_heads(x);
+        let at = s![.., .., column..column + 1, ..];
+        let keys = ring.keys.slice_assign(at, new_keys);
+        let values = ring.values.slice_assign(at, new_values);
+        let context = attention(
+            query,
+            keys.clone(),
+            values.clone(),
+            Some(mask),
+            None,
+            AttentionModuleOptions::default(),
+        );
+        let out = self
+            .output
+            .forward(context.swap_dims(1, 2).reshape([batch, 1, d_model]));
+        (out, KeyValue { keys, values })
     }
 }
 
 impl DecoderBlock {
-    fn forward(
+    /// The block around `attention`, which gets the normalised input and returns the
+    /// attended output and the layer's keys and values.
+    fn forward_with(
         &self,
         x: Tensor<3>,
-        past: Option<KeyValue>,
-        mask: Tensor<4, Bool>,
+        attention: impl FnOnce(&CausalSelfAttention, Tensor<3>) -> (Tensor<3>, KeyValue),
     ) -> (Tensor<3>, KeyValue) {
-        let (attended, cache) =
-            self.attention
-                .forward(self.attention_norm.forward(x.clone()), past, mask);
+        let (attended, cache) = attention(&self.attention, self.attention_norm.forward(x.clone()));
         let x = x + attended;
         let hidden = gelu(
             self.feed_forward_in
@@ -173,12 +229,40 @@ impl TransformerLm {
         let mut past = past.map(Vec::into_iter);
         let mut caches = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
+            let past = past.as_mut().and_then(Iterator::next);
             let (out, cache) =
-                block.forward(x, past.as_mut().and_then(Iterator::next), mask.clone());
+                block.forward_with(x, |attention, x| attention.forward(x, past, mask.clone()));
             caches.push(cache);
             x = out;
         }
         (self.final_norm.forward(x), caches)
+    }
+
+    /// Final hidden states `[batch, 1, d_model]` for one new token per row
+    /// (`tokens [batch, 1]` at `positions [batch, 1]`), with each layer's keys and values in
+    /// a ring (`[batch, heads, capacity, d_k]`, see `crate::decode_batch`): the new keys and
+    /// values are written into column `column` of each layer's ring, in place when the ring
+    /// is the only owner of its data, and each row attends to the columns `mask`
+    /// (`[batch, 1, 1, capacity]`, true = hidden) leaves it. Returns the rings.
+    pub fn step_in_ring(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        rings: Vec<KeyValue>,
+        column: usize,
+        mask: Tensor<4, Bool>,
+    ) -> (Tensor<3>, Vec<KeyValue>) {
+        let mut x =
+            self.token_embedding.forward(tokens) + self.position_embedding.forward(positions);
+        let mut grown = Vec::with_capacity(rings.len());
+        for (block, ring) in self.blocks.iter().zip(rings) {
+            let (out, ring) = block.forward_with(x, |attention, x| {
+                attention.forward_in_ring(x, ring, column, mask.clone())
+            });
+            grown.push(ring);
+            x = out;
+        }
+        (self.final_norm.forward(x), grown)
     }
 
     /// Causal mask for a fresh sequence of `time` tokens: `[batch, 1, time, time]`.

@@ -110,7 +110,7 @@ impl StepModel for Generator {
                 .queue_duration
                 .record(waiting.queued_at.elapsed().as_secs_f64());
             let started = Instant::now();
-            let (log_probs, state) = self
+            let (probs, state) = self
                 .model
                 .prefill(&job.prompt)
                 .map_err(ExecutorError::new)?;
@@ -130,7 +130,7 @@ impl StepModel for Generator {
                 started: waiting.queued_at,
                 finished: None,
             };
-            self.choose_next(job, &mut sequence, &log_probs);
+            self.choose_next(job, &mut sequence, &probs);
             sequences.push(sequence);
         }
         Ok(sequences)
@@ -159,15 +159,15 @@ impl StepModel for Generator {
         let order: Vec<usize> = self.batch.ids().iter().map(|id| rows[id]).collect();
         let tokens: Vec<u32> = order.iter().map(|&i| running[i].state.last_token).collect();
         let started = Instant::now();
-        let log_probs = self
+        let probs = self
             .model
             .decode(&mut self.batch, &tokens)
             .map_err(ExecutorError::new)?;
         self.metrics.step(tokens.len(), started.elapsed());
-        for (&i, log_probs) in order.iter().zip(log_probs) {
+        for (&i, probs) in order.iter().zip(probs) {
             let r = &mut running[i];
             r.state.read += 1;
-            self.choose_next(&r.request, &mut r.state, &log_probs);
+            self.choose_next(&r.request, &mut r.state, &probs);
         }
         Ok(())
     }
@@ -236,14 +236,15 @@ impl Generator {
         }
     }
 
-    /// Sample the next token, send it, and decide whether the sequence is done.
-    fn choose_next(&self, job: &GenerationJob, sequence: &mut Sequence, log_probs: &[f32]) {
+    /// Sample the next token from the model's next-token probabilities, send it, and
+    /// decide whether the sequence is done.
+    fn choose_next(&self, job: &GenerationJob, sequence: &mut Sequence, probs: &[f32]) {
         let banned: &[u32] = if job.ignore_eos {
             &BANNED_WITH_EOS
         } else {
             &BANNED
         };
-        let (token, logprob) = sample(log_probs, &job.sampling, banned, &mut sequence.rng);
+        let (token, logprob) = sample(probs, &job.sampling, banned, &mut sequence.rng);
         if token == EOS_ID {
             sequence.finished = Some(FinishReason::EndOfText);
             return;
@@ -278,7 +279,7 @@ impl Generator {
         sequence.generated += 1;
         sequence.last_token = token;
         self.metrics.tokens.increment(1);
-        let alternatives = self.alternatives(job.top_logprobs, previous, log_probs, banned);
+        let alternatives = self.alternatives(job.top_logprobs, previous, probs, banned);
         let _ = job.events.send(GenerationEvent::Token {
             id: token,
             text: piece,
@@ -300,13 +301,13 @@ impl Generator {
         &self,
         count: usize,
         previous: Option<u32>,
-        log_probs: &[f32],
+        probs: &[f32],
         banned: &[u32],
     ) -> Vec<(u32, String, f32)> {
         if count == 0 {
             return Vec::new();
         }
-        top_k(log_probs, count + banned.len())
+        top_k(probs, count + banned.len())
             .into_iter()
             .map(|id| id as u32)
             .filter(|id| !banned.contains(id))
@@ -317,7 +318,7 @@ impl Generator {
                 } else {
                     self.tokenizer.continuation(previous, id)
                 };
-                (id, text, log_probs[id as usize])
+                (id, text, probs[id as usize].ln())
             })
             .collect()
     }

@@ -26,31 +26,39 @@ impl Default for SamplingParams {
     }
 }
 
-/// The chosen token id and its log-probability under the model (before any truncation).
+/// The chosen token id and its log-probability under the model (before any truncation),
+/// from the model's next-token probabilities.
 pub fn sample(
-    log_probs: &[f32],
+    probs: &[f32],
     params: &SamplingParams,
     banned: &[u32],
     rng: &mut StdRng,
 ) -> (u32, f32) {
-    let allowed = |i: &usize| !banned.contains(&(*i as u32)) && log_probs[*i].is_finite();
+    // `p > 0` also turns NaN away.
+    let allowed = |i: &usize| !banned.contains(&(*i as u32)) && probs[*i] > 0.0;
+    let chosen = |i: usize| (i as u32, probs[i].ln());
     if params.temperature <= 0.0 {
-        let best = (0..log_probs.len())
+        let best = (0..probs.len())
             .filter(allowed)
-            .max_by(|&a, &b| log_probs[a].total_cmp(&log_probs[b]).then(b.cmp(&a)))
+            .max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a)))
             .unwrap_or(0);
-        return (best as u32, log_probs[best]);
+        return chosen(best);
     }
     if params.top_k.is_none() && params.top_p.is_none() {
-        return sample_whole_vocabulary(log_probs, params.temperature, banned, rng);
+        return chosen(sample_whole_vocabulary(
+            probs,
+            params.temperature,
+            banned,
+            rng,
+        ));
     }
-    let mut candidates: Vec<usize> = (0..log_probs.len()).filter(allowed).collect();
+    let mut candidates: Vec<usize> = (0..probs.len()).filter(allowed).collect();
     if candidates.is_empty() {
-        return (0, log_probs.first().copied().unwrap_or(f32::NEG_INFINITY));
+        return chosen(0);
     }
     // Ordering the whole vocabulary for every token would dominate a decoding step: select
     // the top k in linear time, and sort only when the nucleus needs the order.
-    let ranked = |a: &usize, b: &usize| log_probs[*b].total_cmp(&log_probs[*a]).then(a.cmp(b));
+    let ranked = |a: &usize, b: &usize| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b));
     if let Some(k) = params.top_k.map(|k| k.max(1))
         && k < candidates.len()
     {
@@ -60,13 +68,11 @@ pub fn sample(
     if params.top_p.is_some() {
         candidates.sort_by(ranked);
     }
-    let top = candidates
-        .iter()
-        .map(|&i| log_probs[i])
-        .fold(f32::NEG_INFINITY, f32::max);
+    let top = candidates.iter().map(|&i| probs[i]).fold(0.0, f32::max);
+    let exponent = 1.0 / f64::from(params.temperature);
     let mut weights: Vec<f64> = candidates
         .iter()
-        .map(|&i| f64::from((log_probs[i] - top) / params.temperature).exp())
+        .map(|&i| f64::from(probs[i] / top).powf(exponent))
         .collect();
     if let Some(p) = params.top_p {
         let total: f64 = weights.iter().sum();
@@ -86,54 +92,64 @@ pub fn sample(
     for (n, w) in weights.iter().enumerate() {
         target -= w;
         if target <= 0.0 {
-            return (candidates[n] as u32, log_probs[candidates[n]]);
+            return chosen(candidates[n]);
         }
     }
-    let last = candidates[weights.len() - 1];
-    (last as u32, log_probs[last])
+    chosen(candidates[weights.len() - 1])
 }
 
-/// Sampling from every allowed token, the common case, in two passes over the
-/// log-probabilities and without allocating: once for the total weight, once (half the
-/// vocabulary on average) to walk to the drawn point. This runs for every token of every
-/// sequence, once per decoding step.
+/// Sampling from every allowed token, the common case, without allocating: one pass for the
+/// total weight, and one (half the vocabulary on average) to walk to the drawn point. At
+/// temperature 1, the default, the weights are the probabilities themselves, so neither pass
+/// computes more than a sum. This runs for every token of every sequence, once per decoding
+/// step. Returns the chosen token's index.
 fn sample_whole_vocabulary(
-    log_probs: &[f32],
+    probs: &[f32],
     temperature: f32,
     banned: &[u32],
     rng: &mut StdRng,
-) -> (u32, f32) {
-    let allowed = |i: usize, lp: f32| lp.is_finite() && !banned.contains(&(i as u32));
-    let top = log_probs
-        .iter()
-        .enumerate()
-        .filter(|&(i, &lp)| allowed(i, lp))
-        .map(|(_, &lp)| lp)
-        .fold(f32::NEG_INFINITY, f32::max);
-    if top == f32::NEG_INFINITY {
-        return (0, log_probs.first().copied().unwrap_or(f32::NEG_INFINITY));
+) -> usize {
+    let is_banned = |i: usize| banned.contains(&(i as u32));
+    // `f32::max` passes NaN over, so `top` is never NaN.
+    let top = probs.iter().copied().fold(0.0, f32::max);
+    if top == 0.0 || top.is_infinite() {
+        return 0;
     }
-    let scale = 1.0 / temperature;
-    let weight = |lp: f32| ((lp - top) * scale).exp();
-    let total: f32 = log_probs
+    let exponent = 1.0 / temperature;
+    let weight = |p: f32| {
+        if p > 0.0 {
+            if exponent == 1.0 {
+                p
+            } else {
+                (p / top).powf(exponent)
+            }
+        } else {
+            0.0 // also NaN
+        }
+    };
+    let banned_weight: f32 = banned
         .iter()
-        .enumerate()
-        .filter(|&(i, &lp)| allowed(i, lp))
-        .map(|(_, &lp)| weight(lp))
+        .filter_map(|&b| probs.get(b as usize))
+        .map(|&p| weight(p))
         .sum();
+    let total = probs.iter().map(|&p| weight(p)).sum::<f32>() - banned_weight;
+    if total.is_nan() || total <= 0.0 {
+        return 0;
+    }
     let mut target = rng.random::<f32>() * total;
     let mut last = 0;
-    for (i, &lp) in log_probs.iter().enumerate() {
-        if !allowed(i, lp) {
+    for (i, &p) in probs.iter().enumerate() {
+        let w = weight(p);
+        if w == 0.0 || is_banned(i) {
             continue;
         }
         last = i;
-        target -= weight(lp);
+        target -= w;
         if target <= 0.0 {
-            return (i as u32, lp);
+            return i;
         }
     }
-    (last as u32, log_probs[last])
+    last
 }
 
 #[cfg(test)]
@@ -141,25 +157,21 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn log_probs(p: &[f32]) -> Vec<f32> {
-        p.iter().map(|x| x.ln()).collect()
-    }
-
     #[test]
     fn greedy_takes_the_most_likely_allowed_token() {
-        let lp = log_probs(&[0.5, 0.3, 0.2]);
+        let probs = [0.5, 0.3, 0.2];
         let mut rng = StdRng::seed_from_u64(1);
         let greedy = SamplingParams {
             temperature: 0.0,
             ..SamplingParams::default()
         };
-        assert_eq!(sample(&lp, &greedy, &[], &mut rng).0, 0);
-        assert_eq!(sample(&lp, &greedy, &[0], &mut rng).0, 1);
+        assert_eq!(sample(&probs, &greedy, &[], &mut rng).0, 0);
+        assert_eq!(sample(&probs, &greedy, &[0], &mut rng).0, 1);
     }
 
     #[test]
     fn top_k_and_top_p_limit_the_choices() {
-        let lp = log_probs(&[0.4, 0.3, 0.2, 0.1]);
+        let probs = [0.4, 0.3, 0.2, 0.1];
         let mut rng = StdRng::seed_from_u64(7);
         let top2 = SamplingParams {
             top_k: Some(2),
@@ -170,25 +182,25 @@ mod tests {
             ..SamplingParams::default()
         };
         for _ in 0..200 {
-            assert!(sample(&lp, &top2, &[], &mut rng).0 < 2);
-            assert!(sample(&lp, &nucleus, &[], &mut rng).0 < 2);
+            assert!(sample(&probs, &top2, &[], &mut rng).0 < 2);
+            assert!(sample(&probs, &nucleus, &[], &mut rng).0 < 2);
         }
     }
 
     #[test]
     fn sampling_follows_the_distribution_and_the_seed() {
-        let lp = log_probs(&[0.7, 0.2, 0.1]);
+        let probs = [0.7, 0.2, 0.1];
         let params = SamplingParams::default();
         let mut rng = StdRng::seed_from_u64(3);
         let mut counts = [0usize; 3];
         for _ in 0..5_000 {
-            counts[sample(&lp, &params, &[], &mut rng).0 as usize] += 1;
+            counts[sample(&probs, &params, &[], &mut rng).0 as usize] += 1;
         }
         assert!(counts[0] > counts[1] && counts[1] > counts[2], "{counts:?}");
         let draw = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
             (0..20)
-                .map(|_| sample(&lp, &params, &[], &mut rng).0)
+                .map(|_| sample(&probs, &params, &[], &mut rng).0)
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(9), draw(9));
@@ -196,7 +208,7 @@ mod tests {
 
     #[test]
     fn sampling_the_whole_vocabulary_agrees_with_truncated_sampling_and_skips_banned_tokens() {
-        let lp = log_probs(&[0.1, 0.4, 0.3, 0.2]);
+        let probs = [0.1, 0.4, 0.3, 0.2];
         let whole = SamplingParams {
             temperature: 0.7,
             ..SamplingParams::default()
@@ -210,7 +222,7 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(5);
             let mut counts = [0usize; 4];
             for _ in 0..20_000 {
-                counts[sample(&lp, params, &[0], &mut rng).0 as usize] += 1;
+                counts[sample(&probs, params, &[0], &mut rng).0 as usize] += 1;
             }
             counts.map(|c| c as f64 / 20_000.0)
         };
@@ -225,7 +237,7 @@ mod tests {
             assert!((a[i] - b[i]).abs() < 0.02, "{a:?} vs {b:?}");
         }
         let mut rng = StdRng::seed_from_u64(1);
-        let nothing_allowed = [f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY];
+        let nothing_allowed = [0.0, f32::NAN, 0.0];
         assert_eq!(sample(&nothing_allowed, &whole, &[], &mut rng).0, 0);
     }
 }
