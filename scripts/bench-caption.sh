@@ -16,6 +16,7 @@ need_packages dataset-fashion-mnist
 
 scenes=$(mktemp -d)
 repo=$(mktemp -d)
+trap 'rm -rf "$scenes" "$repo"' EXIT
 cargo run --release -p kiln-zoo --example test_scenes --quiet -- "$scenes" 16
 for model in captioner-lstm captioner-transformer; do
     cp -r "models/$model" "$repo/$model"
@@ -34,4 +35,3 @@ for model in captioner-lstm captioner-transformer; do
     done
 done
 curl -s "$base/metrics" | grep -E '^kiln_caption_stage_batch_size_(sum|count)'
-rm -rf "$scenes" "$repo"

@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 max_tokens=${1:-32}
 repo=$(mktemp -d)
+trap 'rm -rf "$repo"' EXIT
 for model in lstm-web-en transformer-web-en; do
     for mode in continuous static; do
         cp -r "models/$model" "$repo/$model-$mode"
@@ -40,4 +41,3 @@ for model in lstm-web-en transformer-web-en; do
     echo "== $model, next-word"
     run "$model-continuous" next-word
 done
-rm -rf "$repo"

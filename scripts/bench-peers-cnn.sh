@@ -43,6 +43,7 @@ py="$venv/bin/python"
 cargo build --release -p kiln-server -p kiln-loadtest --quiet
 [ -f models/$model/weights.bpk ] || KILN_BIN=target/release/kiln scripts/fetch-weights.sh $model
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 # Real photos of several sizes, PNG and JPEG, from scikit-image.
 photos="$work/photos"
 mkdir -p "$photos"

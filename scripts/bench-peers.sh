@@ -41,6 +41,7 @@ fi
 py="$venv/bin/python"
 cargo build --release -p kiln-server -p kiln-loadtest --quiet
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 ./target/release/kiln export lenet-fashion --safetensors "$work/lenet.safetensors"
 
 free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -1,7 +1,8 @@
 # Sourced by the measurement scripts: installs `hey` if missing, builds the release
 # server, starts it on a free loopback port with the bundled models, waits until it is
-# ready, and sets $server (its pid), $base (its HTTP URL) and $grpc_base (its gRPC URL). The server stops when the
-# sourcing script exits. KILN_BIN names another server binary to run instead (an older
+# ready, and sets $server (its pid), $base (its HTTP URL) and $grpc_base (its gRPC URL).
+# The server stops when the sourcing script exits; the script's own EXIT trap, set before
+# sourcing, runs after that. KILN_BIN names another server binary to run instead (an older
 # build, for a same-run comparison).
 
 if ! command -v hey >/dev/null; then
@@ -13,7 +14,11 @@ kiln_bin=${KILN_BIN:-./target/release/kiln}
 kiln_log=$(mktemp)
 "$kiln_bin" serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 >"$kiln_log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true; rm -f "$kiln_log"' EXIT
+# Whatever the sourcing script already runs on exit (removing its temporary folders) runs too.
+earlier_exit=$(trap -p EXIT)
+earlier_exit=${earlier_exit#"trap -- '"}
+earlier_exit=${earlier_exit%"' EXIT"}
+trap 'kill $server 2>/dev/null || true; rm -f "$kiln_log"; '"$earlier_exit" EXIT
 addr=""
 for _ in $(seq 300); do
     addr=$(sed -n 's/.*kiln listening.*http=\([0-9.:]*\).*/\1/p' "$kiln_log" | head -1)
