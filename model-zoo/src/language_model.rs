@@ -2,7 +2,7 @@
 //! loaded weights, and the three ways the server runs it — next-token distributions for a
 //! batch of prompts, a prefill that returns a sequence's state, and one decoding step for
 //! the sequences of a [`DecodeBatch`], whose states (recurrent state or key/value cache)
-//! stay stacked from step to step.
+//! stay in its slots from step to step.
 //!
 //! Prompts in one batch may differ in length: they are right-padded and each row is read at
 //! its own last position, which the causal structure keeps independent of the padding.

@@ -4,7 +4,8 @@
 //!
 //! Shapes: tokens `[batch, time]` (time ≤ `context_length`) → logits `[batch, time, vocab]`.
 //! Incremental decoding keeps, per layer, the keys and values of every past position
-//! (`[batch, heads, past, d_k]`): one new token then costs one row of attention.
+//! (`[batch, heads, past, d_k]`, or a ring of them written in place, see
+//! [`TransformerLm::step_in_ring`]): one new token then costs one row of attention.
 
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
