@@ -324,27 +324,13 @@ impl LanguageModel {
                 batch.len()
             )));
         }
-        let Some(stacked) = batch.stacked() else {
+        if tokens.is_empty() {
+            return Ok(Vec::new()); // an empty batch
+        }
+        self.check_tokens(tokens)?;
+        let Some(stacked) = batch.take_stacked() else {
             return Ok(Vec::new());
         };
-        self.check_tokens(tokens)?;
-        match (&self.net, stacked) {
-            (LanguageNet::Recurrent(_), Stacked::Recurrent(_)) => {}
-            (LanguageNet::Transformer(m), Stacked::Transformer(ring)) => {
-                let live = batch.live_slots();
-                if live.iter().any(|&slot| ring.read[slot] >= ring.capacity()) {
-                    return Err(ZooError::InvalidInput(format!(
-                        "the sequence has reached the model's context of {}",
-                        m.context_length()
-                    )));
-                }
-            }
-            _ => {
-                return Err(ZooError::InvalidInput(
-                    "state belongs to another model".into(),
-                ));
-            }
-        }
         // Every slot steps; a free one reads the end token, and its output is dropped.
         let mut slot_tokens = vec![EOS_ID; batch.slots()];
         for (&slot, &token) in batch.live_slots().iter().zip(tokens) {
@@ -357,17 +343,33 @@ impl LanguageModel {
                 .map(std::slice::from_ref)
                 .collect::<Vec<_>>(),
         );
-        let (hidden, grown) = match (&self.net, batch.take_stacked()) {
-            (LanguageNet::Recurrent(m), Some(Stacked::Recurrent(layers))) => {
+        let (hidden, grown) = match (&self.net, stacked) {
+            (LanguageNet::Recurrent(m), Stacked::Recurrent(layers)) => {
                 let (hidden, finals) = m.hidden(input, Some(layers));
                 (hidden, Stacked::Recurrent(finals))
             }
-            (LanguageNet::Transformer(m), Some(Stacked::Transformer(ring))) => {
+            (LanguageNet::Transformer(m), Stacked::Transformer(ring))
+                if batch
+                    .live_slots()
+                    .iter()
+                    .all(|&s| ring.read[s] < ring.capacity()) =>
+            {
                 let (hidden, ring) =
                     step_transformer(m, input, ring, batch.live_slots(), &self.device);
                 (hidden, Stacked::Transformer(ring))
             }
-            _ => unreachable!("kinds checked above"),
+            (net, stacked) => {
+                let message = match (net, &stacked) {
+                    (LanguageNet::Transformer(m), Stacked::Transformer(_)) => format!(
+                        "the sequence has reached the model's context of {}",
+                        m.context_length()
+                    ),
+                    _ => "state belongs to another model".into(),
+                };
+                // Nothing ran: the batch gets its states back as they were.
+                batch.advance(stacked);
+                return Err(ZooError::InvalidInput(message));
+            }
         };
         batch.advance(grown);
         let d = hidden.dims()[2];
@@ -445,6 +447,7 @@ fn step_transformer(
         device,
     );
     let mask = ring.mask(device);
+    let capacity = ring.capacity();
     let Ring {
         caches,
         mut read,
@@ -452,6 +455,6 @@ fn step_transformer(
     } = ring;
     let (hidden, caches) = model.step_in_ring(input, positions, caches, head, mask);
     live.iter().for_each(|&slot| read[slot] += 1);
-    let head = (head + 1) % caches.first().map_or(1, |kv| kv.keys.dims()[2]);
+    let head = (head + 1) % capacity;
     (hidden, Ring { caches, read, head })
 }
