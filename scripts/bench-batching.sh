@@ -13,8 +13,12 @@
 #
 # Capacity is measured first, closed-loop at 64 concurrent requests with the largest fixed
 # batch and no delay. "Within target" throughput is a run's best throughput at a level
-# whose p99 (of answered requests) is within the target. The load generator shares the
-# machine with the server, as in every run here.
+# whose p99 (of answered requests) is within the target.
+#
+# The load generator runs on a core of its own (the last; the server gets the others), as
+# it would on a machine of its own: sharing cores, an overloaded server starves it of the
+# CPU it needs to send on time and to read answers as they come, and its own lateness
+# reads as the server's latency. PIN=0 shares every core between them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +31,13 @@ source_dir=${MODEL_DIR:-models/$model}
 [ -f "$source_dir/model.toml" ] || { echo "no model folder $source_dir" >&2; exit 1; }
 
 cargo build --release -p kiln-server -p kiln-loadtest --quiet
+cpus=$(nproc)
+server_pin=() load_pin=()
+if [ "${PIN:-1}" = 1 ] && [ "$cpus" -ge 2 ]; then
+    server_pin=(taskset -c "0-$((cpus - 2))")
+    load_pin=(taskset -c "$((cpus - 1))")
+    echo "server on CPUs 0-$((cpus - 2)), load generator on CPU $((cpus - 1))"
+fi
 mkdir -p "$out"
 work=$(mktemp -d)
 server=""
@@ -52,7 +63,7 @@ PYEOF
 # Start `kiln serve` on the repository; sets $server and $base.
 serve() {
     local log="$work/$2.log"
-    ./target/release/kiln serve --model-repository "$1" --http-addr 127.0.0.1:0 \
+    "${server_pin[@]}" ./target/release/kiln serve --model-repository "$1" --http-addr 127.0.0.1:0 \
         --grpc-addr 127.0.0.1:0 >"$log" 2>&1 &
     server=$!
     base=""
@@ -76,7 +87,7 @@ stop() {
 }
 
 loadtest() {
-    ./target/release/kiln-loadtest --url "$base" --model "$model" --warmup-secs 1 \
+    "${load_pin[@]}" ./target/release/kiln-loadtest --url "$base" --model "$model" --warmup-secs 1 \
         --window-secs 2 --max-windows 3 "$@"
 }
 

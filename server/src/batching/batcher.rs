@@ -233,9 +233,26 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     pub fn check_room(&self, count: usize) -> Result<(), InferError> {
         if let Settings::Controlled(controller) = &self.settings {
             let ahead = self.admission.taken() + count.saturating_sub(1);
-            lock(controller).would_admit(ahead)?;
+            lock(controller).check(Instant::now(), ahead)?;
         }
         Ok(())
+    }
+
+    /// A request that reached its task at `arrived` has its answer: under a latency target,
+    /// its latency corrects the share of the target the batching decisions may spend.
+    /// Callers measure from as early as they can, so that time the batcher does not see
+    /// (decoding the input, being woken with the answer) counts.
+    pub fn answered(&self, arrived: Instant) {
+        if let Settings::Controlled(controller) = &self.settings {
+            let now = Instant::now();
+            let share = lock(controller).answered(now, now.saturating_duration_since(arrived));
+            if let Some(share) = share {
+                tracing::debug!(
+                    share = format_args!("{share:.2}"),
+                    "latency feedback: the batching budget's share of the target changed"
+                );
+            }
+        }
     }
 
     /// Requests queued or running.

@@ -7,8 +7,10 @@
 //!
 //! The latency bound it keeps is that of a request arriving just as a batch starts: it waits
 //! for that batch, then for its own batch to gather, then for its own batch to run:
-//! `2 · compute(b) + delay ≤ BUDGET_SHARE · target`. The rest of the target is left for
-//! decoding, encoding and the measurement's own noise.
+//! `2 · compute(b) + delay ≤ share · target`. The share starts at 0.8 and is corrected by
+//! the latencies of answered requests as the task measured them (see [`LatencyFeedback`]),
+//! so that time the batcher cannot see (decoding, waking callers, a busy machine) comes out
+//! of the batching budget instead of going over the target.
 
 use std::time::Duration;
 
@@ -16,9 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::compute_times::ComputeTimes;
+use super::latency_feedback::{LatencyFeedback, MAX_SHARE};
 
-/// Share of the target the batching decisions may spend.
-const BUDGET_SHARE: f64 = 0.8;
 /// How quickly the arrival-rate estimate forgets: its time constant.
 const ARRIVAL_MEMORY: Duration = Duration::from_secs(1);
 
@@ -85,6 +86,10 @@ pub struct Controller {
     instances: usize,
     compute: ComputeTimes,
     arrivals: ArrivalRate,
+    /// When a request was last refused: while requests are refused, company is there
+    /// without waiting for it.
+    last_refusal: Option<Instant>,
+    feedback: LatencyFeedback,
     choice: Choice,
     /// The estimated compute time of the chosen batch size, refreshed with every batch
     /// measured and every choice, so that admission (once per request) needs no estimate.
@@ -102,6 +107,8 @@ impl Controller {
             instances,
             compute: ComputeTimes::new(max_batch_size),
             arrivals: ArrivalRate::default(),
+            last_refusal: None,
+            feedback: LatencyFeedback::default(),
             choice: Choice {
                 batch_size: max_batch_size,
                 queue_delay: Duration::ZERO,
@@ -135,8 +142,26 @@ impl Controller {
         self.arrivals.per_second(now)
     }
 
+    /// A request was answered at `now`, `latency` after it reached its task. Returns the
+    /// batching decisions' new share of the target when the answers so far changed it.
+    pub fn answered(&mut self, now: Instant, latency: Duration) -> Option<f64> {
+        // The next batch's choice, and admission from then on, read the new budget.
+        self.feedback.answered(now, latency, self.target.p99)
+    }
+
+    /// What the batching decisions may spend: the corrected share of the target, but never
+    /// so little that a batch of one misses it while the uncorrected share would not. Below
+    /// that, no batch would look feasible and the controller would fall back to the batch
+    /// that serves the most, the slowest of all.
     fn budget(&self) -> f64 {
-        BUDGET_SHARE * self.target.p99.as_secs_f64()
+        let target = self.target.p99.as_secs_f64();
+        let corrected = self.feedback.share() * target;
+        let one_at_a_time = self
+            .compute
+            .estimate(1)
+            .map_or(0.0, |compute| 2.0 * compute)
+            .min(MAX_SHARE * target);
+        corrected.max(one_at_a_time)
     }
 
     /// A request arrives with `ahead` requests queued or running: admit it, or refuse it when
@@ -144,12 +169,27 @@ impl Controller {
     /// is always left, so a model that cannot meet its target still answers full batches.
     pub fn admit(&mut self, now: Instant, ahead: usize) -> Result<(), OverTarget> {
         self.arrivals.arrived(now);
-        self.would_admit(ahead)
+        self.check(now, ahead)
     }
 
     /// What [`admit`](Self::admit) would answer now, without counting an arrival: for a
-    /// refusal before the request's body is decoded.
-    pub fn would_admit(&self, ahead: usize) -> Result<(), OverTarget> {
+    /// refusal before the request's body is decoded. A refusal is remembered.
+    pub fn check(&mut self, now: Instant, ahead: usize) -> Result<(), OverTarget> {
+        let answer = self.would_admit(ahead);
+        if answer.is_err() {
+            self.last_refusal = Some(now);
+        }
+        answer
+    }
+
+    /// Whether a request was refused within the last [`ARRIVAL_MEMORY`].
+    fn refusing(&self, now: Instant) -> bool {
+        self.last_refusal
+            .is_some_and(|at| now.saturating_duration_since(at) < ARRIVAL_MEMORY)
+    }
+
+    /// What [`check`](Self::check) would answer, remembering nothing.
+    fn would_admit(&self, ahead: usize) -> Result<(), OverTarget> {
         let Choice {
             batch_size,
             queue_delay,
@@ -221,7 +261,13 @@ impl Controller {
             }
             best
         };
-        let choice = match self.target.objective {
+        // While requests are refused, batches fill without waiting and the most items per
+        // second is also the fewest joules per item: both objectives choose alike.
+        let objective = match self.target.objective {
+            Objective::Energy if self.refusing(now) => Objective::Throughput,
+            objective => objective,
+        };
+        let choice = match objective {
             // The largest batch within the bound: batches gather while an executor is busy,
             // so a larger limit only matters when requests queue, where it serves the most
             // per second; waiting would add latency, not items.
@@ -419,6 +465,35 @@ mod tests {
         );
         assert!(slow.admit(now, 63).is_ok());
         assert!(slow.admit(now, 64).is_err());
+    }
+
+    #[test]
+    fn while_requests_are_refused_the_energy_objective_does_not_wait() {
+        let now = Instant::now();
+        let mut c = Controller::new(target(100.0, Objective::Energy), 32, 1);
+        measured(&mut c, &[1, 8, 32]);
+        for i in 0..5_000u64 {
+            c.admit(now + Duration::from_millis(i), 0).unwrap();
+        }
+        let later = now + Duration::from_millis(5_000);
+        let waiting = c.choose(later);
+        assert!(waiting.queue_delay > Duration::ZERO, "{waiting:?}");
+        // A queue longer than the target allows: refused, and batches leave full at once.
+        assert!(c.check(later, 1_000).is_err());
+        assert_eq!(
+            c.choose(later),
+            Choice {
+                batch_size: 32,
+                queue_delay: Duration::ZERO
+            }
+        );
+        // A while without refusals, and it waits for company again.
+        let calm = later + ARRIVAL_MEMORY + Duration::from_millis(1);
+        for i in 0..1_000u64 {
+            c.admit(calm + Duration::from_micros(1_000 * i), 0).unwrap();
+        }
+        let after = c.choose(calm + Duration::from_secs(1));
+        assert!(after.queue_delay > Duration::ZERO, "{after:?}");
     }
 
     #[test]

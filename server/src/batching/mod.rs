@@ -16,6 +16,7 @@ mod config;
 mod controller;
 mod executor;
 mod job;
+mod latency_feedback;
 mod observer;
 #[cfg(test)]
 mod simulation;

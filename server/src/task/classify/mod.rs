@@ -82,6 +82,7 @@ impl ClassifierRunner {
         images: Vec<ImageInput>,
         deadline: Instant,
     ) -> Result<Vec<ClassScores>, KilnError> {
+        let arrived = Instant::now();
         // Under a latency target, a request that would be refused is refused before its
         // images are decoded: under overload, decoding is where its CPU would go.
         self.batcher.check_room(images.len())?;
@@ -92,6 +93,7 @@ impl ClassifierRunner {
                 .map(|input| self.batcher.infer_by(input, Some(deadline))),
         )
         .await?;
+        self.batcher.answered(arrived);
         Ok(logits
             .into_iter()
             .map(|logits| {

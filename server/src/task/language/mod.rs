@@ -103,10 +103,12 @@ impl LanguageModelRunner {
         top_k_words: Option<usize>,
         deadline: Instant,
     ) -> Result<NextWords, KilnError> {
+        let arrived = Instant::now();
         let k = next_word_count(top_k_words)?;
         let prompt = self.encode(&Prompt::Text(text.to_string()))?;
         let prompt_tokens = prompt.len() - 1;
         let log_probs = self.next_word.infer_by(prompt, Some(deadline)).await?;
+        self.next_word.answered(arrived);
         // Two extra cover `<bos>` and `<unk>`, which are never offered.
         let predictions = top_k(&log_probs, k + 2)
             .into_iter()
@@ -131,16 +133,19 @@ impl LanguageModelRunner {
         prompts: Vec<Prompt>,
         deadline: Instant,
     ) -> Result<Vec<Vec<f32>>, KilnError> {
+        let arrived = Instant::now();
         let prompts = prompts
             .iter()
             .map(|p| self.encode(p))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(futures_util::future::try_join_all(
+        let log_probs = futures_util::future::try_join_all(
             prompts
                 .into_iter()
                 .map(|prompt| self.next_word.infer_by(prompt, Some(deadline))),
         )
-        .await?)
+        .await?;
+        self.next_word.answered(arrived);
+        Ok(log_probs)
     }
 
     /// Start a checked generation; its tokens arrive through the returned stream, which
