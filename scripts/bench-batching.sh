@@ -15,10 +15,8 @@
 # batch and no delay. "Within target" throughput is a run's best throughput at a level
 # whose p99 (of answered requests) is within the target.
 #
-# The load generator runs on a core of its own (the last; the server gets the others), as
-# it would on a machine of its own: sharing cores, an overloaded server starves it of the
-# CPU it needs to send on time and to read answers as they come, and its own lateness
-# reads as the server's latency. PIN=0 shares every core between them.
+# The load generator runs on a core of its own, the server on the others
+# (scripts/lib/pin.sh; PIN=0 shares every core between them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,13 +29,7 @@ source_dir=${MODEL_DIR:-models/$model}
 [ -f "$source_dir/model.toml" ] || { echo "no model folder $source_dir" >&2; exit 1; }
 
 cargo build --release -p kiln-server -p kiln-loadtest --quiet
-cpus=$(nproc)
-server_pin=() load_pin=()
-if [ "${PIN:-1}" = 1 ] && [ "$cpus" -ge 2 ]; then
-    server_pin=(taskset -c "0-$((cpus - 2))")
-    load_pin=(taskset -c "$((cpus - 1))")
-    echo "server on CPUs 0-$((cpus - 2)), load generator on CPU $((cpus - 1))"
-fi
+source scripts/lib/pin.sh
 mkdir -p "$out"
 work=$(mktemp -d)
 server=""

@@ -11,7 +11,8 @@
 #
 # Copies the models into a temporary repository (`-continuous`, `-static`, `-target`),
 # builds the release server and load generator (or runs KILN_BIN), starts `kiln serve` on
-# a free loopback port and drives it with `kiln-loadtest`.
+# a free loopback port and drives it with `kiln-loadtest`, the load generator on a core of
+# its own (scripts/lib/pin.sh; PIN=0 shares the cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
@@ -43,13 +44,14 @@ for captioner in captioner-lstm captioner-transformer; do
 done
 export KILN_MODEL_REPOSITORY="$repo"
 cargo build --release -p kiln-loadtest --quiet
+source scripts/lib/pin.sh
 # shellcheck source=scripts/start-kiln.sh
 source scripts/start-kiln.sh
 
 load() { # model, form, concurrency, extra arguments…
     local model=$1 form=$2 concurrency=$3
     shift 3
-    ./target/release/kiln-loadtest --url "$base" --model "$model" --form "$form" \
+    "${load_pin[@]}" ./target/release/kiln-loadtest --url "$base" --model "$model" --form "$form" \
         --concurrency "$concurrency" --warmup-secs 2 --window-secs 3 --max-windows 4 "$@" 2>/dev/null
 }
 

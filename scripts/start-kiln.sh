@@ -12,7 +12,9 @@ kiln_bin=${KILN_BIN:-./target/release/kiln}
 [ -n "${KILN_BIN:-}" ] || cargo build --release -p kiln-server --quiet
 
 kiln_log=$(mktemp)
-"$kiln_bin" serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 >"$kiln_log" 2>&1 &
+# A sourcing script that pins the server (scripts/lib/pin.sh) runs it on its cores.
+${server_pin[@]+"${server_pin[@]}"} "$kiln_bin" serve --http-addr 127.0.0.1:0 \
+    --grpc-addr 127.0.0.1:0 >"$kiln_log" 2>&1 &
 server=$!
 # Whatever the sourcing script already runs on exit (removing its temporary folders) runs too.
 earlier_exit=$(trap -p EXIT)
