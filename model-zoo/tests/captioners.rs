@@ -45,9 +45,11 @@ fn short_run(architecture: &CaptionerArchitecture) -> (Vec<f64>, Captioner, Vec<
 #[test]
 fn both_captioners_learn_and_reload() {
     let vocabulary = CaptionVocabulary.len();
+    let normed = small(CaptionerConfig::new(vocabulary)).with_encoder_norm(Some(true));
     for architecture in [
         CaptionerArchitecture::Lstm(small(CaptionerConfig::new(vocabulary))),
         CaptionerArchitecture::Transformer(small(CaptionerConfig::new(vocabulary))),
+        CaptionerArchitecture::Lstm(normed),
     ] {
         let (losses, captioner, validation) = short_run(&architecture);
         assert!(losses[2] < losses[0], "{}: {losses:?}", architecture.name());
@@ -66,10 +68,22 @@ fn both_captioners_learn_and_reload() {
             beam_size: 3,
             max_tokens: 20,
         };
-        assert_eq!(
-            captioner.caption(&images, &options).unwrap(),
-            reloaded.caption(&images, &options).unwrap()
-        );
+        let captions = captioner.caption(&images, &options).unwrap();
+        assert_eq!(captions, reloaded.caption(&images, &options).unwrap());
+        // Trained batch norm (running statistics moved) folded into the CPU kernels'
+        // convolutions encodes as Burn's ops do, to rounding.
+        assert!(reloaded.uses_cpu_kernels());
+        let burn = reloaded.without_cpu_kernels();
+        for (kernels, burn) in captions
+            .iter()
+            .zip(burn.caption(&images, &options).unwrap())
+        {
+            assert_eq!(kernels.tokens, burn.tokens);
+            assert!(
+                (kernels.score - burn.score).abs() < 1e-4,
+                "{kernels:?} vs {burn:?}"
+            );
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

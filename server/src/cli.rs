@@ -106,6 +106,10 @@ pub struct TrainArgs {
     /// colours a scene holds (0 turns it off).
     #[arg(long, default_value_t = 1.0)]
     pub presence_weight: f32,
+    /// Captioners: batch norm after each of the encoder's stage convolutions (written to
+    /// model.toml as `encoder_norm = true`).
+    #[arg(long)]
+    pub encoder_norm: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -16,7 +16,7 @@ pub fn run(args: &TrainArgs) -> Result<(), CommandError> {
     if let Some(preset) = super::language_presets::preset(&args.model) {
         return super::train_language::run(args, &preset);
     }
-    if let Some(architecture) = super::train_captioner::architecture(&args.model) {
+    if let Some(architecture) = super::train_captioner::architecture(args) {
         return super::train_captioner::run(args, architecture);
     }
     if args.model != "lenet" {

@@ -19,10 +19,11 @@ pub const WEIGHTS_FILE: &str = "weights.bpk";
 /// Validation scenes captioned after every epoch.
 const VALIDATION_SCENES: usize = 500;
 
-/// The architecture a trainable captioner name stands for.
-pub fn architecture(name: &str) -> Option<CaptionerArchitecture> {
-    let config = CaptionerConfig::new(CaptionVocabulary.len());
-    match name {
+/// The architecture `args.model` names, when it is a trainable captioner.
+pub fn architecture(args: &TrainArgs) -> Option<CaptionerArchitecture> {
+    let config = CaptionerConfig::new(CaptionVocabulary.len())
+        .with_encoder_norm(args.encoder_norm.then_some(true));
+    match args.model.as_str() {
         "captioner-lstm" => Some(CaptionerArchitecture::Lstm(config)),
         "captioner-transformer" => Some(CaptionerArchitecture::Transformer(config)),
         _ => None,

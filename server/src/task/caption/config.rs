@@ -130,3 +130,46 @@ impl CaptionerModelConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::repository::ModelConfig;
+    use kiln_zoo::captioning::captioner::CaptionerArchitecture;
+
+    fn encoder_norm(config: &ModelConfig) -> Option<bool> {
+        let ModelConfig::Caption(caption) = config else {
+            panic!("a captioner's config: {config:?}");
+        };
+        match &caption.architecture {
+            CaptionerArchitecture::Lstm(c) | CaptionerArchitecture::Transformer(c) => {
+                c.encoder_norm
+            }
+        }
+    }
+
+    /// Folders written before the encoder could be batch-normed still read, as without;
+    /// `kiln train --encoder-norm` writes it, and it reads back.
+    #[test]
+    fn the_encoder_norm_is_optional_and_written_only_when_set() {
+        let bundled = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/captioner-lstm/model.toml"
+        );
+        let text = std::fs::read_to_string(bundled).unwrap();
+        assert!(!text.contains("encoder_norm"));
+        let mut config: ModelConfig = toml::from_str(&text).unwrap();
+        assert_eq!(encoder_norm(&config), None);
+        let written = toml::to_string_pretty(&config).unwrap();
+        assert!(!written.contains("encoder_norm"), "{written}");
+
+        if let ModelConfig::Caption(caption) = &mut config
+            && let CaptionerArchitecture::Lstm(c) = &mut caption.architecture
+        {
+            c.encoder_norm = Some(true);
+        }
+        let written = toml::to_string_pretty(&config).unwrap();
+        assert!(written.contains("encoder_norm = true"), "{written}");
+        let read: ModelConfig = toml::from_str(&written).unwrap();
+        assert_eq!(encoder_norm(&read), Some(true));
+    }
+}
