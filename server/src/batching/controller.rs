@@ -355,6 +355,15 @@ mod tests {
         }
     }
 
+    /// Five seconds of one arrival per millisecond from `now`, each admitted onto an empty
+    /// queue; returns when they end.
+    fn thousand_a_second(controller: &mut Controller, now: Instant) -> Instant {
+        for i in 0..5_000u64 {
+            controller.admit(now + Duration::from_millis(i), 0).unwrap();
+        }
+        now + Duration::from_millis(5_000)
+    }
+
     #[test]
     fn the_fitted_line_predicts_sizes_not_seen() {
         let mut c = Controller::new(target(50.0, Objective::Throughput), 64, 1);
@@ -389,10 +398,8 @@ mod tests {
         let mut c = Controller::new(target(100.0, Objective::Energy), 32, 1);
         measured(&mut c, &[1, 8, 32]);
         // 1,000 arrivals per second: 31 more arrive in 31 ms, well within the slack.
-        for i in 0..5_000u64 {
-            c.admit(now + Duration::from_millis(i), 0).unwrap();
-        }
-        let choice = c.choose(now + Duration::from_millis(5_000));
+        let later = thousand_a_second(&mut c, now);
+        let choice = c.choose(later);
         assert_eq!(choice.batch_size, 32);
         let delay = choice.queue_delay.as_secs_f64() * 1e3;
         assert!((25.0..40.0).contains(&delay), "{delay} ms");
@@ -472,10 +479,7 @@ mod tests {
         let now = Instant::now();
         let mut c = Controller::new(target(100.0, Objective::Energy), 32, 1);
         measured(&mut c, &[1, 8, 32]);
-        for i in 0..5_000u64 {
-            c.admit(now + Duration::from_millis(i), 0).unwrap();
-        }
-        let later = now + Duration::from_millis(5_000);
+        let later = thousand_a_second(&mut c, now);
         let waiting = c.choose(later);
         assert!(waiting.queue_delay > Duration::ZERO, "{waiting:?}");
         // A queue longer than the target allows: refused, and batches leave full at once.
