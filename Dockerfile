@@ -42,12 +42,15 @@ RUN if ls vendor/*/Cargo.toml >/dev/null 2>&1; then \
     done \
     && echo 'fn main() {}' > server/src/main.rs \
     && echo 'fn main() {}' > loadtest/src/main.rs \
-    && mkdir -p model-zoo/benches && cp server/src/main.rs model-zoo/benches/lenet.rs \
-    && cp server/src/main.rs model-zoo/benches/cnn.rs \
-    && mkdir -p server/tests && : > server/tests/fault_isolation.rs \
+    && for crate in server model-zoo kernels loadtest proto onnx-models; do \
+        awk -v crate="$crate" '/^\[\[(bench|example|test)\]\]/ { kind = $0; gsub(/[][]/, "", kind); next } \
+            kind != "" && /^name *=/ { gsub(/[" ]/, ""); sub(/^name=/, ""); \
+                dir = (kind == "bench") ? "benches" : (kind == "example") ? "examples" : "tests"; \
+                print crate "/" dir "/" $0 ".rs"; kind = "" }' "$crate/Cargo.toml"; \
+    done > /tmp/stubs \
+    && while read -r stub; do mkdir -p "$(dirname "$stub")" && echo 'fn main() {}' > "$stub"; done < /tmp/stubs \
     && cargo build --release --locked -p kiln-server --features "$FEATURES" \
-    && rm -rf server/src loadtest/src model-zoo/src kernels/src proto/src onnx-models/src model-zoo/benches \
-        server/tests \
+    && rm -rf server/src loadtest/src model-zoo/src kernels/src proto/src onnx-models/src $(cat /tmp/stubs) \
         target/release/.fingerprint/kiln-* target/release/deps/*kiln_* target/release/kiln*
 
 COPY . .
