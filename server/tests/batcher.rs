@@ -47,6 +47,8 @@ struct Recorder {
     waits: Mutex<Vec<Duration>>,
     /// Batches whose answers were sent and measured (a controller has learnt from them).
     answered: AtomicUsize,
+    /// The target's shares the batcher reported, in order.
+    shares: Mutex<Vec<f64>>,
 }
 
 impl BatchObserver for Recorder {
@@ -58,6 +60,9 @@ impl BatchObserver for Recorder {
     }
     fn answered(&self, _size: usize, _since_formed: Duration) {
         self.answered.fetch_add(1, Ordering::SeqCst);
+    }
+    fn target_share(&self, share: f64) {
+        self.shares.lock().unwrap().push(share);
     }
 }
 
@@ -277,6 +282,44 @@ fn with_a_latency_target_a_request_that_would_wait_beyond_it_is_refused_with_a_r
         assert_eq!(target.unwrap().p99, Duration::from_nanos(1));
     });
     assert_eq!(*recorder.batch_sizes.lock().unwrap(), vec![1, 2]);
+}
+
+#[test]
+fn answers_slower_than_the_target_allows_lower_the_share_the_observer_is_told_of() {
+    let recorder = Arc::new(Recorder::default());
+    paused_runtime().block_on(async {
+        let mut p = policy(4, 0);
+        p.target = Some(LatencyTarget {
+            p99: Duration::from_millis(10),
+            objective: Objective::Throughput,
+        });
+        let batcher = spawn("share", p, 64, doublers(1), &recorder);
+        assert_eq!(*recorder.shares.lock().unwrap(), vec![0.8]);
+        let answer_for = |latency: Duration, count: usize| {
+            let batcher = batcher.clone();
+            async move {
+                for _ in 0..count {
+                    tokio::time::advance(Duration::from_millis(1)).await;
+                    batcher.answered(tokio::time::Instant::now() - latency);
+                }
+            }
+        };
+        // Answers well within 70 % of the target leave the share where it is...
+        answer_for(Duration::from_millis(2), 600).await;
+        assert_eq!(*recorder.shares.lock().unwrap(), vec![0.8]);
+        // ...one correction's worth (200 answers over 250 ms) at 20 ms cuts it by 30 %.
+        answer_for(Duration::from_millis(20), 300).await;
+        let shares = recorder.shares.lock().unwrap().clone();
+        assert_eq!(shares.len(), 2, "{shares:?}");
+        assert!((shares[1] - 0.56).abs() < 1e-9, "{shares:?}");
+    });
+    // Without a target nothing is reported.
+    let untargeted = Arc::new(Recorder::default());
+    paused_runtime().block_on(async {
+        let batcher = spawn("fixed", policy(4, 0), 64, doublers(1), &untargeted);
+        batcher.answered(tokio::time::Instant::now());
+    });
+    assert!(untargeted.shares.lock().unwrap().is_empty());
 }
 
 #[test]

@@ -164,6 +164,8 @@ async fn a_latency_target_beyond_reach_sheds_with_retry_after_and_shows_its_choi
         metric(&text, &format!("kiln_batching_max_batch_size{LABELS}")),
         Some(1.0)
     );
+    let share = metric(&text, &format!("kiln_batching_target_share{LABELS}"));
+    assert!(share.is_some_and(|s| (0.2..=0.8).contains(&s)), "{share:?}");
     let rejected = "kiln_request_failure_total{backend=\"flex\",model=\"lenet-fashion\",reason=\"rejected\",version=\"1\"}";
     assert!(metric(&text, rejected).unwrap() >= refused as f64);
     server.shutdown().await.unwrap();
@@ -188,6 +190,10 @@ async fn without_a_target_the_configured_batching_is_what_the_config_and_gauges_
     assert_eq!(
         metric(&text, &format!("kiln_batching_max_batch_size{LABELS}")),
         config["max_batch_size"].as_f64()
+    );
+    assert_eq!(
+        metric(&text, &format!("kiln_batching_target_share{LABELS}")),
+        None
     );
     server.shutdown().await.unwrap();
 }

@@ -46,6 +46,8 @@ pub struct Batcher<I, O> {
     admission: Admission,
     withdrawn: Arc<Notify>,
     settings: Settings,
+    /// Told of the corrections that answered requests make to the target's share.
+    observer: Arc<dyn BatchObserver>,
 }
 
 impl<I, O> Clone for Batcher<I, O> {
@@ -55,6 +57,7 @@ impl<I, O> Clone for Batcher<I, O> {
             admission: self.admission.clone(),
             withdrawn: self.withdrawn.clone(),
             settings: self.settings.clone(),
+            observer: self.observer.clone(),
         }
     }
 }
@@ -123,6 +126,10 @@ impl BatchObserver for Measuring {
     fn chose(&self, choice: Choice) {
         self.observer.chose(choice);
     }
+
+    fn target_share(&self, share: f64) {
+        self.observer.target_share(share);
+    }
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
@@ -164,6 +171,9 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         let withdrawn = Arc::new(Notify::new());
         let choice = settings.current();
         observer.chose(choice);
+        if let Settings::Controlled(controller) = &settings {
+            observer.target_share(lock(controller).target_share());
+        }
         let former = BatchFormer {
             name: name.to_string(),
             policy,
@@ -173,7 +183,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             pending: VecDeque::new(),
             batches: batches_tx,
             idle_executors,
-            observer,
+            observer: observer.clone(),
             withdrawn: withdrawn.clone(),
         };
         tokio::spawn(former.run());
@@ -182,6 +192,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             admission,
             withdrawn,
             settings,
+            observer,
         })
     }
 
@@ -251,6 +262,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     share = format_args!("{share:.2}"),
                     "latency feedback: the batching budget's share of the target changed"
                 );
+                self.observer.target_share(share);
             }
         }
     }

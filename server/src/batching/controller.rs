@@ -142,6 +142,11 @@ impl Controller {
         self.arrivals.per_second(now)
     }
 
+    /// The share of the target the batching decisions may spend now.
+    pub fn target_share(&self) -> f64 {
+        self.feedback.share()
+    }
+
     /// A request was answered at `now`, `latency` after it reached its task. Returns the
     /// batching decisions' new share of the target when the answers so far changed it.
     pub fn answered(&mut self, now: Instant, latency: Duration) -> Option<f64> {

@@ -87,4 +87,7 @@ pub trait BatchObserver: Send + Sync + 'static {
     fn answered(&self, _size: usize, _since_formed: Duration) {}
     /// The batcher now uses `choice` (at start, and whenever its controller changes it).
     fn chose(&self, _choice: Choice) {}
+    /// Under a latency target, the share of it the batching decisions may spend is now
+    /// `share` (at start, and whenever answered requests' latencies correct it).
+    fn target_share(&self, _share: f64) {}
 }

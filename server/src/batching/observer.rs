@@ -17,4 +17,8 @@ impl BatchObserver for ModelMetrics {
     fn chose(&self, choice: Choice) {
         self.record_batching_choice(choice.batch_size, choice.queue_delay);
     }
+
+    fn target_share(&self, share: f64) {
+        self.record_target_share(share);
+    }
 }

@@ -1,7 +1,7 @@
 //! One model's metrics: request outcomes and durations, batches, items per second and per
 //! watt, and the running totals of the statistics extension.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
@@ -47,6 +47,8 @@ pub struct ModelMetrics {
     batch_size: Histogram,
     batching_batch_size: Gauge,
     batching_queue_delay: Gauge,
+    /// Registered when first set, so models without a latency target do not show it.
+    batching_target_share: OnceLock<Gauge>,
     items_per_second: Gauge,
     device_memory: Gauge,
     items_per_second_per_watt: Gauge,
@@ -97,6 +99,7 @@ impl ModelMetrics {
                 "kiln_batching_queue_delay_seconds",
                 "Longest a batch waits for more requests now: as configured, or chosen for the latency target",
             ),
+            batching_target_share: OnceLock::new(),
             items_per_second: scope.gauge(
                 "kiln_items_per_second",
                 "Items served per second over the last 10 s",
@@ -197,6 +200,18 @@ impl ModelMetrics {
     pub fn record_batching_choice(&self, batch_size: usize, queue_delay: Duration) {
         self.batching_batch_size.set(batch_size as f64);
         self.batching_queue_delay.set(queue_delay.as_secs_f64());
+    }
+
+    /// The share of the latency target the batching decisions may spend from now on.
+    pub fn record_target_share(&self, share: f64) {
+        self.batching_target_share
+            .get_or_init(|| {
+                self.scope.gauge(
+                    "kiln_batching_target_share",
+                    "Share of the latency target that queueing and batches may take now, corrected by the p99 of answered requests",
+                )
+            })
+            .set(share);
     }
 
     pub fn record_batch(&self, size: usize, compute: Duration) {
