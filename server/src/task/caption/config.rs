@@ -156,8 +156,16 @@ mod tests {
             "/../models/captioner-lstm/model.toml"
         );
         let text = std::fs::read_to_string(bundled).unwrap();
-        assert!(!text.contains("encoder_norm"));
-        let mut config: ModelConfig = toml::from_str(&text).unwrap();
+        let bundled: ModelConfig = toml::from_str(&text).unwrap();
+        assert_eq!(encoder_norm(&bundled), Some(true));
+        // The same folder as written before: no `encoder_norm` line.
+        let older: String = text
+            .lines()
+            .filter(|line| !line.starts_with("encoder_norm"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_ne!(older, text);
+        let mut config: ModelConfig = toml::from_str(&older).unwrap();
         assert_eq!(encoder_norm(&config), None);
         let written = toml::to_string_pretty(&config).unwrap();
         assert!(!written.contains("encoder_norm"), "{written}");
