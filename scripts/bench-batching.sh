@@ -158,6 +158,21 @@ for name, _, _, levels in rows:
         ipj_text = f"{ipj:.0f}" if ipj >= 100 else f"{ipj:.3g}"
         cells.append(f"{l['throughput']:.0f} / {l['latency']['p99_ms']:.1f} / {l['measured_errors']} / {ipj_text}")
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
+# What the controller had chosen when each level's measurement ended (loadtest reads the
+# gauges; results written before it did have none).
+targeted = [(name, levels) for name, _, _, levels in rows
+            if any((l.get("server") or {}).get("target_share_at_end") is not None for l in levels)]
+if targeted:
+    lines += ["", "At each level's end: the chosen largest batch / the target's share left to batching",
+              "", "| configuration | " + " | ".join(f"{l['level_value']:.0f}" for l in rows[0][3]) + " |",
+              "|---|" + "---|" * len(rows[0][3])]
+    for name, levels in targeted:
+        cells = []
+        for l in levels:
+            server = l.get("server") or {}
+            size, share = server.get("batch_size_at_end"), server.get("target_share_at_end")
+            cells.append(f"{size:.0f} / {share:.2f}" if size is not None and share is not None else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
 text = "\n".join(lines) + "\n"
 open(f"{out}/summary.md", "w").write(text)
 print(text)

@@ -64,13 +64,13 @@ pub fn table(results: &[LevelResult]) -> String {
 
 pub fn csv(results: &[LevelResult]) -> String {
     let mut out = String::from(
-        "level,level_value,throughput,p50_ms,p90_ms,p95_ms,p99_ms,mean_ms,measured_ok,measured_errors,windows,stable,sent,ok,errors,avg_batch,queue_ms,compute_ms,joules,items_per_joule,power_source,tokens_per_second,p999_ms,max_ms\n",
+        "level,level_value,throughput,p50_ms,p90_ms,p95_ms,p99_ms,mean_ms,measured_ok,measured_errors,windows,stable,sent,ok,errors,avg_batch,queue_ms,compute_ms,joules,items_per_joule,power_source,tokens_per_second,p999_ms,max_ms,batch_size_at_end,target_share_at_end\n",
     );
     for r in results {
         let s = r.server.unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{},{:.3},{:.4},{:.4},{:.4},{:.4},{},{},{:.3},{:.3}",
+            "{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{},{:.3},{:.4},{:.4},{:.4},{:.4},{},{},{:.3},{:.3},{},{}",
             r.level,
             r.level_value,
             r.throughput,
@@ -96,6 +96,9 @@ pub fn csv(results: &[LevelResult]) -> String {
                 .map_or(String::new(), |t| format!("{t:.1}")),
             r.latency.p999_ms,
             r.latency.max_ms,
+            s.batch_size_at_end.map_or(String::new(), |b| b.to_string()),
+            s.target_share_at_end
+                .map_or(String::new(), |t| format!("{t:.3}")),
         );
     }
     out

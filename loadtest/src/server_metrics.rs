@@ -29,6 +29,15 @@ impl Scrape {
             .sum()
     }
 
+    /// The sample of `name` whose labels include `model="<model>"`, when there is one.
+    pub fn model_value(&self, name: &str, model: &str) -> Option<f64> {
+        let needle = format!("model=\"{model}\"");
+        self.0
+            .iter()
+            .find(|(k, _)| k.split('{').next() == Some(name) && k.contains(&needle))
+            .map(|(_, v)| *v)
+    }
+
     /// Whether the scrape holds Kiln series for `model` (other servers' metrics do not).
     pub fn knows_model(&self, model: &str) -> bool {
         let needle = format!("model=\"{model}\"");
@@ -63,6 +72,12 @@ pub struct ServerSplit {
     /// Items per joule (= items/s per watt), from the energy counter; 0 when unknown.
     pub items_per_joule: f64,
     pub power_source: Option<&'static str>,
+    /// The batcher's largest batch when the measurement ended: chosen for the latency
+    /// target, or as configured.
+    pub batch_size_at_end: Option<f64>,
+    /// The share of the latency target the batching decisions had when the measurement
+    /// ended, after the answered requests' corrections; only with a target.
+    pub target_share_at_end: Option<f64>,
 }
 
 impl ServerSplit {
@@ -95,6 +110,8 @@ impl ServerSplit {
             joules,
             items_per_joule: ratio(inferences, joules),
             power_source: source,
+            batch_size_at_end: after.model_value("kiln_batching_max_batch_size", model),
+            target_share_at_end: after.model_value("kiln_batching_target_share", model),
         }
     }
 }
@@ -118,5 +135,24 @@ mod tests {
         );
         assert_eq!((split.joules, split.items_per_joule), (4.0, 10.0));
         assert_eq!(split.power_source, Some("estimate"));
+        assert_eq!(
+            (split.batch_size_at_end, split.target_share_at_end),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn the_batching_gauges_are_read_at_the_end() {
+        let after = Scrape::parse(
+            "kiln_batching_max_batch_size{backend=\"flex\",model=\"a\",version=\"1\"} 24\nkiln_batching_target_share{backend=\"flex\",model=\"a\",version=\"1\"} 0.56\nkiln_batching_max_batch_size{backend=\"flex\",model=\"b\",version=\"1\"} 64\n",
+        );
+        let split = ServerSplit::between(&Scrape::default(), &after, "a");
+        assert_eq!(split.batch_size_at_end, Some(24.0));
+        assert_eq!(split.target_share_at_end, Some(0.56));
+        let other = ServerSplit::between(&Scrape::default(), &after, "b");
+        assert_eq!(
+            (other.batch_size_at_end, other.target_share_at_end),
+            (Some(64.0), None)
+        );
     }
 }

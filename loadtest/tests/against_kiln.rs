@@ -83,6 +83,9 @@ async fn counts_match_the_server_and_reports_are_written() {
             split.avg_batch >= 1.0 && split.inferences > 0.0,
             "{split:?}"
         );
+        // The bundled LeNet's fixed `max_batch_size = 64`, and no latency target.
+        assert_eq!(split.batch_size_at_end, Some(64.0), "{split:?}");
+        assert_eq!(split.target_share_at_end, None, "{split:?}");
     }
 
     let table = report::table(&results);
@@ -96,6 +99,14 @@ async fn counts_match_the_server_and_reports_are_written() {
     );
     let csv = report::csv(&results);
     assert_eq!(csv.lines().count(), 4);
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(header.len(), row.len(), "{csv}");
+    let column = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(
+        (column("batch_size_at_end"), column("target_share_at_end")),
+        ("64", "")
+    );
     let json: serde_json::Value = serde_json::from_str(&report::json(&results)).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
     let svg = report::svg(&results, "test");
