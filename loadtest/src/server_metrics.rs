@@ -19,23 +19,24 @@ impl Scrape {
         )
     }
 
-    /// Sum of every sample of `name` whose labels include `model="<model>"`.
-    pub fn model_total(&self, name: &str, model: &str) -> f64 {
+    /// The samples of `name` whose labels include `model="<model>"`.
+    fn model_samples<'a>(&'a self, name: &'a str, model: &str) -> impl Iterator<Item = f64> + 'a {
         let needle = format!("model=\"{model}\"");
         self.0
             .iter()
-            .filter(|(k, _)| k.split('{').next() == Some(name) && k.contains(&needle))
-            .map(|(_, v)| v)
-            .sum()
+            .filter(move |(k, _)| k.split('{').next() == Some(name) && k.contains(&needle))
+            .map(|(_, v)| *v)
     }
 
-    /// The sample of `name` whose labels include `model="<model>"`, when there is one.
+    /// Sum of every sample of `name` whose labels include `model="<model>"`.
+    pub fn model_total(&self, name: &str, model: &str) -> f64 {
+        self.model_samples(name, model).sum()
+    }
+
+    /// The sample of `name` whose labels include `model="<model>"`, when there is one: for
+    /// gauges, of which a model has one.
     pub fn model_value(&self, name: &str, model: &str) -> Option<f64> {
-        let needle = format!("model=\"{model}\"");
-        self.0
-            .iter()
-            .find(|(k, _)| k.split('{').next() == Some(name) && k.contains(&needle))
-            .map(|(_, v)| *v)
+        self.model_samples(name, model).next()
     }
 
     /// Whether the scrape holds Kiln series for `model` (other servers' metrics do not).
