@@ -12,6 +12,7 @@
 //!   run a direct kernel vectorised across channels.
 //! - [`pool`]: max and average pooling, global average pooling.
 //! - [`linear::Linear`]: dense layers.
+//! - [`softmax`]: probabilities from rows of logits.
 //!
 //! Work is split over output tiles on rayon's pool; the GEMM itself is then told to stay on
 //! its thread, so the two never nest.
@@ -25,6 +26,7 @@ mod matmul;
 pub mod network;
 pub mod pool;
 mod simd;
+pub mod softmax;
 
 pub use activation::Activation;
 pub use error::KernelError;

@@ -105,6 +105,9 @@ simd_dispatch! {
     ) => pool_rows_body
 }
 
+/// Channels pooled together in registers: one AVX-512 vector, two AVX2 ones.
+const LANES: usize = 16;
+
 // `FUSED` is unused: no multiply here, but the dispatch compiles the loops per instruction set.
 #[inline(always)]
 fn pool_rows_body<const FUSED: bool>(
@@ -130,29 +133,17 @@ fn pool_rows_body<const FUSED: bool>(
         for (ox, acc) in row.chunks_exact_mut(channels).enumerate() {
             let x0 = (ox * pool.stride[1]) as isize - left as isize;
             let xs = (x0.max(0) as usize)..((x0 + kw as isize).min(shape.width as isize) as usize);
-            let taps = ys
-                .clone()
-                .flat_map(|iy| xs.clone().map(move |ix| iy * shape.width + ix));
+            let window = Window {
+                image,
+                width: shape.width,
+                channels,
+                ys: ys.clone(),
+                xs: xs.clone(),
+            };
             match pool.kind {
-                PoolKind::Max => {
-                    acc.fill(f32::NEG_INFINITY);
-                    for pixel in taps {
-                        let src = &image[pixel * channels..(pixel + 1) * channels];
-                        for (a, &v) in acc.iter_mut().zip(src) {
-                            // Branch-free, and NaN wins as in PyTorch: a NaN `a` stays, a NaN
-                            // `v` fails `a >= v` and is taken.
-                            *a = if *a >= v || a.is_nan() { *a } else { v };
-                        }
-                    }
-                }
+                PoolKind::Max => window.reduce(acc, f32::NEG_INFINITY, max_keeping_nan),
                 PoolKind::Average { include_padding } => {
-                    acc.fill(0.0);
-                    for pixel in taps {
-                        let src = &image[pixel * channels..(pixel + 1) * channels];
-                        for (a, &v) in acc.iter_mut().zip(src) {
-                            *a += v;
-                        }
-                    }
+                    window.reduce(acc, 0.0, |a, v| a + v);
                     let count = if include_padding {
                         // The window clipped to the padded input, as PyTorch counts it.
                         let y1 = (y0 + kh as isize).min((shape.height + bottom) as isize);
@@ -163,6 +154,56 @@ fn pool_rows_body<const FUSED: bool>(
                     };
                     let scale = 1.0 / count;
                     acc.iter_mut().for_each(|a| *a *= scale);
+                }
+            }
+        }
+    }
+}
+
+/// The larger of two values, and NaN wins as in PyTorch: a NaN `a` stays, a NaN `v` fails
+/// `a >= v` and is taken. Branch-free, so it vectorises.
+#[inline(always)]
+fn max_keeping_nan(a: f32, v: f32) -> f32 {
+    if a >= v || a.is_nan() { a } else { v }
+}
+
+/// One output pixel's window: input pixels `ys × xs` of an NHWC image.
+struct Window<'a> {
+    image: &'a [f32],
+    width: usize,
+    channels: usize,
+    ys: std::ops::Range<usize>,
+    xs: std::ops::Range<usize>,
+}
+
+impl Window<'_> {
+    /// `acc[c]` = `start` folded with `combine` over channel `c` of every pixel in the
+    /// window. [`LANES`] channels at a time are held in registers across the whole window,
+    /// so each output value is stored once rather than once per tap.
+    #[inline(always)]
+    fn reduce(&self, acc: &mut [f32], start: f32, combine: impl Fn(f32, f32) -> f32) {
+        let channels = self.channels;
+        let pixel = |iy: usize, ix: usize| &self.image[(iy * self.width + ix) * channels..];
+        let blocks = channels / LANES;
+        for (block, out) in acc.chunks_exact_mut(LANES).enumerate() {
+            let mut lanes = [start; LANES];
+            for iy in self.ys.clone() {
+                for ix in self.xs.clone() {
+                    let src = &pixel(iy, ix)[block * LANES..][..LANES];
+                    for (l, &v) in lanes.iter_mut().zip(src) {
+                        *l = combine(*l, v);
+                    }
+                }
+            }
+            out.copy_from_slice(&lanes);
+        }
+        let rest = &mut acc[blocks * LANES..];
+        rest.fill(start);
+        for iy in self.ys.clone() {
+            for ix in self.xs.clone() {
+                let src = &pixel(iy, ix)[blocks * LANES..channels];
+                for (a, &v) in rest.iter_mut().zip(src) {
+                    *a = combine(*a, v);
                 }
             }
         }

@@ -2,11 +2,13 @@
 //! paddings, dilations and group counts, plus each geometry the model zoo uses.
 
 use burn::prelude::*;
+use burn::tensor::activation::softmax;
 use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use kiln_kernels::conv::{BatchNorm, Conv2d, ConvGeometry, Padding};
 use kiln_kernels::linear::Linear;
 use kiln_kernels::pool::{Pool2d, PoolKind, global_average_pool};
+use kiln_kernels::softmax::{softmax_in_place, softmax_into};
 use kiln_kernels::{Activation, Shape, nchw_to_nhwc, nhwc_to_nchw};
 use proptest::prelude::*;
 
@@ -274,13 +276,39 @@ proptest! {
 
     #[test]
     fn pooling_matches_burn(
-        batch in 1..3usize, height in 1..10usize, width in 1..10usize, channels in 1..5usize,
+        batch in 1..3usize, height in 1..10usize, width in 1..10usize,
+        // Fewer channels than a register holds, and more: whole blocks and a remainder.
+        channels in prop_oneof![1..5usize, 15..37usize],
         kernel in (1..4usize, 1..4usize), stride in (1..3usize, 1..3usize), pad in 0..2usize,
         ceil_mode in any::<bool>(), max in any::<bool>(), include_padding in any::<bool>(), seed in any::<u64>(),
     ) {
         // PyTorch (and Burn) require padding at most half the kernel.
         let pad = pad.min(kernel.0 / 2).min(kernel.1 / 2);
         run_pool_case(batch, [height, width], channels, [kernel.0, kernel.1], [stride.0, stride.1], pad, ceil_mode, max, include_padding, seed);
+    }
+
+    #[test]
+    fn softmax_matches_burn(
+        rows in 1..4usize, len in prop_oneof![1..40usize, 4990..5010usize],
+        spread in prop_oneof![Just(1.0f32), Just(30.0f32), Just(300.0f32)], seed in any::<u64>(),
+    ) {
+        let logits: Vec<f32> = values(rows * len, seed).iter().map(|v| v * spread).collect();
+        let expected = to_vec(softmax(
+            Tensor::<2>::from_data(TensorData::new(logits.clone(), [rows, len]), &device()),
+            1,
+        ));
+        let mut ours = vec![0.0; logits.len()];
+        for (row, out) in logits.chunks(len).zip(ours.chunks_mut(len)) {
+            softmax_into(row, out);
+        }
+        // Relative to each probability: the smallest ones are what sampling at a high
+        // temperature reads.
+        for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
+            prop_assert!((a - b).abs() <= 1e-5 * b.abs() + 1e-30, "value {} is {}, Burn gives {}", i, a, b);
+        }
+        let mut in_place = logits;
+        in_place.chunks_mut(len).for_each(softmax_in_place);
+        prop_assert_eq!(in_place, ours);
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
+pub use kiln_kernels::softmax::softmax_in_place;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ZooError};
@@ -510,17 +511,6 @@ fn check_compiled_source(source: &[u8], weights: &Path) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Turn logits into probabilities, subtracting the largest first so no exponent overflows.
-pub fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    row.iter_mut().for_each(|v| *v /= sum);
 }
 
 /// The failures of the test-only faulty architecture, keyed by the first input value: a

@@ -10,7 +10,8 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::log_softmax;
+use kiln_kernels::softmax::softmax_into;
 use serde::{Deserialize, Serialize};
 
 use crate::decode_batch::{DecodeBatch, Ring, Stacked};
@@ -270,18 +271,30 @@ impl LanguageModel {
             .collect();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(last, [batch]), &self.device);
         let hidden = hidden.reshape([batch * time, d]).select(0, rows);
-        self.to_rows(log_softmax(self.net.project(hidden), 1))
+        self.to_rows(log_softmax(self.net.project(hidden), 1), <[f32]>::to_vec)
     }
 
-    fn to_rows(&self, log_probs: Tensor<2>) -> Result<Vec<Vec<f32>>> {
-        let values: Vec<f32> = log_probs
+    /// `values` (`[rows, vocab]`) on the host, each row made into a `Vec` by `row`.
+    fn to_rows(
+        &self,
+        values: Tensor<2>,
+        row: impl Fn(&[f32]) -> Vec<f32>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let values: Vec<f32> = values
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
-        Ok(values
-            .chunks(self.vocab_size)
-            .map(<[f32]>::to_vec)
-            .collect())
+        Ok(values.chunks(self.vocab_size).map(row).collect())
+    }
+
+    /// Next-token probabilities from `logits` (`[rows, vocab]`), one `Vec` per row: the
+    /// softmax runs on the host on Kiln's vectorised kernel as each row is copied out.
+    fn probability_rows(&self, logits: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+        self.to_rows(logits, |logits| {
+            let mut probabilities = vec![0.0; logits.len()];
+            softmax_into(logits, &mut probabilities);
+            probabilities
+        })
     }
 
     /// Run a prompt and return the next token's probabilities and the state to continue
@@ -308,7 +321,7 @@ impl LanguageModel {
         };
         let d = hidden.dims()[2];
         let last = hidden.slice(s![.., time - 1..time, ..]).reshape([1, d]);
-        let mut rows = self.to_rows(softmax(self.net.project(last), 1))?;
+        let mut rows = self.probability_rows(self.net.project(last))?;
         Ok((rows.remove(0), state))
     }
 
@@ -381,7 +394,7 @@ impl LanguageModel {
                 Tensor::<1, Int>::from_data(TensorData::new(rows, [live.len()]), &self.device);
             hidden = hidden.select(0, rows);
         }
-        self.to_rows(softmax(self.net.project(hidden), 1))
+        self.probability_rows(self.net.project(hidden))
     }
 
     /// Perplexity and top-1/top-5 next-token accuracy over whole verses (`<bos> … <eos>`),
