@@ -16,17 +16,15 @@ pub fn softmax_into(logits: &[f32], out: &mut [f32]) {
     softmax_row(logits, out);
 }
 
-/// [`softmax_into`] in place.
+/// [`softmax_into`] in place, for short rows (a classifier's classes): the logits are
+/// copied once so that one kernel serves both.
 pub fn softmax_in_place(row: &mut [f32]) {
-    softmax_in_place_row(row);
+    let logits = row.to_vec();
+    softmax_row(&logits, row);
 }
 
 simd_dispatch! {
     fn softmax_row(logits: &[f32], out: &mut [f32]) => softmax_row_body
-}
-
-simd_dispatch! {
-    fn softmax_in_place_row(row: &mut [f32]) => softmax_in_place_body
 }
 
 // `FUSED` is unused: the dispatch compiles the same loops per instruction set.
@@ -35,25 +33,6 @@ fn softmax_row_body<const FUSED: bool>(logits: &[f32], out: &mut [f32]) {
     let max = row_max(logits);
     let sum = exp_shifted(logits, out, max);
     scale(out, 1.0 / sum);
-}
-
-#[inline(always)]
-fn softmax_in_place_body<const FUSED: bool>(row: &mut [f32]) {
-    let max = row_max(row);
-    let mut sum = [0.0f32; LANES];
-    let mut blocks = row.chunks_exact_mut(LANES);
-    for block in &mut blocks {
-        for (v, s) in block.iter_mut().zip(&mut sum) {
-            *v = exp(*v - max);
-            *s += *v;
-        }
-    }
-    let mut total: f32 = sum.iter().sum();
-    for v in blocks.into_remainder() {
-        *v = exp(*v - max);
-        total += *v;
-    }
-    scale(row, 1.0 / total);
 }
 
 /// The largest value; NaN when any value is NaN (so the row comes out NaN).
