@@ -4,12 +4,13 @@
 # 150 % of the model's capacity. Writes each run's results, the plots, and summary.md.
 #
 #   [MODEL=lenet-fashion] [TARGET_MS=20] [SIZES="1 8 64"] [DELAYS_US="0 2000"] \
-#   [OUT=bench/batching] [REUSE_FIXED=1] scripts/bench-batching.sh
+#   [OUT=bench/batching] [REUSE_FIXED=1] [KILN_BIN=path] scripts/bench-batching.sh
 #
 # REUSE_FIXED=1 keeps the fixed configurations' results of an earlier run (and its
 # capacity) and reruns only the latency-target ones: for trying changes, not for the
 # figures in BENCHMARKS.md, which come from one whole run. SUMMARY_ONLY=1 runs nothing and
-# redraws the plot and summary.md from the results in OUT.
+# redraws the plot and summary.md from the results in OUT. KILN_BIN serves with another
+# binary (an older build, to compare) instead of target/release/kiln.
 #
 # Capacity is measured first, closed-loop at 64 concurrent requests with the largest fixed
 # batch and no delay. "Within target" throughput is a run's best throughput at a level
@@ -26,6 +27,7 @@ read -r -a sizes <<<"${SIZES:-1 8 64}"
 read -r -a delays <<<"${DELAYS_US:-0 2000}"
 out=${OUT:-bench/batching}/$model
 source_dir=${MODEL_DIR:-models/$model}
+kiln=${KILN_BIN:-./target/release/kiln}
 [ -f "$source_dir/model.toml" ] || { echo "no model folder $source_dir" >&2; exit 1; }
 
 cargo build --release -p kiln-server -p kiln-loadtest --quiet
@@ -55,7 +57,7 @@ PYEOF
 # Start `kiln serve` on the repository; sets $server and $base.
 serve() {
     local log="$work/$2.log"
-    "${server_pin[@]}" ./target/release/kiln serve --model-repository "$1" --http-addr 127.0.0.1:0 \
+    "${server_pin[@]}" "$kiln" serve --model-repository "$1" --http-addr 127.0.0.1:0 \
         --grpc-addr 127.0.0.1:0 >"$log" 2>&1 &
     server=$!
     base=""

@@ -287,7 +287,8 @@ fn the_energy_objective_spends_less_compute_per_item_within_the_same_target() {
             )
         };
         let (throughput, energy) = (run(Objective::Throughput), run(Objective::Energy));
-        assert!(energy.p99(0.0, 20.0) <= 0.050, "{}", energy.p99(0.0, 20.0));
+        // Within half the target: the other half is headroom (ENERGY_WAIT_SHARE).
+        assert!(energy.p99(0.0, 20.0) <= 0.025, "{}", energy.p99(0.0, 20.0));
         assert!(
             energy.items_per_compute_second() > 1.1 * throughput.items_per_compute_second(),
             "at {share}: {} vs {} items per compute second",
