@@ -13,6 +13,7 @@
 //! - [`pool`]: max and average pooling, global average pooling.
 //! - [`linear::Linear`]: dense layers.
 //! - [`softmax`]: probabilities from rows of logits.
+//! - [`gelu`]: GELU for the Transformers' feed-forward layers.
 //!
 //! Work is split over output tiles on rayon's pool; the GEMM itself is then told to stay on
 //! its thread, so the two never nest.
@@ -21,6 +22,7 @@ pub mod activation;
 pub mod conv;
 mod depthwise;
 mod error;
+pub mod gelu;
 pub mod linear;
 mod matmul;
 pub mod network;

@@ -2,10 +2,11 @@
 //! paddings, dilations and group counts, plus each geometry the model zoo uses.
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use kiln_kernels::conv::{BatchNorm, Conv2d, ConvGeometry, Padding};
+use kiln_kernels::gelu::gelu_in_place;
 use kiln_kernels::linear::Linear;
 use kiln_kernels::pool::{Pool2d, PoolKind, global_average_pool};
 use kiln_kernels::softmax::{softmax_in_place, softmax_into};
@@ -309,6 +310,23 @@ proptest! {
         let mut in_place = logits;
         in_place.chunks_mut(len).for_each(softmax_in_place);
         prop_assert_eq!(in_place, ours);
+    }
+
+    #[test]
+    fn gelu_matches_burn(
+        len in prop_oneof![1..40usize, 1000..1100usize],
+        spread in prop_oneof![Just(1.0f32), Just(4.0f32), Just(30.0f32)], seed in any::<u64>(),
+    ) {
+        let inputs: Vec<f32> = values(len, seed).iter().map(|v| v * spread).collect();
+        let expected = to_vec(gelu(Tensor::<1>::from_data(
+            TensorData::new(inputs.clone(), [len]),
+            &device(),
+        )));
+        let mut ours = inputs.clone();
+        gelu_in_place(&mut ours);
+        for ((x, a), b) in inputs.iter().zip(&ours).zip(&expected) {
+            prop_assert!((a - b).abs() <= 1e-6 * (1.0 + x.abs()), "gelu({}) is {}, Burn gives {}", x, a, b);
+        }
     }
 }
 

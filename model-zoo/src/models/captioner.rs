@@ -22,11 +22,12 @@ use burn::nn::{
     LinearConfig, PaddingConfig2d, Relu,
 };
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::cpu::{self, Activation, Network, NetworkBuilder, Value};
+use super::gelu::gelu;
 use crate::error::Result;
 
 pub use crate::models::transformer_lm::KeyValue;

@@ -6,6 +6,7 @@ pub mod captioner;
 pub mod cpu;
 pub mod efficientnet_lite;
 pub mod elman;
+pub mod gelu;
 pub mod googlenet;
 pub mod inception_v3;
 pub mod lenet;
