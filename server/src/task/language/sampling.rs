@@ -102,54 +102,100 @@ pub fn sample(
 /// total weight, and one (half the vocabulary on average) to walk to the drawn point. At
 /// temperature 1, the default, the weights are the probabilities themselves, so neither pass
 /// computes more than a sum. This runs for every token of every sequence, once per decoding
-/// step. Returns the chosen token's index.
+/// step, so both passes sum [`LANES`] tokens at a time, which the compiler vectorises, and
+/// the walk goes [`BLOCK`] tokens at a time: only the block holding the drawn point is
+/// walked token by token. Returns the chosen token's index.
 fn sample_whole_vocabulary(
     probs: &[f32],
     temperature: f32,
     banned: &[u32],
     rng: &mut StdRng,
 ) -> usize {
-    let is_banned = |i: usize| banned.contains(&(i as u32));
+    let exponent = 1.0 / temperature;
+    if exponent == 1.0 {
+        // `p > 0` also turns NaN away.
+        return draw(probs, banned, rng, |p| if p > 0.0 { p } else { 0.0 });
+    }
     // `f32::max` passes NaN over, so `top` is never NaN.
     let top = probs.iter().copied().fold(0.0, f32::max);
     if top == 0.0 || top.is_infinite() {
         return 0;
     }
-    let exponent = 1.0 / temperature;
-    let weight = |p: f32| {
+    draw(probs, banned, rng, |p| {
         if p > 0.0 {
-            if exponent == 1.0 {
-                p
-            } else {
-                (p / top).powf(exponent)
-            }
+            (p / top).powf(exponent)
         } else {
-            0.0 // also NaN
+            0.0
         }
+    })
+}
+
+/// Draws an index in proportion to `weight` of each probability, banned ones left out;
+/// 0 when nothing has weight.
+fn draw(probs: &[f32], banned: &[u32], rng: &mut StdRng, weight: impl Fn(f32) -> f32) -> usize {
+    let banned_in = |first: usize, len: usize| {
+        banned
+            .iter()
+            .filter(|&&b| (first..first + len).contains(&(b as usize)))
+            .map(|&b| weight(probs[b as usize]))
+            .sum::<f32>()
     };
-    let banned_weight: f32 = banned
-        .iter()
-        .filter_map(|&b| probs.get(b as usize))
-        .map(|&p| weight(p))
-        .sum();
-    let total = probs.iter().map(|&p| weight(p)).sum::<f32>() - banned_weight;
-    if total.is_nan() || total <= 0.0 {
+    let total = blocks_weight(probs, &weight) - banned_in(0, probs.len());
+    if !total.is_finite() || total <= 0.0 {
         return 0;
     }
     let mut target = rng.random::<f32>() * total;
-    let mut last = 0;
-    for (i, &p) in probs.iter().enumerate() {
-        let w = weight(p);
-        if w == 0.0 || is_banned(i) {
+    for (b, block) in probs.chunks(BLOCK).enumerate() {
+        let first = b * BLOCK;
+        let block_total = blocks_weight(block, &weight) - banned_in(first, block.len());
+        if target > block_total {
+            target -= block_total;
             continue;
         }
-        last = i;
-        target -= w;
-        if target <= 0.0 {
-            return i;
+        // The drawn point is in this block (or, by rounding, just past it: then the walk
+        // goes on into the next).
+        for (i, &p) in block.iter().enumerate() {
+            let w = weight(p);
+            if w == 0.0 || banned.contains(&((first + i) as u32)) {
+                continue;
+            }
+            target -= w;
+            if target <= 0.0 {
+                return first + i;
+            }
         }
     }
-    last
+    // Rounding left the point past the end: the last token that may be drawn.
+    (0..probs.len())
+        .rev()
+        .find(|&i| weight(probs[i]) > 0.0 && !banned.contains(&(i as u32)))
+        .unwrap_or(0)
+}
+
+/// Tokens weighed together on the walk to the drawn point: only the block holding it is
+/// walked token by token.
+const BLOCK: usize = 64;
+/// Running sums kept apart, so that the sums vectorise: one AVX-512 vector, two AVX2 ones.
+const LANES: usize = 16;
+
+/// The sum of `weight` over `values`, kept per lane and added up as a tree.
+#[inline(always)]
+fn blocks_weight(values: &[f32], weight: &impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &p) in lanes.iter_mut().zip(chunk) {
+            *lane += weight(p);
+        }
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
+        }
+    }
+    lanes[0] + chunks.remainder().iter().map(|&p| weight(p)).sum::<f32>()
 }
 
 #[cfg(test)]
@@ -204,6 +250,48 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(9), draw(9));
+    }
+
+    #[test]
+    fn a_long_vocabulary_is_drawn_in_proportion_across_its_blocks() {
+        // 1,000 tokens over 16 blocks (the last one partial): weights that vary within each
+        // block, every 7th token banned, a zero and a NaN.
+        let mut probs: Vec<f32> = (0..1_000).map(|i| ((i * 37) % 50) as f32 + 1.0).collect();
+        probs[3] = 0.0;
+        probs[130] = f32::NAN;
+        let banned: Vec<u32> = (0..1_000).step_by(7).collect();
+        let allowed = |i: usize| i != 3 && i != 130 && !i.is_multiple_of(7);
+        let total: f32 = (0..1_000).filter(|&i| allowed(i)).map(|i| probs[i]).sum();
+        for p in &mut probs {
+            *p /= total;
+        }
+        let mut rng = StdRng::seed_from_u64(21);
+        let draws = 50_000;
+        let mut per_tenth = [0usize; 10];
+        for _ in 0..draws {
+            let (token, _) = sample(&probs, &SamplingParams::default(), &banned, &mut rng);
+            assert!(allowed(token as usize), "drew {token}");
+            per_tenth[token as usize / 100] += 1;
+        }
+        for (tenth, &count) in per_tenth.iter().enumerate() {
+            let want: f32 = (tenth * 100..(tenth + 1) * 100)
+                .filter(|&i| allowed(i))
+                .map(|i| probs[i])
+                .sum();
+            let got = count as f32 / draws as f32;
+            assert!(
+                (got - want).abs() < 0.01,
+                "tokens {}00s: {got} vs {want}",
+                tenth
+            );
+        }
+        // The one token that may be drawn is the last, in the partial block.
+        let mut last_only = vec![0.0f32; 1_000];
+        last_only[999] = 1.0;
+        for _ in 0..100 {
+            let (token, _) = sample(&last_only, &SamplingParams::default(), &[], &mut rng);
+            assert_eq!(token, 999);
+        }
     }
 
     #[test]
