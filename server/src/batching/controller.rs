@@ -411,7 +411,7 @@ mod tests {
         let now = Instant::now();
         let mut c = Controller::new(target(200.0, Objective::Energy), 32, 1);
         measured(&mut c, &[1, 8, 32]);
-        // 1,000 arrivals per second: 31 more arrive in 31 ms, well within the 60 ms a batch
+        // 1,000 arrivals per second: 31 more arrive in 31 ms, well within the 64 ms a batch
         // of 32 may wait (half the target less twice its 18 ms).
         let later = thousand_a_second(&mut c, now);
         let choice = c.choose(later);
