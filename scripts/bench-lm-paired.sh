@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Two builds of the server on the same language-model load, alternating round by round, so
+# that a noisy machine's drift falls on both alike: tokens/s and the server's CPU time per
+# token (from /proc) at one concurrency, with the bundled models and continuous batching.
+#
+#   BEFORE=/tmp/kiln-before [AFTER=target/release/kiln] [ROUNDS=3] [MODEL=transformer-web-en] \
+#   [CONCURRENCY=64] scripts/bench-lm-paired.sh
+#
+# Each round starts a fresh server per binary, warms it up for 3 s, then measures 8 s (two
+# windows of 4 s) with `kiln-loadtest --form generate`. The load generator runs on a core of
+# its own (scripts/lib/pin.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+before=${BEFORE:?BEFORE names the binary to compare against}
+after=${AFTER:-target/release/kiln}
+rounds=${ROUNDS:-3}
+model=${MODEL:-transformer-web-en}
+concurrency=${CONCURRENCY:-64}
+cargo build --release -p kiln-loadtest --quiet
+source scripts/lib/pin.sh
+work=$(mktemp -d)
+server=""
+trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+
+load() { # extra arguments…
+    "${load_pin[@]}" ./target/release/kiln-loadtest --url "$base" --model "$model" \
+        --form generate --concurrency "$concurrency" "$@" >/dev/null 2>&1
+}
+
+# Server CPU time so far, in clock ticks (user + system).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+
+for round in $(seq "$rounds"); do
+    for which in before after; do
+        binary=$before
+        [ "$which" = after ] && binary=$after
+        log="$work/$which-$round.log"
+        "${server_pin[@]}" "$binary" serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 \
+            >"$log" 2>&1 &
+        server=$!
+        base=""
+        for _ in $(seq 600); do
+            addr=$(sed -n 's/.*kiln listening.*http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
+            if [ -n "$addr" ] && curl -sf "http://$addr/v2/health/ready" >/dev/null; then
+                base="http://$addr"
+                break
+            fi
+            sleep 0.2
+        done
+        [ -n "$base" ] || { cat "$log" >&2; exit 1; }
+        load --warmup-secs 3 --window-secs 1 --max-windows 1
+        start=$(cpu_ticks)
+        load --warmup-secs 0 --window-secs 4 --max-windows 2 --output-dir "$work/$which-$round"
+        end=$(cpu_ticks)
+        kill "$server"
+        wait "$server" 2>/dev/null || true
+        server=""
+        python3 - "$work/$which-$round/results.json" $((end - start)) "$(getconf CLK_TCK)" \
+            "$which" "$round" <<'PYEOF'
+import json, sys
+path, ticks, per_second, which, round_ = sys.argv[1:]
+level = json.load(open(path))[-1]
+tokens = level.get("tokens_per_second") or 0.0
+cpu_seconds = int(ticks) / int(per_second)
+measured = 8.0  # two windows of 4 s
+per_token = cpu_seconds / (tokens * measured) * 1e6 if tokens else float("nan")
+print(f"round {round_} {which:6s} {tokens:8.0f} tokens/s, server CPU {per_token:6.1f} µs per token")
+PYEOF
+    done
+done
