@@ -20,14 +20,21 @@ use crate::error::{Result, ZooError};
 /// kept for comparison, keeps Burn's ops), unless `KILN_CPU_KERNELS=off` (or `0`) asks for
 /// Burn's ops everywhere, to compare the two paths.
 pub fn kernels_apply(device: &Device) -> bool {
-    let disabled =
-        std::env::var("KILN_CPU_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0");
     #[cfg(feature = "flex")]
     if *device == Device::flex() {
-        return !disabled;
+        return !kernels_disabled();
     }
-    let _ = (device, disabled);
+    let _ = device;
     false
+}
+
+/// `KILN_CPU_KERNELS=off`, read once: GELU asks on every decoding step.
+#[cfg(feature = "flex")]
+fn kernels_disabled() -> bool {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DISABLED.get_or_init(|| {
+        std::env::var("KILN_CPU_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
+    })
 }
 
 fn floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
