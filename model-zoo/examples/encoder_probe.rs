@@ -6,11 +6,14 @@
 //!
 //! ```sh
 //! cargo run --release -p kiln-zoo --features flex-parallel,train --example encoder_probe -- \
-//!     VARIANT [EPOCHS] [SCENES_PER_EPOCH]
+//!     VARIANT [EPOCHS] [SCENES_PER_EPOCH] [SAVE_TO]
 //! ```
 //!
 //! VARIANT: `current` (the captioners' encoder), `wide` (128 channels in the last stage),
 //! `deep` (two convolutions in the 2nd and 3rd stages), each also with batch norm (`-bn`).
+//! SAVE_TO, a `.bpk` file, keeps the trained probe; the `current` variants' encoder is the
+//! captioners' own, keyed as theirs, so `kiln train captioner-… --resume SAVE_TO` starts a
+//! captioner from it (the decoder fresh).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLoss;
@@ -20,6 +23,11 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use kiln_zoo::data::fashion_mnist::{self, FashionMnist, Split};
 use kiln_zoo::data::scenes::{CANVAS_SIDE, Scene, SceneGenerator, SceneSplit, SceneStyle};
+use kiln_zoo::train::encoder::{CLASSES, EncoderClassifier, best_region};
+use kiln_zoo::weights::save_burnpack;
+
+/// The bundled captioners' grid channels (`CaptionerConfig::channels`).
+const CAPTIONER_CHANNELS: usize = 64;
 
 #[derive(Module, Debug)]
 struct Stage {
@@ -27,8 +35,11 @@ struct Stage {
     norms: Vec<BatchNorm>,
 }
 
+/// An encoder variant of the probe's own: stages of convolutions, each stage pooled, then
+/// the residual context convolution, as in the captioners' encoder; scored as
+/// [`EncoderClassifier`] scores.
 #[derive(Module, Debug)]
-struct Probe {
+struct Stages {
     stages: Vec<Stage>,
     context: Conv2d,
     head: Conv2d,
@@ -36,12 +47,20 @@ struct Probe {
     activation: Relu,
 }
 
-fn probe(widths: &[&[usize]], norm: bool, device: &Device) -> Probe {
-    let conv = |input, output| {
-        Conv2dConfig::new([input, output], [3, 3])
-            .with_padding(PaddingConfig2d::Same)
-            .init(device)
-    };
+#[derive(Module, Debug)]
+enum Probe {
+    /// The captioners' encoder itself.
+    Captioners(EncoderClassifier),
+    Variant(Stages),
+}
+
+fn conv(input: usize, output: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([input, output], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .init(device)
+}
+
+fn stages(widths: &[&[usize]], norm: bool, device: &Device) -> Probe {
     let mut input = 3;
     let stages = widths
         .iter()
@@ -49,7 +68,7 @@ fn probe(widths: &[&[usize]], norm: bool, device: &Device) -> Probe {
             let mut convs = Vec::new();
             let mut norms = Vec::new();
             for &width in stage.iter() {
-                convs.push(conv(input, width));
+                convs.push(conv(input, width, device));
                 if norm {
                     norms.push(BatchNormConfig::new(width).init(device));
                 }
@@ -58,16 +77,16 @@ fn probe(widths: &[&[usize]], norm: bool, device: &Device) -> Probe {
             Stage { convs, norms }
         })
         .collect();
-    Probe {
+    Probe::Variant(Stages {
         stages,
-        context: conv(input, input),
-        head: Conv2dConfig::new([input, 10], [1, 1]).init(device),
+        context: conv(input, input, device),
+        head: Conv2dConfig::new([input, CLASSES], [1, 1]).init(device),
         pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
         activation: Relu::new(),
-    }
+    })
 }
 
-impl Probe {
+impl Stages {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for stage in &self.stages {
@@ -81,12 +100,16 @@ impl Probe {
             x = self.pool.forward(x);
         }
         let x = x.clone() + self.activation.forward(self.context.forward(x));
-        let scores = self.head.forward(x);
-        let [batch, classes, rows, columns] = scores.dims();
-        scores
-            .reshape([batch, classes, rows * columns])
-            .max_dim(2)
-            .reshape([batch, classes])
+        best_region(self.head.forward(x))
+    }
+}
+
+impl Probe {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Probe::Captioners(classifier) => classifier.forward(images),
+            Probe::Variant(stages) => stages.forward(images),
+        }
     }
 }
 
@@ -124,13 +147,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let variant = args.first().map_or("current", String::as_str);
     let epochs: usize = args.get(1).map_or(Ok(4), |n| n.parse())?;
     let per_epoch: usize = args.get(2).map_or(Ok(20_000), |n| n.parse())?;
-    let (widths, norm): (&[&[usize]], bool) = match variant {
-        "current" => (&[&[32], &[64], &[64]], false),
-        "wide" => (&[&[32], &[64], &[128]], false),
-        "wide-bn" => (&[&[32], &[64], &[128]], true),
-        "deep" => (&[&[32], &[32, 64], &[64, 128]], false),
-        "deep-bn" => (&[&[32], &[32, 64], &[64, 128]], true),
-        "current-bn" => (&[&[32], &[64], &[64]], true),
+    let save_to = args.get(3).map(std::path::PathBuf::from);
+    let device = Device::flex();
+    device.seed(42);
+    let inference = device.clone();
+    let device = device.autodiff();
+    let mut model = match variant {
+        "current" => Probe::Captioners(EncoderClassifier::new(CAPTIONER_CHANNELS, false, &device)),
+        "current-bn" => {
+            Probe::Captioners(EncoderClassifier::new(CAPTIONER_CHANNELS, true, &device))
+        }
+        "wide" => stages(&[&[32], &[64], &[128]], false, &device),
+        "wide-bn" => stages(&[&[32], &[64], &[128]], true, &device),
+        "deep" => stages(&[&[32], &[32, 64], &[64, 128]], false, &device),
+        "deep-bn" => stages(&[&[32], &[32, 64], &[64, 128]], true, &device),
         other => return Err(format!("unknown variant {other}").into()),
     };
     let dir = std::path::Path::new(fashion_mnist::DEFAULT_DIR);
@@ -157,11 +187,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect::<Result<_, _>>()?;
 
-    let device = Device::flex();
-    device.seed(42);
-    let inference = device.clone();
-    let device = device.autodiff();
-    let mut model = probe(widths, norm, &device);
     let mut optimizer = AdamConfig::new().init();
     let loss_fn = CrossEntropyLoss::new(None, &device);
     for epoch in 1..=epochs {
@@ -189,6 +214,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ));
         }
         println!("{line} ({:.0} s)", started.elapsed().as_secs_f64());
+    }
+    if let Some(path) = save_to {
+        // The module inside, so that its keys are the classifier's (`encoder.…`).
+        match model.valid() {
+            Probe::Captioners(classifier) => save_burnpack(&classifier, &path)?,
+            Probe::Variant(stages) => save_burnpack(&stages, &path)?,
+        }
+        println!("saved to {}", path.display());
     }
     Ok(())
 }

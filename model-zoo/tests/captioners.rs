@@ -5,12 +5,16 @@
 
 use std::path::Path;
 
+use burn::prelude::Tensor;
+use burn::tensor::Distribution;
 use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner, CaptionerArchitecture};
 use kiln_zoo::captioning::vocabulary::CaptionVocabulary;
 use kiln_zoo::data::fashion_mnist::{self, FashionMnist, Split};
 use kiln_zoo::data::scenes::{Scene, SceneGenerator, SceneSplit};
 use kiln_zoo::models::captioner::CaptionerConfig;
 use kiln_zoo::train::captioner::CaptionerTraining;
+use kiln_zoo::train::encoder::EncoderClassifier;
+use kiln_zoo::weights::{load_weights, save_burnpack};
 
 fn small(config: CaptionerConfig) -> CaptionerConfig {
     config
@@ -86,4 +90,38 @@ fn both_captioners_learn_and_reload() {
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
+}
+
+#[test]
+fn training_starts_from_a_pretrained_encoder() {
+    let device = kiln_zoo::Device::flex();
+    let config = small(CaptionerConfig::new(CaptionVocabulary.len())).with_encoder_norm(Some(true));
+    let architecture = CaptionerArchitecture::Transformer(config);
+    let dir = std::env::temp_dir().join(format!("kiln-pretrained-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pretrained = dir.join("encoder.bpk");
+    let classifier = EncoderClassifier::new(16, true, &device);
+    save_burnpack(&classifier, &pretrained).unwrap();
+
+    let train = FashionMnist::load(Path::new(fashion_mnist::DEFAULT_DIR), Split::Train).unwrap();
+    let mut generator = SceneGenerator::new(&train, SceneSplit::Train).unwrap();
+    let training = CaptionerTraining {
+        epochs: 0,
+        encoder: Some(pretrained),
+        ..CaptionerTraining::default()
+    };
+    let captioner = training
+        .run(&architecture, &mut generator, &[], |_| {})
+        .unwrap();
+    let weights = dir.join("weights.bpk");
+    captioner.save(&weights).unwrap();
+
+    // The captioner saved computes the pretrained encoder's grid.
+    let mut net = architecture.init(&device);
+    load_weights(&mut net, &weights, &[]).unwrap();
+    let images = Tensor::<4>::random([2, 3, 64, 64], Distribution::Uniform(0.0, 1.0), &device);
+    net.grid(images.clone())
+        .into_data()
+        .assert_approx_eq::<f32>(&classifier.grid(images).into_data(), Default::default());
+    std::fs::remove_dir_all(dir).unwrap();
 }

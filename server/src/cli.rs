@@ -102,6 +102,11 @@ pub struct TrainArgs {
     /// weights.bpk) instead of from scratch.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Captioners: start the encoder from one trained alone as a classifier (the file
+    /// `examples/encoder_probe.rs current[-bn] … SAVE_TO` writes; its shape must match,
+    /// `--encoder-norm` included), in place of the fresh or resumed encoder.
+    #[arg(long)]
+    pub encoder_from: Option<PathBuf>,
     /// Captioners: weight of the auxiliary loss that teaches the encoder which classes and
     /// colours a scene holds (0 turns it off).
     #[arg(long, default_value_t = 1.0)]

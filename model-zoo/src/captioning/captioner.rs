@@ -37,6 +37,15 @@ impl CaptionerArchitecture {
         }
     }
 
+    /// The sizes, whichever the decoder.
+    pub fn config(&self) -> &CaptionerConfig {
+        match self {
+            CaptionerArchitecture::Lstm(config) | CaptionerArchitecture::Transformer(config) => {
+                config
+            }
+        }
+    }
+
     pub fn init(&self, device: &Device) -> CaptionNet {
         match self {
             CaptionerArchitecture::Lstm(config) => CaptionNet::Lstm(config.init_lstm(device)),

@@ -79,7 +79,9 @@ pub struct SceneEncoder {
 }
 
 impl SceneEncoder {
-    fn new(channels: usize, norm: bool, device: &Device) -> Self {
+    /// `channels` in the last two stages and on the grid; batch norm after each stage's
+    /// convolution when `norm`.
+    pub fn new(channels: usize, norm: bool, device: &Device) -> Self {
         let conv = |input, output| {
             Conv2dConfig::new([input, output], [3, 3])
                 .with_padding(PaddingConfig2d::Same)
@@ -555,6 +557,16 @@ impl CaptionNet {
         match self {
             CaptionNet::Lstm(net) => net.encoder.forward(images),
             CaptionNet::Transformer(net) => net.encoder.forward(images),
+        }
+    }
+
+    /// The same captioner with `encoder` in place of its own (a pretrained one).
+    pub fn with_encoder(self, encoder: SceneEncoder) -> Self {
+        match self {
+            CaptionNet::Lstm(net) => CaptionNet::Lstm(LstmCaptioner { encoder, ..net }),
+            CaptionNet::Transformer(net) => {
+                CaptionNet::Transformer(TransformerCaptioner { encoder, ..net })
+            }
         }
     }
 

@@ -23,6 +23,7 @@ use crate::data::scenes::{CANVAS_SIDE, COLOURS, Scene, SceneGenerator};
 use crate::error::Result;
 use crate::eval::{SceneCaptionScore, evaluate_captioner};
 use crate::models::captioner::CaptionNet;
+use crate::train::encoder::load_encoder;
 use crate::weights::load_weights;
 
 /// Settings of one training run.
@@ -38,6 +39,9 @@ pub struct CaptionerTraining {
     pub backend: BackendKind,
     /// Weights to continue from instead of a fresh initialisation.
     pub resume: Option<std::path::PathBuf>,
+    /// A pretrained encoder to start from (an `EncoderClassifier` saved by
+    /// `examples/encoder_probe.rs`), in place of the fresh or resumed one.
+    pub encoder: Option<std::path::PathBuf>,
     /// Weight of the presence loss beside the captions' (0: no presence head).
     pub presence_weight: f32,
 }
@@ -53,6 +57,7 @@ impl Default for CaptionerTraining {
             seed: 42,
             backend: BackendKind::Flex,
             resume: None,
+            encoder: None,
             presence_weight: 1.0,
         }
     }
@@ -157,6 +162,11 @@ impl CaptionerTraining {
         let mut net = architecture.init(&device);
         if let Some(weights) = &self.resume {
             load_weights(&mut net, weights, &[])?;
+        }
+        if let Some(encoder) = &self.encoder {
+            let norm = architecture.config().encoder_norm == Some(true);
+            let pretrained = load_encoder(encoder, net.grid_channels(), norm, &device)?;
+            net = net.with_encoder(pretrained);
         }
         let presence = (self.presence_weight > 0.0)
             .then(|| Conv2dConfig::new([net.grid_channels(), PRESENCE], [1, 1]).init(&device));

@@ -2,5 +2,6 @@
 //! optimisers; the serving path never needs them.
 
 pub mod captioner;
+pub mod encoder;
 pub mod lenet;
 pub mod lm;

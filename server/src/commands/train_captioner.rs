@@ -49,6 +49,7 @@ pub fn run(args: &TrainArgs, architecture: CaptionerArchitecture) -> Result<(), 
         seed: args.seed,
         backend: args.backend,
         resume: args.resume.clone(),
+        encoder: args.encoder_from.clone(),
         presence_weight: args.presence_weight,
         ..defaults
     };

@@ -140,11 +140,7 @@ mod tests {
         let ModelConfig::Caption(caption) = config else {
             panic!("a captioner's config: {config:?}");
         };
-        match &caption.architecture {
-            CaptionerArchitecture::Lstm(c) | CaptionerArchitecture::Transformer(c) => {
-                c.encoder_norm
-            }
-        }
+        caption.architecture.config().encoder_norm
     }
 
     /// Folders written before the encoder could be batch-normed still read, as without;

@@ -1,0 +1,130 @@
+//! The captioners' scene encoder trained alone, as a classifier: a 1×1 convolution scores
+//! the ten classes at every region of the grid and the best region's scores are the
+//! scene's. It measures how well the encoder can recognise an object wherever it is
+//! (`examples/encoder_probe.rs`), and it pretrains the encoder: [`load_encoder`] reads one
+//! so trained for a captioner to start from (`kiln train captioner-… --encoder-from`).
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::prelude::*;
+
+use crate::error::{Result, ZooError};
+use crate::models::captioner::SceneEncoder;
+use crate::weights::load_weights;
+
+/// Fashion-MNIST's classes.
+pub const CLASSES: usize = 10;
+
+#[derive(Module, Debug)]
+pub struct EncoderClassifier {
+    encoder: SceneEncoder,
+    head: Conv2d,
+}
+
+impl EncoderClassifier {
+    /// The captioners' encoder with `channels` on its grid (64 in the bundled ones), batch
+    /// norm after each stage's convolution when `norm`.
+    pub fn new(channels: usize, norm: bool, device: &Device) -> Self {
+        Self {
+            encoder: SceneEncoder::new(channels, norm, device),
+            head: Conv2dConfig::new([channels, CLASSES], [1, 1]).init(device),
+        }
+    }
+
+    /// Class scores `[batch, 10]` of images `[batch, 3, 64, 64]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        best_region(self.head.forward(self.encoder.forward(images)))
+    }
+
+    /// The encoder's grid `[batch, channels, 8, 8]`.
+    pub fn grid(&self, images: Tensor<4>) -> Tensor<4> {
+        self.encoder.forward(images)
+    }
+}
+
+/// The encoder of an [`EncoderClassifier`] saved at `path` (`.bpk`), shaped as the
+/// captioner it is for: `channels` on its grid, batch norm or not. A file of another shape
+/// fails with an error that names the tensor.
+pub fn load_encoder(
+    path: &std::path::Path,
+    channels: usize,
+    norm: bool,
+    device: &Device,
+) -> Result<SceneEncoder> {
+    let mut classifier = EncoderClassifier::new(channels, norm, device);
+    load_weights(&mut classifier, path, &[])?;
+    // Loading ignores tensors a module does not use, so a batch-normed encoder would load
+    // into one without norms, its statistics dropped.
+    if !norm
+        && load_weights(
+            &mut EncoderClassifier::new(channels, true, device),
+            path,
+            &[],
+        )
+        .is_ok()
+    {
+        return Err(ZooError::Weights {
+            path: path.to_path_buf(),
+            reason: "the encoder is batch-normed and the captioner's is not (train it with \
+                     --encoder-norm)"
+                .into(),
+        });
+    }
+    Ok(classifier.encoder)
+}
+
+/// Scores per region `[batch, classes, rows, columns]` → the best region's for each class,
+/// `[batch, classes]`.
+pub fn best_region(scores: Tensor<4>) -> Tensor<2> {
+    let [batch, classes, rows, columns] = scores.dims();
+    scores
+        .reshape([batch, classes, rows * columns])
+        .max_dim(2)
+        .reshape([batch, classes])
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+    use crate::captioning::captioner::CaptionerArchitecture;
+    use crate::models::captioner::CaptionerConfig;
+    use crate::weights::save_burnpack;
+
+    #[test]
+    fn a_captioner_given_a_trained_encoder_computes_its_grid() {
+        let device = Device::flex();
+        let path = std::env::temp_dir().join(format!("kiln-encoder-{}.bpk", std::process::id()));
+        let classifier = EncoderClassifier::new(8, true, &device);
+        save_burnpack(&classifier, &path).unwrap();
+        let images = Tensor::<4>::random([2, 3, 64, 64], Distribution::Uniform(0.0, 1.0), &device);
+        let expected = classifier.grid(images.clone());
+        let config = CaptionerConfig::new(20)
+            .with_d_model(32)
+            .with_channels(8)
+            .with_encoder_norm(Some(true));
+        for architecture in [
+            CaptionerArchitecture::Lstm(config.clone()),
+            CaptionerArchitecture::Transformer(config.clone()),
+        ] {
+            let net = architecture.init(&device);
+            // Freshly initialised, its encoder is another.
+            let apart = (net.grid(images.clone()) - expected.clone()).abs().max();
+            assert!(apart.into_scalar::<f32>() > 1e-3);
+            let net = net.with_encoder(load_encoder(&path, 8, true, &device).unwrap());
+            net.grid(images.clone())
+                .into_data()
+                .assert_approx_eq::<f32>(&expected.clone().into_data(), Default::default());
+        }
+        // An encoder of another shape is refused, naming what does not fit.
+        let error = load_encoder(&path, 16, true, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("encoder.conv"), "{error}");
+        let error = load_encoder(&path, 8, false, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--encoder-norm"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+    }
+}
