@@ -11,9 +11,10 @@
 //!
 //! VARIANT: `current` (the captioners' encoder), `wide` (128 channels in the last stage),
 //! `deep` (two convolutions in the 2nd and 3rd stages), each also with batch norm (`-bn`).
-//! SAVE_TO, a `.bpk` file, keeps the trained probe; the `current` variants' encoder is the
-//! captioners' own, keyed as theirs, so `kiln train captioner-… --resume SAVE_TO` starts a
-//! captioner from it (the decoder fresh).
+//! SAVE_TO, a `.bpk` file, keeps the trained probe. The `current` variants are the
+//! captioners' own encoder with its classifier (`kiln_zoo::train::encoder`), so
+//! `kiln train captioner-… --encoder-from SAVE_TO` starts a captioner from that encoder (the
+//! decoder fresh).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLoss;
@@ -48,6 +49,7 @@ struct Stages {
 }
 
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one per run: boxing would buy nothing
 enum Probe {
     /// The captioners' encoder itself.
     Captioners(EncoderClassifier),
