@@ -22,13 +22,12 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d, Relu};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
+use kiln_zoo::captioning::vocabulary::CaptionVocabulary;
 use kiln_zoo::data::fashion_mnist::{self, FashionMnist, Split};
 use kiln_zoo::data::scenes::{CANVAS_SIDE, Scene, SceneGenerator, SceneSplit, SceneStyle};
+use kiln_zoo::models::captioner::CaptionerConfig;
 use kiln_zoo::train::encoder::{CLASSES, EncoderClassifier, best_region};
 use kiln_zoo::weights::save_burnpack;
-
-/// The bundled captioners' grid channels (`CaptionerConfig::channels`).
-const CAPTIONER_CHANNELS: usize = 64;
 
 #[derive(Module, Debug)]
 struct Stage {
@@ -154,11 +153,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     device.seed(42);
     let inference = device.clone();
     let device = device.autodiff();
+    // The captioners' grid channels, as their config sets them.
+    let channels = CaptionerConfig::new(CaptionVocabulary.len()).channels;
     let mut model = match variant {
-        "current" => Probe::Captioners(EncoderClassifier::new(CAPTIONER_CHANNELS, false, &device)),
-        "current-bn" => {
-            Probe::Captioners(EncoderClassifier::new(CAPTIONER_CHANNELS, true, &device))
-        }
+        "current" => Probe::Captioners(EncoderClassifier::new(channels, false, &device)),
+        "current-bn" => Probe::Captioners(EncoderClassifier::new(channels, true, &device)),
         "wide" => stages(&[&[32], &[64], &[128]], false, &device),
         "wide-bn" => stages(&[&[32], &[64], &[128]], true, &device),
         "deep" => stages(&[&[32], &[32, 64], &[64, 128]], false, &device),
