@@ -390,18 +390,24 @@ mod tests {
                 .collect();
             let mut batch = HypothesisBatch::new();
             let mut searches: Vec<CaptionSearch> = Vec::new();
+            let mut compactions = 0;
             for step in 0.. {
                 for &(seed, beam, _, words) in plan.iter().filter(|p| p.2 == step) {
                     let ids = captioner.start(&mut batch, &[noise(seed)]).unwrap();
                     searches.push(CaptionSearch::new(ids[0], options(beam, words)));
                 }
+                let slots = batch.slots();
                 let ran = captioner
                     .step_searches(&mut batch, &mut searches, |s| s)
                     .unwrap();
+                if !batch.is_empty() && batch.slots() < slots {
+                    compactions += 1;
+                }
                 if ran == 0 && step > last_join {
                     break;
                 }
             }
+            assert!(compactions > 0, "the slots were never compacted");
             assert!(batch.is_empty());
             assert_eq!(searches.len(), plan.len());
             for (search, alone) in searches.into_iter().zip(alone) {

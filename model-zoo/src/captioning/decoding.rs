@@ -87,7 +87,7 @@ impl HypothesisBatch {
     }
 
     /// Rows of the tensors: live hypotheses and free slots.
-    fn slots(&self) -> usize {
+    pub(crate) fn slots(&self) -> usize {
         self.stacked.as_ref().map_or(0, Stacked::rows)
     }
 
