@@ -3,7 +3,7 @@
 use crate::captioning::captioner::{CaptionOptions, Captioner};
 use crate::captioning::metrics::{CaptionScore, score_captions};
 use crate::classifier::{ImageClassifier, top_k};
-use crate::data::fashion_mnist::FashionMnist;
+use crate::data::fashion_mnist::{CLASS_NAMES, FashionMnist};
 use crate::data::scenes::{CaptionReading, Mention, Scene, SceneObject, read_caption};
 use crate::error::Result;
 use crate::image_input::ImageSpec;
@@ -122,15 +122,19 @@ impl LanguageModelScore {
 pub struct SceneCaptionScore {
     pub text: CaptionScore,
     pub facts: CaptionFacts,
+    pub classes: SingleObjectClasses,
 }
 
 /// Captions of `scenes` scored against every phrasing of their true captions, and what they
-/// say checked against the scenes' objects.
+/// say checked against the scenes' objects. `reference`, when given, is a classifier's top
+/// class for every image of the scenes' source split, by index: how often it names the
+/// clean source image of each single object goes into [`SingleObjectClasses`].
 pub fn evaluate_captioner(
     captioner: &Captioner,
     scenes: &[Scene],
     batch_size: usize,
     options: &CaptionOptions,
+    reference: Option<&[usize]>,
 ) -> Result<SceneCaptionScore> {
     let mut predicted = Vec::with_capacity(scenes.len());
     for chunk in scenes.chunks(batch_size.max(1)) {
@@ -147,10 +151,102 @@ pub fn evaluate_captioner(
             }),
     );
     let mut facts = CaptionFacts::default();
+    let mut classes = SingleObjectClasses::default();
     for (scene, caption) in scenes.iter().zip(&predicted) {
         facts.add(scene, &caption.text);
+        classes.add(scene, &caption.text, reference);
     }
-    Ok(SceneCaptionScore { text, facts })
+    Ok(SceneCaptionScore {
+        text,
+        facts,
+        classes,
+    })
+}
+
+/// Fashion-MNIST's classes.
+pub const CLASSES: usize = CLASS_NAMES.len();
+
+/// Single objects by their true class: what their captions call them, and how often a
+/// reference classifier names their clean 28×28 source image — whether the captioner misses
+/// the images any classifier finds hard, or others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SingleObjectClasses {
+    /// `said[truth][class]`: objects of class `truth` whose caption names one `class` and
+    /// nothing else; the last column, [`SingleObjectClasses::UNCLEAR`], counts captions
+    /// that name none, several or a group.
+    pub said: [[usize; CLASSES + 1]; CLASSES],
+    /// Objects whose source image the reference classifier names right.
+    pub reference_right: [usize; CLASSES],
+    /// Of those, the objects whose caption names them right too.
+    pub named_where_reference_right: [usize; CLASSES],
+}
+
+impl Default for SingleObjectClasses {
+    fn default() -> Self {
+        Self {
+            said: [[0; CLASSES + 1]; CLASSES],
+            reference_right: [0; CLASSES],
+            named_where_reference_right: [0; CLASSES],
+        }
+    }
+}
+
+impl SingleObjectClasses {
+    /// The column of captions that name no single class.
+    pub const UNCLEAR: usize = CLASSES;
+
+    /// Counts what `caption` calls the object of a one-object `scene` (other scenes are
+    /// skipped); `reference` as for [`evaluate_captioner`].
+    pub fn add(&mut self, scene: &Scene, caption: &str, reference: Option<&[usize]>) {
+        let [object] = &scene.objects[..] else {
+            return;
+        };
+        let reading = read_caption(caption);
+        let said = match reading.mentions[..] {
+            [mention] if mention.count == 1 => mention.label,
+            _ => Self::UNCLEAR,
+        };
+        let truth = object.label;
+        self.said[truth][said] += 1;
+        if let Some(&reference_said) = reference.and_then(|r| r.get(object.source))
+            && reference_said == truth
+        {
+            self.reference_right[truth] += 1;
+            self.named_where_reference_right[truth] += usize::from(said == truth);
+        }
+    }
+
+    /// Adds another tally's counts to this one.
+    pub fn merge(&mut self, other: &Self) {
+        for truth in 0..CLASSES {
+            for said in 0..=CLASSES {
+                self.said[truth][said] += other.said[truth][said];
+            }
+            self.reference_right[truth] += other.reference_right[truth];
+            self.named_where_reference_right[truth] += other.named_where_reference_right[truth];
+        }
+    }
+
+    /// Single objects of class `truth`.
+    pub fn objects(&self, truth: usize) -> usize {
+        self.said[truth].iter().sum()
+    }
+
+    /// Single objects of class `truth` their captions name right.
+    pub fn named(&self, truth: usize) -> usize {
+        self.said[truth][truth]
+    }
+
+    /// What objects of class `truth` were called instead, most often first, as (class or
+    /// [`Self::UNCLEAR`], objects); only what happened.
+    pub fn mistakes(&self, truth: usize) -> Vec<(usize, usize)> {
+        let mut mistakes: Vec<(usize, usize)> = (0..=CLASSES)
+            .filter(|&said| said != truth && self.said[truth][said] > 0)
+            .map(|said| (said, self.said[truth][said]))
+            .collect();
+        mistakes.sort_by_key(|&(said, count)| (std::cmp::Reverse(count), said));
+        mistakes
+    }
 }
 
 /// Facts captions got right: for scenes of one object, its class and its colour; for
@@ -311,6 +407,54 @@ mod tests {
         ];
         let counted = facts(&pair, &wrong);
         assert_eq!((counted.both_named, counted.related), (2, 1), "{counted:?}");
+    }
+
+    #[test]
+    fn single_objects_are_tallied_by_what_their_caption_calls_them() {
+        // Labels: 0 t-shirt, 6 shirt, 7 sneaker. Source images 0 and 1.
+        let mut shirt = scene(&[(6, 4, (30.0, 30.0))]);
+        shirt.objects[0].source = 1;
+        let sneaker = scene(&[(7, 0, (30.0, 30.0))]);
+        // The reference names image 0 a sneaker (right) and image 1 a t-shirt (wrong).
+        let reference = [7, 0];
+        let mut classes = SingleObjectClasses::default();
+        let mut facts = CaptionFacts::default();
+        for (scene, caption) in [
+            (&shirt, "a white shirt"),
+            (&shirt, "a white t-shirt"),
+            (&shirt, "a picture of a white t-shirt"),
+            (&shirt, "two white shirts side by side"),
+            (&sneaker, "a red sneaker"),
+            (&sneaker, "a red sneaker and a red bag"),
+            (&pair_of_sneaker_and_bag(), "a red sneaker"),
+        ] {
+            classes.add(scene, caption, Some(&reference));
+            facts.add(scene, caption);
+        }
+        assert_eq!((classes.objects(6), classes.named(6)), (4, 1));
+        assert_eq!(
+            classes.mistakes(6),
+            [(0, 2), (SingleObjectClasses::UNCLEAR, 1)]
+        );
+        assert_eq!((classes.objects(7), classes.named(7)), (2, 1));
+        assert_eq!(classes.mistakes(7), [(SingleObjectClasses::UNCLEAR, 1)]);
+        // The same count of named single objects as the facts.
+        let named: usize = (0..CLASSES).map(|c| classes.named(c)).sum();
+        assert_eq!((named, facts.singles), (facts.named, 6));
+        assert_eq!(
+            (classes.reference_right, classes.named_where_reference_right),
+            (
+                [0, 0, 0, 0, 0, 0, 0, 2, 0, 0],
+                [0, 0, 0, 0, 0, 0, 0, 1, 0, 0]
+            )
+        );
+        let mut twice = classes;
+        twice.merge(&classes);
+        assert_eq!((twice.objects(6), twice.reference_right[7]), (8, 4));
+    }
+
+    fn pair_of_sneaker_and_bag() -> Scene {
+        scene(&[(7, 0, (15.0, 30.0)), (8, 2, (48.0, 32.0))])
     }
 
     #[test]

@@ -63,9 +63,7 @@ pub fn load_weights<M: ModuleSnapshot>(
         path: path.to_path_buf(),
         reason,
     };
-    if !path.is_file() {
-        return Err(fail("file not found".into()));
-    }
+    require_file(path)?;
     let format = WeightsFormat::of(path)?;
     let remapper = key_remapper(key_remaps).map_err(&fail)?;
     let result = match format {
@@ -96,6 +94,66 @@ pub fn load_weights<M: ModuleSnapshot>(
         }
     };
     check_complete(&result.map_err(&fail)?).map_err(fail)
+}
+
+/// Loads into `module` one part of a burnpack file: the tensors under the first of
+/// `prefixes` the file has (a captioner's encoder is `Lstm.encoder.…` in its file), read as
+/// if the prefix were not there. Within that part, a tensor missing or of the wrong shape
+/// fails as in [`load_weights`]; the rest of the file is ignored.
+pub fn load_burnpack_part<M: ModuleSnapshot>(
+    module: &mut M,
+    path: &Path,
+    prefixes: &[&str],
+) -> Result<()> {
+    let fail = |reason: String| ZooError::Weights {
+        path: path.to_path_buf(),
+        reason,
+    };
+    require_file(path)?;
+    if WeightsFormat::of(path)? != WeightsFormat::Burnpack {
+        return Err(fail(
+            "a part of a file is read from burnpack (.bpk) only".into(),
+        ));
+    }
+    for prefix in prefixes {
+        let remapper = key_remapper(&[(format!("^{}", regex_literal(prefix)), String::new())])
+            .map_err(&fail)?;
+        let mut store = BurnpackStore::from_file(path)
+            .auto_extension(false)
+            .allow_partial(true)
+            .validate(false)
+            .remap(remapper);
+        let result = module
+            .load_from(&mut store)
+            .map_err(|e| fail(e.to_string()))?;
+        // Nothing under this prefix: the file is of another kind; try the next.
+        if result.applied.is_empty() && result.errors.is_empty() {
+            continue;
+        }
+        return check_complete(&result).map_err(fail);
+    }
+    Err(fail(format!("no tensors under any of {prefixes:?}")))
+}
+
+/// Refuses a path that is not a file, before any store is opened on it.
+fn require_file(path: &Path) -> Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(ZooError::Weights {
+        path: path.to_path_buf(),
+        reason: "file not found".into(),
+    })
+}
+
+/// `text` as a regex that matches it literally.
+fn regex_literal(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
 }
 
 /// The remappings compiled once, an invalid pattern named (the stores would panic on it).

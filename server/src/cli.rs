@@ -103,8 +103,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Captioners: start the encoder from one trained alone as a classifier (the file
-    /// `examples/encoder_probe.rs current[-bn] … SAVE_TO` writes; its shape must match,
-    /// `--encoder-norm` included), in place of the fresh or resumed encoder.
+    /// `examples/encoder_probe.rs current[-bn] … SAVE_TO` writes) or from a trained
+    /// captioner's weights (either kind), in place of the fresh or resumed encoder; its
+    /// shape must match, `--encoder-norm` included.
     #[arg(long)]
     pub encoder_from: Option<PathBuf>,
     /// Captioners: weight of the auxiliary loss that teaches the encoder which classes and
@@ -139,4 +140,11 @@ pub struct EvalArgs {
     /// its top-1 class agrees with f32's.
     #[arg(long)]
     pub precision: Option<kiln_zoo::precision::Precision>,
+    /// Captioners: test scenes per distribution.
+    #[arg(long, default_value_t = crate::commands::eval::CAPTION_TEST_SCENES)]
+    pub scenes: usize,
+    /// Captioners: a Fashion-MNIST classifier of the repository (e.g. lenet-fashion) scored
+    /// on the clean source images of the same single objects, class by class.
+    #[arg(long)]
+    pub reference: Option<String>,
 }

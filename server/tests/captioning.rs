@@ -486,3 +486,62 @@ async fn bad_requests_get_clear_errors() {
     checked_caption(&answer, "captioner-lstm");
     server.shutdown().await.unwrap();
 }
+
+/// `kiln eval` on a captioner, run as a user runs it: the fact table, then single objects
+/// by class beside a reference classifier scored on their clean source images.
+#[test]
+fn kiln_eval_reports_single_objects_by_class_beside_a_reference_classifier() {
+    let eval = |reference: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "eval",
+                "captioner-lstm",
+                "--scenes",
+                "40",
+                "--reference",
+                reference,
+            ])
+            .arg("--model-repository")
+            .arg(bundled_repository())
+            .output()
+            .unwrap()
+    };
+    let output = eval("lenet-fashion");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cells = |row: &str| -> Vec<String> {
+        row.trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let percent = |cell: &str| cell.trim_end_matches('%').parse::<f64>().unwrap();
+    let rows: Vec<Vec<String>> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("Single objects"))
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| class"))
+        .map(cells)
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|row| row[0].as_str()).collect();
+    let mut expected = kiln_zoo::data::fashion_mnist::CLASS_NAMES.to_vec();
+    expected.push("all");
+    assert_eq!(names, expected, "{stdout}");
+    let objects: Vec<usize> = rows.iter().map(|row| row[1].parse().unwrap()).collect();
+    assert_eq!(objects[..10].iter().sum::<usize>(), objects[10], "{stdout}");
+    // Every distribution's single objects: at least the 40 centred ones.
+    assert!(objects[10] >= 40, "{stdout}");
+    let all = &rows[10];
+    // Far above chance for the captioner; LeNet on the clean sources nearer nine in ten.
+    // A reference read at the wrong source images would score about one in ten.
+    assert!(percent(&all[2]) >= 50.0, "{stdout}");
+    assert!(percent(&all[4]) >= 75.0, "{stdout}");
+
+    let refused = eval("captioner-transformer");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not an image classifier"), "{stderr}");
+}

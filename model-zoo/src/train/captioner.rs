@@ -210,6 +210,7 @@ impl CaptionerTraining {
                     validation,
                     64,
                     &CaptionOptions::default(),
+                    None,
                 )?,
             });
             result = Some(captioner);

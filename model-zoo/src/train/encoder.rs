@@ -2,14 +2,15 @@
 //! the ten classes at every region of the grid and the best region's scores are the
 //! scene's. It measures how well the encoder can recognise an object wherever it is
 //! (`examples/encoder_probe.rs`), and it pretrains the encoder: [`load_encoder`] reads one
-//! so trained for a captioner to start from (`kiln train captioner-… --encoder-from`).
+//! so trained, or a trained captioner's, for a captioner to start from
+//! (`kiln train captioner-… --encoder-from`).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 
 use crate::error::{Result, ZooError};
 use crate::models::captioner::SceneEncoder;
-use crate::weights::load_weights;
+use crate::weights::load_burnpack_part;
 
 /// Fashion-MNIST's classes.
 pub const CLASSES: usize = 10;
@@ -41,24 +42,29 @@ impl EncoderClassifier {
     }
 }
 
-/// The encoder of an [`EncoderClassifier`] saved at `path` (`.bpk`), shaped as the
-/// captioner it is for: `channels` on its grid, batch norm or not. A file of another shape
-/// fails with an error that names the tensor.
+/// Where a scene encoder's tensors sit in the files it can start from: a saved
+/// [`EncoderClassifier`], or either captioner's weights.
+const ENCODER_PREFIXES: [&str; 3] = ["encoder.", "Transformer.encoder.", "Lstm.encoder."];
+
+/// The encoder saved at `path` (`.bpk`) — an [`EncoderClassifier`]'s, or a trained
+/// captioner's (either decoder) — shaped as the captioner it is for: `channels` on its
+/// grid, batch norm or not. A file of another shape fails with an error that names the
+/// tensor.
 pub fn load_encoder(
     path: &std::path::Path,
     channels: usize,
     norm: bool,
     device: &Device,
 ) -> Result<SceneEncoder> {
-    let mut classifier = EncoderClassifier::new(channels, norm, device);
-    load_weights(&mut classifier, path, &[])?;
+    let mut encoder = SceneEncoder::new(channels, norm, device);
+    load_burnpack_part(&mut encoder, path, &ENCODER_PREFIXES)?;
     // Loading ignores tensors a module does not use, so a batch-normed encoder would load
     // into one without norms, its statistics dropped.
     if !norm
-        && load_weights(
-            &mut EncoderClassifier::new(channels, true, device),
+        && load_burnpack_part(
+            &mut SceneEncoder::new(channels, true, device),
             path,
-            &[],
+            &ENCODER_PREFIXES,
         )
         .is_ok()
     {
@@ -69,7 +75,7 @@ pub fn load_encoder(
                 .into(),
         });
     }
-    Ok(classifier.encoder)
+    Ok(encoder)
 }
 
 /// Scores per region `[batch, classes, rows, columns]` → the best region's for each class,
@@ -116,11 +122,41 @@ mod tests {
                 .into_data()
                 .assert_approx_eq::<f32>(&expected.clone().into_data(), Default::default());
         }
+        // A trained captioner's encoder, of either decoder, starts another captioner.
+        for architecture in [
+            CaptionerArchitecture::Lstm(config.clone()),
+            CaptionerArchitecture::Transformer(config.clone()),
+        ] {
+            let trained = architecture.init(&device);
+            let captioner_path = path.with_extension("captioner.bpk");
+            save_burnpack(&trained, &captioner_path).unwrap();
+            let encoder = load_encoder(&captioner_path, 8, true, &device).unwrap();
+            let other = CaptionerArchitecture::Lstm(config.clone())
+                .init(&device)
+                .with_encoder(encoder);
+            other
+                .grid(images.clone())
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &trained.grid(images.clone()).into_data(),
+                    Default::default(),
+                );
+            // Only now: loaded tensors read the file when first used.
+            std::fs::remove_file(&captioner_path).unwrap();
+        }
         // An encoder of another shape is refused, naming what does not fit.
         let error = load_encoder(&path, 16, true, &device)
             .unwrap_err()
             .to_string();
-        assert!(error.contains("encoder.conv"), "{error}");
+        assert!(error.contains("conv"), "{error}");
+        // A file holding no encoder is refused.
+        let unrelated = path.with_extension("head.bpk");
+        save_burnpack(&Conv2dConfig::new([8, 4], [1, 1]).init(&device), &unrelated).unwrap();
+        let error = load_encoder(&unrelated, 8, true, &device)
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&unrelated).unwrap();
+        assert!(error.contains("no tensors under"), "{error}");
         let error = load_encoder(&path, 8, false, &device)
             .unwrap_err()
             .to_string();

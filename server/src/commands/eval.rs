@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use kiln_zoo::captioning::captioner::{CaptionOptions, Captioner};
-use kiln_zoo::data::fashion_mnist::{FashionMnist, Split as ImageSplit};
+use kiln_zoo::data::fashion_mnist::{CLASS_NAMES, FashionMnist, Split as ImageSplit};
 use kiln_zoo::data::scenes::{SceneGenerator, SceneSplit, SceneStyle};
 use kiln_zoo::eval::{
-    LanguageModelScore, SceneCaptionScore, accuracy, evaluate_captioner, ranked_classes, share,
-    top1_agreement,
+    LanguageModelScore, SceneCaptionScore, SingleObjectClasses, accuracy, evaluate_captioner,
+    ranked_classes, share, top1_agreement,
 };
 use kiln_zoo::language_model::LanguageModel;
 use kiln_zoo::precision::Precision;
@@ -31,7 +31,7 @@ pub fn run(args: &EvalArgs) -> Result<(), CommandError> {
     }
 }
 
-/// Test scenes of each distribution a captioner is scored on.
+/// Test scenes of each distribution a captioner is scored on, unless told otherwise.
 pub const CAPTION_TEST_SCENES: usize = 1_000;
 
 /// One row of the captioner table: a distribution's test scenes under one search.
@@ -59,17 +59,22 @@ fn eval_captioner(
     let device = args.backend.device_at(args.device)?;
     let captioner = Captioner::load(&config.architecture, &dir.join(&config.weights), &device)?;
     let images = FashionMnist::load(&args.data_dir, ImageSplit::Test)?;
+    let reference = match &args.reference {
+        Some(name) => Some((name, reference_answers(args, name, &images)?)),
+        None => None,
+    };
+    let mut classes = SingleObjectClasses::default();
     println!(
-        "{}: {CAPTION_TEST_SCENES} test scenes (Fashion-MNIST test images) per distribution; \
+        "{}: {} test scenes (Fashion-MNIST test images) per distribution; \
          named and colour over single objects, both named and relation over pairs, \
          BLEU-4 and exact match over all against every phrasing",
-        args.model
+        args.model, args.scenes
     );
     println!("| scenes        | search |  named | colour |   both | relation | BLEU-4 |   exact |");
     println!("|---------------|--------|-------:|-------:|-------:|---------:|-------:|--------:|");
     for (index, style) in SceneStyle::all().into_iter().enumerate() {
         let scenes = SceneGenerator::with_style(&images, SceneSplit::Test, style.clone())?
-            .scenes(CAPTION_TEST_SCENES);
+            .scenes(args.scenes);
         // Beam search on the training distribution only: it is 3× the work per scene.
         let beams: &[usize] = if index == 0 { &[1, 3] } else { &[1] };
         for &beam_size in beams {
@@ -77,8 +82,10 @@ fn eval_captioner(
                 beam_size,
                 max_tokens: config.decoding.default_max_tokens,
             };
-            let score = evaluate_captioner(&captioner, &scenes, 64, &options)?;
+            let answers = reference.as_ref().map(|(_, answers)| answers.as_slice());
+            let score = evaluate_captioner(&captioner, &scenes, 64, &options, answers)?;
             let search = if beam_size == 1 {
+                classes.merge(&score.classes);
                 "greedy".to_string()
             } else {
                 format!("beam {beam_size}")
@@ -86,7 +93,89 @@ fn eval_captioner(
             caption_row(style.name, &search, &score);
         }
     }
+    println!();
+    class_table(&classes, reference.as_ref().map(|(name, _)| name.as_str()));
     Ok(())
+}
+
+/// The top class a repository's Fashion-MNIST classifier gives every image of `images`.
+fn reference_answers(
+    args: &EvalArgs,
+    name: &str,
+    images: &FashionMnist,
+) -> Result<Vec<usize>, CommandError> {
+    let dir = args.model_repository.join(name);
+    let ModelConfig::Classify(config) = ModelConfig::read(&dir)? else {
+        return Err(CommandError::Usage(format!(
+            "--reference {name}: not an image classifier"
+        )));
+    };
+    let device = args.backend.device_at(args.device)?;
+    let classifier = config.load_classifier(&dir, &device)?;
+    let ranked = ranked_classes(&classifier, images, &config.input, 500)?;
+    Ok(ranked.iter().map(|best| best[0]).collect())
+}
+
+/// Single objects of every distribution (greedy search) by their true class: how often
+/// their caption names them, what it calls them instead, and beside it the reference
+/// classifier on their clean source images.
+fn class_table(classes: &SingleObjectClasses, reference: Option<&str>) {
+    let percent = |part, whole| {
+        share(part, whole).map_or_else(|| "–".to_string(), |s| format!("{:.1}%", s * 100.0))
+    };
+    let said_name = |said: usize| {
+        if said == SingleObjectClasses::UNCLEAR {
+            "no one class"
+        } else {
+            CLASS_NAMES[said]
+        }
+    };
+    println!("Single objects of every distribution (greedy), by class:");
+    let mut header = format!(
+        "| class       | objects |  named | {:<49} |",
+        "called instead (share of the class)"
+    );
+    let mut rule = format!("|-------------|--------:|-------:|{}|", "-".repeat(51));
+    if let Some(name) = reference {
+        header += &format!(" {name} on the source | named where {name} is right |");
+        rule += "------:|------:|";
+    }
+    println!("{header}\n{rule}");
+    let row = |class: &str, [objects, named, right, named_where_right]: [usize; 4], instead| {
+        print!(
+            "| {class:<11} | {objects:>7} | {:>6} | {instead:<49} |",
+            percent(named, objects)
+        );
+        if reference.is_some() {
+            print!(
+                " {:>6} | {:>6} |",
+                percent(right, objects),
+                percent(named_where_right, right)
+            );
+        }
+        println!();
+    };
+    let mut totals = [0usize; 4];
+    for (truth, class_name) in CLASS_NAMES.iter().enumerate() {
+        let objects = classes.objects(truth);
+        let instead: Vec<String> = classes
+            .mistakes(truth)
+            .iter()
+            .take(3)
+            .map(|&(said, count)| format!("{} {}", said_name(said), percent(count, objects)))
+            .collect();
+        let counts = [
+            objects,
+            classes.named(truth),
+            classes.reference_right[truth],
+            classes.named_where_reference_right[truth],
+        ];
+        row(class_name, counts, instead.join(", "));
+        for (total, add) in totals.iter_mut().zip(counts) {
+            *total += add;
+        }
+    }
+    row("all", totals, String::new());
 }
 
 fn eval_classifier(
