@@ -116,6 +116,9 @@ impl LanguageModelScore {
     }
 }
 
+/// Test scenes of each distribution `kiln eval` scores a captioner on, unless told otherwise.
+pub const CAPTION_TEST_SCENES: usize = 1_000;
+
 /// How well captions of a set of scenes read: as text against every phrasing of the truth,
 /// and fact by fact.
 #[derive(Debug, Clone, Copy, PartialEq)]

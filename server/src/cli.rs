@@ -141,7 +141,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub precision: Option<kiln_zoo::precision::Precision>,
     /// Captioners: test scenes per distribution.
-    #[arg(long, default_value_t = crate::commands::eval::CAPTION_TEST_SCENES)]
+    #[arg(long, default_value_t = kiln_zoo::eval::CAPTION_TEST_SCENES)]
     pub scenes: usize,
     /// Captioners: a Fashion-MNIST classifier of the repository (e.g. lenet-fashion) scored
     /// on the clean source images of the same single objects, class by class.

@@ -21,12 +21,13 @@ const CAPTIONERS: [&str; 2] = ["captioner-lstm", "captioner-transformer"];
 /// Scenes of each distribution the held-out test captions.
 const HELD_OUT_PER_DISTRIBUTION: usize = 12;
 /// Shares of facts the held-out test needs right: below what the weaker captioner gets on
-/// these scenes (named 71 %, both named 25 %, relation 78 %; README has `kiln eval`'s
-/// figures on 1,000 scenes of each kind), far above a caption that ignores the image
-/// (one class in ten, a pair's two about one in fifty).
+/// these scenes (named 73 % for both, both named 47 % for the Transformer, relation 66 % for
+/// the LSTM; README has `kiln eval`'s figures on 1,000 scenes of each kind), with room for a
+/// few captions that another CPU's rounding turns, and far above a caption that ignores the
+/// image (one class in ten, a pair's two about one in fifty, its arrangement one in eight).
 const NAMED_AT_LEAST: f64 = 0.6;
 const BOTH_NAMED_AT_LEAST: f64 = 0.15;
-const RELATED_AT_LEAST: f64 = 0.6;
+const RELATED_AT_LEAST: f64 = 0.5;
 
 fn test_scenes(count: usize) -> Vec<Scene> {
     let images = test_set();
@@ -108,8 +109,8 @@ async fn captions_held_out_scenes_like_their_ground_truth() {
                     .zip(&references)
                     .map(|(c, r)| (c.as_str(), r.iter().map(String::as_str))),
             );
-            // `kiln eval` measures BLEU-4 75–83 and exact match 37–51 % on 1,000 such test
-            // scenes (README), these 40 scenes 0.70–0.84 and 25–50 %; a model that ignored
+            // `kiln eval` measures BLEU-4 78–83 and exact match 44–51 % on 1,000 such test
+            // scenes (README), these 40 scenes 0.80–0.84 and 45–50 %; a model that ignored
             // the image would match none.
             assert!(
                 score.bleu4 > 0.6 && score.exact_match >= 0.2,

@@ -31,9 +31,6 @@ pub fn run(args: &EvalArgs) -> Result<(), CommandError> {
     }
 }
 
-/// Test scenes of each distribution a captioner is scored on, unless told otherwise.
-pub const CAPTION_TEST_SCENES: usize = 1_000;
-
 /// One row of the captioner table: a distribution's test scenes under one search.
 fn caption_row(style: &str, search: &str, score: &SceneCaptionScore) {
     let facts = &score.facts;
