@@ -3,7 +3,8 @@
 use crate::captioning::captioner::{CaptionOptions, Captioner};
 use crate::captioning::metrics::{CaptionScore, score_captions};
 use crate::classifier::{ImageClassifier, top_k};
-use crate::data::fashion_mnist::{CLASS_NAMES, FashionMnist};
+pub use crate::data::fashion_mnist::CLASSES;
+use crate::data::fashion_mnist::FashionMnist;
 use crate::data::scenes::{CaptionReading, Mention, Scene, SceneObject, read_caption};
 use crate::error::Result;
 use crate::image_input::ImageSpec;
@@ -165,9 +166,6 @@ pub fn evaluate_captioner(
         classes,
     })
 }
-
-/// Fashion-MNIST's classes.
-pub const CLASSES: usize = CLASS_NAMES.len();
 
 /// Single objects by their true class: what their captions call them, and how often a
 /// reference classifier names their clean 28×28 source image — whether the captioner misses

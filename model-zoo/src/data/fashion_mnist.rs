@@ -22,6 +22,9 @@ pub const CLASS_NAMES: [&str; 10] = [
     "Ankle boot",
 ];
 
+/// How many classes there are.
+pub const CLASSES: usize = CLASS_NAMES.len();
+
 /// Side length of every image.
 pub const IMAGE_SIDE: usize = 28;
 

@@ -12,8 +12,7 @@ use crate::error::{Result, ZooError};
 use crate::models::captioner::SceneEncoder;
 use crate::weights::load_burnpack_part;
 
-/// Fashion-MNIST's classes.
-pub const CLASSES: usize = 10;
+pub use crate::data::fashion_mnist::CLASSES;
 
 #[derive(Module, Debug)]
 pub struct EncoderClassifier {
