@@ -31,18 +31,20 @@ pub fn run(args: &EvalArgs) -> Result<(), CommandError> {
     }
 }
 
+/// `part / whole` as a table cell ("78.7%"), or "–" for an empty whole.
+fn percent(part: usize, whole: usize) -> String {
+    share(part, whole).map_or_else(|| "–".to_string(), |s| format!("{:.1}%", s * 100.0))
+}
+
 /// One row of the captioner table: a distribution's test scenes under one search.
 fn caption_row(style: &str, search: &str, score: &SceneCaptionScore) {
     let facts = &score.facts;
-    let cell = |part, whole| {
-        share(part, whole).map_or_else(|| "–".to_string(), |s| format!("{:.1}%", s * 100.0))
-    };
     println!(
         "| {style:<13} | {search:<6} | {:>6} | {:>6} | {:>6} | {:>8} | {:>6.2} | {:>6.2}% |",
-        cell(facts.named, facts.singles),
-        cell(facts.coloured, facts.singles),
-        cell(facts.both_named, facts.pairs),
-        cell(facts.related, facts.pairs),
+        percent(facts.named, facts.singles),
+        percent(facts.coloured, facts.singles),
+        percent(facts.both_named, facts.pairs),
+        percent(facts.related, facts.pairs),
         score.text.bleu4 * 100.0,
         score.text.exact_match * 100.0
     );
@@ -57,7 +59,7 @@ fn eval_captioner(
     let captioner = Captioner::load(&config.architecture, &dir.join(&config.weights), &device)?;
     let images = FashionMnist::load(&args.data_dir, ImageSplit::Test)?;
     let reference = match &args.reference {
-        Some(name) => Some((name, reference_answers(args, name, &images)?)),
+        Some(name) => Some((name, reference_answers(args, name, &images, &device)?)),
         None => None,
     };
     let mut classes = SingleObjectClasses::default();
@@ -100,6 +102,7 @@ fn reference_answers(
     args: &EvalArgs,
     name: &str,
     images: &FashionMnist,
+    device: &kiln_zoo::Device,
 ) -> Result<Vec<usize>, CommandError> {
     let dir = args.model_repository.join(name);
     let ModelConfig::Classify(config) = ModelConfig::read(&dir)? else {
@@ -107,8 +110,7 @@ fn reference_answers(
             "--reference {name}: not an image classifier"
         )));
     };
-    let device = args.backend.device_at(args.device)?;
-    let classifier = config.load_classifier(&dir, &device)?;
+    let classifier = config.load_classifier(&dir, device)?;
     let ranked = ranked_classes(&classifier, images, &config.input, 500)?;
     Ok(ranked.iter().map(|best| best[0]).collect())
 }
@@ -117,9 +119,6 @@ fn reference_answers(
 /// their caption names them, what it calls them instead, and beside it the reference
 /// classifier on their clean source images.
 fn class_table(classes: &SingleObjectClasses, reference: Option<&str>) {
-    let percent = |part, whole| {
-        share(part, whole).map_or_else(|| "–".to_string(), |s| format!("{:.1}%", s * 100.0))
-    };
     let said_name = |said: usize| {
         if said == SingleObjectClasses::UNCLEAR {
             "no one class"
