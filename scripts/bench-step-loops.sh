@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # The step loops under load, in one server run:
 #   1. continuous against static batching for the Transformer language model (tokens/s)
-#      and both captioners (captions/s, greedy), at concurrency 16 and 64;
+#      and both captioners (captions/s, greedy), at concurrency 16 and 64, for ROUNDS
+#      rounds (default 4). Each round measures every model both ways back to back, the
+#      order turned round from one round to the next, so a noisy machine's drift falls on
+#      both alike; the summary counts the rounds continuous wins and, for the captioners,
+#      gives each stage's mean batch and compute per item from Kiln's own histograms;
 #   2. the Transformer language model at concurrency 64 without and with a step target
 #      (TARGET_MS, default 10: a bucket bound of kiln_inter_token_latency_seconds, so the
 #      share of gaps within it is exact), reporting tokens/s, the share of inter-token
 #      gaps within the target and the p99 gap, both read from Kiln's own histogram.
 #
-#   scripts/bench-step-loops.sh            (PARTS="static target" by default: both)
+#   [ROUNDS=4] scripts/bench-step-loops.sh            (PARTS="static target" by default: both)
+#
+# CAPTION_SETTINGS="key=value …" changes the continuous captioners' `[decoding]` settings,
+# e.g. "min_encoder_batch_size=32 max_encoder_wait_ms=50" to gather joiners longer.
 #
 # Copies the models into a temporary repository (`-continuous`, `-static`, `-target`),
 # builds the release server and load generator (or runs KILN_BIN), starts `kiln serve` on
@@ -21,9 +28,11 @@ need_packages dataset-fashion-mnist
 target_ms=${TARGET_MS:-10}
 parts=${PARTS:-static target}
 max_tokens=${MAX_TOKENS:-32}
+rounds=${ROUNDS:-4}
 repo=$(mktemp -d)
 scenes=$(mktemp -d)
-trap 'rm -rf "$repo" "$scenes"' EXIT
+results=$(mktemp -d)
+trap 'rm -rf "$repo" "$scenes" "$results"' EXIT
 cargo run --release -p kiln-zoo --example test_scenes --quiet -- "$scenes" 16
 copy() { # model, name suffix, section, settings…
     local model=$1 name=$2 section=$3
@@ -39,7 +48,8 @@ copy transformer-web-en continuous generation
 copy transformer-web-en static generation continuous_batching=false
 copy transformer-web-en target generation "target_step_p99_ms=$target_ms"
 for captioner in captioner-lstm captioner-transformer; do
-    copy "$captioner" continuous decoding
+    # shellcheck disable=SC2086 # one word per setting
+    copy "$captioner" continuous decoding ${CAPTION_SETTINGS:-}
     copy "$captioner" static decoding continuous_batching=false
 done
 export KILN_MODEL_REPOSITORY="$repo"
@@ -55,17 +65,100 @@ load() { # model, form, concurrency, extra arguments…
         --concurrency "$concurrency" --warmup-secs 2 --window-secs 3 --max-windows 4 "$@" 2>/dev/null
 }
 
-[[ " $parts " == *" static "* ]] && echo "## continuous against static batching"
-for mode in continuous static; do
-    [[ " $parts " == *" static "* ]] || break
-    echo "== transformer-web-en, generate $max_tokens tokens, $mode"
-    load "transformer-web-en-$mode" generate 16:64:x4 --max-tokens "$max_tokens" \
-        --prompts examples/prompts-en.txt
-    for captioner in captioner-lstm captioner-transformer; do
-        echo "== $captioner, greedy, $mode"
-        load "$captioner-$mode" caption 16:64:x4 --inputs "$scenes"
+# One model one way at one concurrency: the load generator's results.json, and the
+# server's /metrics before and after it (for the captioners' stage histograms).
+measure() { # round, model, mode, concurrency
+    local round=$1 model=$2 mode=$3 concurrency=$4
+    local out="$results/$round/$model/$mode/$concurrency"
+    mkdir -p "$out"
+    curl -s "$base/metrics" >"$out/before.prom"
+    if [ "$model" = transformer-web-en ]; then
+        load "$model-$mode" generate "$concurrency" --max-tokens "$max_tokens" \
+            --prompts examples/prompts-en.txt --output-dir "$out" >/dev/null
+    else
+        load "$model-$mode" caption "$concurrency" --inputs "$scenes" --output-dir "$out" >/dev/null
+    fi
+    curl -s "$base/metrics" >"$out/after.prom"
+}
+
+if [[ " $parts " == *" static "* ]]; then
+    echo "## continuous against static batching, $rounds rounds (LM: $max_tokens tokens; captioners: greedy${CAPTION_SETTINGS:+, continuous with $CAPTION_SETTINGS})"
+    for round in $(seq "$rounds"); do
+        order="continuous static"
+        ((round % 2 == 0)) && order="static continuous"
+        for model in transformer-web-en captioner-lstm captioner-transformer; do
+            for concurrency in 16 64; do
+                for mode in $order; do
+                    measure "$round" "$model" "$mode" "$concurrency"
+                done
+            done
+        done
+        echo "round $round of $rounds done ($order)"
     done
-done
+    python3 - "$results" "$rounds" <<'PYEOF'
+import json, re, statistics, sys
+results, rounds = sys.argv[1], int(sys.argv[2])
+models = ["transformer-web-en", "captioner-lstm", "captioner-transformer"]
+
+def throughput(path, model):
+    level = json.load(open(path))[-1]
+    if model == "transformer-web-en":
+        return level.get("tokens_per_second") or 0.0
+    return level["throughput"]
+
+def stage(path, name, model, stage_name):
+    """Sum and count of one caption stage histogram of the copy `model`."""
+    total = count = 0.0
+    for line in open(path):
+        m = re.match(rf'{name}_(sum|count)\{{(.*)\}} (\S+)', line)
+        if m and f'model="{model}"' in m.group(2) and f'stage="{stage_name}"' in m.group(2):
+            if m.group(1) == "sum":
+                total = float(m.group(3))
+            else:
+                count = float(m.group(3))
+    return total, count
+
+def stages(folder, model):
+    """Mean batch and compute per item of each stage during one measurement (warm-up included)."""
+    found = {}
+    for stage_name in ("encoder", "decoder"):
+        diff = {}
+        for name in ("kiln_caption_stage_duration_seconds", "kiln_caption_stage_batch_size"):
+            s0, c0 = stage(f"{folder}/before.prom", name, model, stage_name)
+            s1, c1 = stage(f"{folder}/after.prom", name, model, stage_name)
+            diff[name] = (s1 - s0, c1 - c0)
+        seconds, batches = diff["kiln_caption_stage_duration_seconds"]
+        items, _ = diff["kiln_caption_stage_batch_size"]
+        if batches and items:
+            found[stage_name] = (items / batches, seconds / items * 1e6)
+    return found
+
+unit = {"transformer-web-en": "tokens/s"}
+for model in models:
+    for concurrency in (16, 64):
+        ratios, rows = [], []
+        for round_ in range(1, rounds + 1):
+            cells = {}
+            for mode in ("continuous", "static"):
+                folder = f"{results}/{round_}/{model}/{mode}/{concurrency}"
+                cells[mode] = (throughput(f"{folder}/results.json", model),
+                               stages(folder, f"{model}-{mode}"))
+            c, s = cells["continuous"][0], cells["static"][0]
+            ratios.append(c / s if s else float("nan"))
+            rows.append((round_, cells))
+        wins = sum(r >= 1.0 for r in ratios)
+        print(f"== {model}, c={concurrency} ({unit.get(model, 'captions/s')}): continuous ≥ static "
+              f"in {wins} of {rounds} rounds, median continuous/static {statistics.median(ratios):.3f}")
+        for round_, cells in rows:
+            line = f"  round {round_}: " + ", ".join(
+                f"{mode} {cells[mode][0]:,.1f}" for mode in ("continuous", "static"))
+            line += f" ({cells['continuous'][0] / cells['static'][0] - 1:+.1%})"
+            for mode in ("continuous", "static"):
+                for stage_name, (batch, micros) in sorted(cells[mode][1].items(), reverse=True):
+                    line += f"; {mode[:4]} {stage_name} {batch:.1f}/batch {micros:.0f} µs/item"
+            print(line)
+PYEOF
+fi
 
 # Inter-token gaps of one model from two scrapes of /metrics: the share within the target
 # and the p99, interpolated inside its bucket.
