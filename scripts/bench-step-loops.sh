@@ -15,6 +15,9 @@
 #
 # CAPTION_SETTINGS="key=value …" changes the continuous captioners' `[decoding]` settings,
 # e.g. "min_encoder_batch_size=32 max_encoder_wait_ms=50" to gather joiners longer.
+# OUT=folder keeps part 1: every round's results.json (rounds/), the summary (summary.txt),
+# each model's medians over the rounds per mode (MODEL-MODE.json) and a plot of them
+# (MODEL.svg: latency and requests/s against concurrency, continuous against static).
 #
 # Copies the models into a temporary repository (`-continuous`, `-static`, `-target`),
 # builds the release server and load generator (or runs KILN_BIN), starts `kiln serve` on
@@ -81,6 +84,7 @@ measure() { # round, model, mode, concurrency
     curl -s "$base/metrics" >"$out/after.prom"
 }
 
+[ -z "${OUT:-}" ] || mkdir -p "$OUT"
 if [[ " $parts " == *" static "* ]]; then
     echo "## continuous against static batching, $rounds rounds (LM: $max_tokens tokens; captioners: greedy${CAPTION_SETTINGS:+, continuous with $CAPTION_SETTINGS})"
     for round in $(seq "$rounds"); do
@@ -95,9 +99,9 @@ if [[ " $parts " == *" static "* ]]; then
         done
         echo "round $round of $rounds done ($order)"
     done
-    python3 - "$results" "$rounds" <<'PYEOF'
+    python3 - "$results" "$rounds" "${OUT:-}" <<'PYEOF' | tee "$results/summary.txt"
 import json, re, statistics, sys
-results, rounds = sys.argv[1], int(sys.argv[2])
+results, rounds, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 models = ["transformer-web-en", "captioner-lstm", "captioner-transformer"]
 
 def throughput(path, model):
@@ -157,7 +161,46 @@ for model in models:
                 for stage_name, (batch, micros) in sorted(cells[mode][1].items(), reverse=True):
                     line += f"; {mode[:4]} {stage_name} {batch:.1f}/batch {micros:.0f} µs/item"
             print(line)
+
+# Each model's medians over the rounds, per mode and concurrency, as a results.json the
+# load generator's plot reads.
+if out:
+    for model in models:
+        for mode in ("continuous", "static"):
+            levels = []
+            for concurrency in (16, 64):
+                found = [json.load(open(f"{results}/{r}/{model}/{mode}/{concurrency}/results.json"))[-1]
+                         for r in range(1, rounds + 1)]
+                median = lambda pick: statistics.median(pick(level) for level in found)
+                levels.append({
+                    "level": f"concurrency {concurrency}, median of {rounds} rounds",
+                    "level_value": concurrency,
+                    "throughput": median(lambda l: l["throughput"]),
+                    "tokens_per_second": median(lambda l: l.get("tokens_per_second") or 0.0),
+                    "latency": {"p50_ms": median(lambda l: l["latency"]["p50_ms"]),
+                                "p99_ms": median(lambda l: l["latency"]["p99_ms"])},
+                })
+            with open(f"{out}/{model}-{mode}.json", "w") as f:
+                json.dump(levels, f, indent=2)
 PYEOF
+    if [ -n "${OUT:-}" ]; then
+        cp "$results/summary.txt" "$OUT/"
+        for model in transformer-web-en captioner-lstm captioner-transformer; do
+            for mode in continuous static; do
+                for round in $(seq "$rounds"); do
+                    for concurrency in 16 64; do
+                        mkdir -p "$OUT/rounds/$round/$model/$mode/$concurrency"
+                        cp "$results/$round/$model/$mode/$concurrency/results.json" \
+                            "$OUT/rounds/$round/$model/$mode/$concurrency/"
+                    done
+                done
+            done
+            ./target/release/kiln-loadtest plot "continuous=$OUT/$model-continuous.json" \
+                "static=$OUT/$model-static.json" --out "$OUT/$model.svg" \
+                --offered "concurrency (closed loop)" \
+                --title "$model: continuous against static batching, medians of $rounds rounds"
+        done
+    fi
 fi
 
 # Inter-token gaps of one model from two scrapes of /metrics: the share within the target
