@@ -185,6 +185,7 @@ if out:
 PYEOF
     if [ -n "${OUT:-}" ]; then
         cp "$results/summary.txt" "$OUT/"
+        rm -rf "$OUT/rounds" # an earlier run's rounds, however many
         for model in transformer-web-en captioner-lstm captioner-transformer; do
             for mode in continuous static; do
                 for round in $(seq "$rounds"); do
