@@ -17,7 +17,8 @@ need_packages dataset-fashion-mnist
 scenes=$(mktemp -d)
 repo=$(mktemp -d)
 trap 'rm -rf "$scenes" "$repo"' EXIT
-cargo run --release -p kiln-zoo --example test_scenes --quiet -- "$scenes" 16
+# The server's features, so the scene writer shares its build rather than compile another.
+cargo run --release -p kiln-zoo --features flex-parallel --example test_scenes --quiet -- "$scenes" 16
 for model in captioner-lstm captioner-transformer; do
     cp -r "models/$model" "$repo/$model"
 done

@@ -36,7 +36,8 @@ repo=$(mktemp -d)
 scenes=$(mktemp -d)
 results=$(mktemp -d)
 trap 'rm -rf "$repo" "$scenes" "$results"' EXIT
-cargo run --release -p kiln-zoo --example test_scenes --quiet -- "$scenes" 16
+# The server's features, so the scene writer shares its build rather than compile another.
+cargo run --release -p kiln-zoo --features flex-parallel --example test_scenes --quiet -- "$scenes" 16
 copy() { # model, name suffix, section, settings…
     local model=$1 name=$2 section=$3
     shift 3

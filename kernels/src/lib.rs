@@ -12,8 +12,9 @@
 //!   run a direct kernel vectorised across channels.
 //! - [`pool`]: max and average pooling, global average pooling.
 //! - [`linear::Linear`]: dense layers.
-//! - [`softmax`]: probabilities from rows of logits.
+//! - [`softmax`]: probabilities, or their logarithms, from rows of logits.
 //! - [`gelu`]: GELU for the Transformers' feed-forward layers.
+//! - [`lstm::LstmCell`]: an LSTM layer's step for many sequences at once.
 //!
 //! Work is split over output tiles on rayon's pool; the GEMM itself is then told to stay on
 //! its thread, so the two never nest.
@@ -24,6 +25,7 @@ mod depthwise;
 mod error;
 pub mod gelu;
 pub mod linear;
+pub mod lstm;
 mod matmul;
 pub mod network;
 pub mod pool;

@@ -36,6 +36,28 @@ pub(crate) fn matmul(
     rhs: Matrix<'_>,
     threads: usize,
 ) {
+    product(dst, dst_stride, lhs, rhs, threads, false);
+}
+
+/// [`matmul`], the product added to what `dst` holds: `dst += lhs × rhs`.
+pub(crate) fn matmul_add(
+    dst: &mut [f32],
+    dst_stride: usize,
+    lhs: Matrix<'_>,
+    rhs: Matrix<'_>,
+    threads: usize,
+) {
+    product(dst, dst_stride, lhs, rhs, threads, true);
+}
+
+fn product(
+    dst: &mut [f32],
+    dst_stride: usize,
+    lhs: Matrix<'_>,
+    rhs: Matrix<'_>,
+    threads: usize,
+    accumulate: bool,
+) {
     assert_eq!(lhs.cols, rhs.rows, "inner dimensions of a matrix product");
     assert!(lhs.fits() && rhs.fits(), "matrix operand out of its slice");
     assert!(
@@ -47,8 +69,10 @@ pub(crate) fn matmul(
         return;
     }
     if k == 0 {
-        for row in dst.chunks_mut(dst_stride).take(m) {
-            row[..n].fill(0.0);
+        if !accumulate {
+            for row in dst.chunks_mut(dst_stride).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -61,7 +85,8 @@ pub(crate) fn matmul(
     // (`lhs[r * lhs.stride + c]` for r < m, c < k; `rhs[r * rhs.stride + c]` for r < k,
     // c < n) and writes (`dst[r * dst_stride + c]` for r < m, c < n) lies inside its slice;
     // `dst` is borrowed mutably, so it cannot alias the shared `lhs` and `rhs`. With
-    // `read_dst` false the destination's previous contents are never read (alpha unused).
+    // `read_dst` false the destination's previous contents are never read (alpha unused);
+    // with it true they are read at the same in-slice positions it writes.
     unsafe {
         gemm::gemm(
             m,
@@ -70,14 +95,14 @@ pub(crate) fn matmul(
             dst.as_mut_ptr(),
             1,
             dst_stride as isize,
-            false,
+            accumulate,
             lhs.data.as_ptr(),
             1,
             lhs.stride as isize,
             rhs.data.as_ptr(),
             1,
             rhs.stride as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -101,6 +126,16 @@ mod tests {
         out
     }
 
+    /// A matrix stored row after row, without gaps.
+    fn dense(data: &[f32], rows: usize, cols: usize) -> Matrix<'_> {
+        Matrix {
+            data,
+            rows,
+            cols,
+            stride: cols,
+        }
+    }
+
     #[test]
     fn strided_product_matches_the_definition_and_leaves_the_gap_alone() {
         let (m, k, n) = (7, 5, 3);
@@ -108,18 +143,7 @@ mod tests {
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
         let stride = n + 2;
         let mut dst = vec![-9.0; m * stride];
-        let lhs = Matrix {
-            data: &a,
-            rows: m,
-            cols: k,
-            stride: k,
-        };
-        let rhs = Matrix {
-            data: &b,
-            rows: k,
-            cols: n,
-            stride: n,
-        };
+        let (lhs, rhs) = (dense(&a, m, k), dense(&b, k, n));
         matmul(&mut dst, stride, lhs, rhs, 1);
         let expected = naive(&a, &b, m, k, n);
         for i in 0..m {
@@ -128,6 +152,21 @@ mod tests {
                 &expected[i * n..(i + 1) * n]
             );
             assert_eq!(&dst[i * stride + n..(i + 1) * stride], &[-9.0, -9.0]);
+        }
+    }
+
+    #[test]
+    fn an_added_product_keeps_what_was_there() {
+        let (m, k, n) = (5, 4, 6);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 5) as f32 - 2.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 3) as f32 * 0.25).collect();
+        let (lhs, rhs) = (dense(&a, m, k), dense(&b, k, n));
+        let start: Vec<f32> = (0..m * n).map(|i| i as f32).collect();
+        let mut dst = start.clone();
+        matmul_add(&mut dst, n, lhs, rhs, 1);
+        let product = naive(&a, &b, m, k, n);
+        for ((d, s), p) in dst.iter().zip(&start).zip(&product) {
+            assert_eq!(*d, s + p);
         }
     }
 

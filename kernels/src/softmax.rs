@@ -23,6 +23,29 @@ pub fn softmax_in_place(row: &mut [f32]) {
     softmax_row(&logits, row);
 }
 
+/// `row[i] = logits[i] - max - ln Σ exp(logits[j] - max)`, in place: the log-probabilities a
+/// beam search adds up. A NaN anywhere makes the whole row NaN, as Burn's `log_softmax` does.
+pub fn log_softmax_in_place(row: &mut [f32]) {
+    let logits = row.to_vec();
+    log_softmax_row(&logits, row);
+}
+
+simd_dispatch! {
+    fn log_softmax_row(logits: &[f32], out: &mut [f32]) => log_softmax_row_body
+}
+
+// `FUSED` is unused: the dispatch compiles the same loops per instruction set.
+#[inline(always)]
+fn log_softmax_row_body<const FUSED: bool>(logits: &[f32], out: &mut [f32]) {
+    let max = row_max(logits);
+    let log_sum = exp_shifted(logits, out, max).ln();
+    // `v − max` first, exact near the top, so the likeliest words keep their precision
+    // (`max + log_sum` would round to the logits' own scale).
+    out.iter_mut()
+        .zip(logits)
+        .for_each(|(o, &v)| *o = (v - max) - log_sum);
+}
+
 simd_dispatch! {
     fn softmax_row(logits: &[f32], out: &mut [f32]) => softmax_row_body
 }
@@ -150,6 +173,28 @@ mod tests {
             softmax_in_place(&mut in_place);
             assert_eq!(in_place, out);
         }
+    }
+
+    #[test]
+    fn log_probabilities_are_the_logs_of_the_probabilities() {
+        for len in [1, 7, 16, 60, 5000] {
+            let logits: Vec<f32> = (0..len)
+                .map(|i| ((i * 53) % 97) as f32 / 5.0 - 9.0)
+                .collect();
+            let mut probabilities = vec![0.0; len];
+            softmax_into(&logits, &mut probabilities);
+            let mut logs = logits.clone();
+            log_softmax_in_place(&mut logs);
+            for (l, p) in logs.iter().zip(&probabilities) {
+                assert!(
+                    (l - p.ln()).abs() < 1e-4 * (1.0 + l.abs()),
+                    "{l} against ln {p}"
+                );
+            }
+        }
+        let mut row = vec![1e30, 1e30, f32::NAN];
+        log_softmax_in_place(&mut row);
+        assert!(row.iter().all(|v| v.is_nan()));
     }
 
     #[test]

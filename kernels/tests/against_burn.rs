@@ -2,14 +2,15 @@
 //! paddings, dilations and group counts, plus each geometry the model zoo uses.
 
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::{gelu, log_softmax, sigmoid, softmax};
 use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use kiln_kernels::conv::{BatchNorm, Conv2d, ConvGeometry, Padding};
 use kiln_kernels::gelu::gelu_in_place;
 use kiln_kernels::linear::Linear;
+use kiln_kernels::lstm::{GATES, LstmCell};
 use kiln_kernels::pool::{Pool2d, PoolKind, global_average_pool};
-use kiln_kernels::softmax::{softmax_in_place, softmax_into};
+use kiln_kernels::softmax::{log_softmax_in_place, softmax_in_place, softmax_into};
 use kiln_kernels::{Activation, Shape, nchw_to_nhwc, nhwc_to_nchw};
 use proptest::prelude::*;
 
@@ -310,6 +311,55 @@ proptest! {
         let mut in_place = logits;
         in_place.chunks_mut(len).for_each(softmax_in_place);
         prop_assert_eq!(in_place, ours);
+    }
+
+    #[test]
+    fn log_softmax_matches_burn(
+        rows in 1..4usize, len in prop_oneof![1..70usize, 4990..5010usize],
+        spread in prop_oneof![Just(1.0f32), Just(30.0f32), Just(300.0f32)], seed in any::<u64>(),
+    ) {
+        let logits: Vec<f32> = values(rows * len, seed).iter().map(|v| v * spread).collect();
+        let expected = to_vec(log_softmax(
+            Tensor::<2>::from_data(TensorData::new(logits.clone(), [rows, len]), &device()),
+            1,
+        ));
+        let mut ours = logits;
+        ours.chunks_mut(len).for_each(log_softmax_in_place);
+        for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
+            prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "value {} is {}, Burn gives {}", i, a, b);
+        }
+    }
+
+    /// A few steps of the cell against the LSTM equations in Burn's ops.
+    #[test]
+    fn an_lstm_step_matches_burn(
+        rows in 1..40usize, inputs in 1..70usize, hidden in 1..70usize,
+        spread in prop_oneof![Just(0.3f32), Just(1.0f32), Just(4.0f32)], seed in any::<u64>(),
+    ) {
+        let width = GATES * hidden;
+        let scaled = |len, seed| -> Vec<f32> { values(len, seed).iter().map(|v| v * spread).collect() };
+        let recurrent = scaled(hidden * width, seed);
+        let cell = LstmCell::new(hidden, recurrent.clone()).unwrap();
+        let matrix = |v: &[f32], rows: usize, cols: usize| {
+            Tensor::<2>::from_data(TensorData::new(v.to_vec(), [rows, cols]), &device())
+        };
+        let w_input = matrix(&scaled(inputs * width, seed ^ 1), inputs, width);
+        let w_hidden = matrix(&recurrent, hidden, width);
+        let b = tensor1(values(width, seed ^ 2)).reshape([1, width]);
+        let (mut h, mut c) = (values(rows * hidden, seed ^ 3), values(rows * hidden, seed ^ 4));
+        let (mut burn_h, mut burn_c) = (matrix(&h, rows, hidden), matrix(&c, rows, hidden));
+        for step in 0..3u64 {
+            let x = matrix(&values(rows * inputs, seed ^ (10 + step)), rows, inputs);
+            let input_gates = x.matmul(w_input.clone()) + b.clone();
+            let mut gates = to_vec(input_gates.clone());
+            cell.step(&mut gates, rows, &mut h, &mut c).unwrap();
+            let gates = input_gates + burn_h.matmul(w_hidden.clone());
+            let gate = |g: usize| gates.clone().slice(s![.., g * hidden..(g + 1) * hidden]);
+            burn_c = sigmoid(gate(1)) * burn_c + sigmoid(gate(0)) * gate(2).tanh();
+            burn_h = sigmoid(gate(3)) * burn_c.clone().tanh();
+            assert_close(&c, &to_vec(burn_c.clone()), "LSTM cell state");
+            assert_close(&h, &to_vec(burn_h.clone()), "LSTM hidden state");
+        }
     }
 
     #[test]

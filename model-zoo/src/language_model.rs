@@ -17,8 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::decode_batch::{DecodeBatch, Ring, Stacked};
 use crate::error::{Result, ZooError};
 use crate::eval::LanguageModelScore;
+use crate::models::cpu;
 use crate::models::elman::ElmanActivation;
-use crate::models::recurrent_lm::{CellKind, LayerState, RecurrentLm, RecurrentLmConfig};
+use crate::models::recurrent_lm::{
+    CellKind, CpuLstmStack, LayerState, RecurrentLm, RecurrentLmConfig,
+};
 use crate::models::transformer_lm::{KeyValue, TransformerLm, TransformerLmConfig};
 use crate::text::tokenizer::EOS_ID;
 use crate::weights::{load_weights, save_burnpack};
@@ -171,6 +174,8 @@ pub enum SequenceState {
 #[derive(Debug)]
 pub struct LanguageModel {
     net: LanguageNet,
+    /// An LSTM stack on Kiln's CPU kernels, which run it instead of Burn's ops on the CPU.
+    cpu_lstm: Option<CpuLstmStack>,
     device: Device,
     vocab_size: usize,
     context_length: Option<usize>,
@@ -194,8 +199,14 @@ impl LanguageModel {
         architecture: &LanguageModelArchitecture,
         device: &Device,
     ) -> Self {
+        // A stack the kernels do not take (GRU, Elman) keeps Burn's ops.
+        let cpu_lstm = match &net {
+            LanguageNet::Recurrent(m) if cpu::kernels_apply(device) => m.cpu_lstm_stack().ok(),
+            _ => None,
+        };
         Self {
             net,
+            cpu_lstm,
             device: device.clone(),
             vocab_size: architecture.vocab_size(),
             context_length: architecture.context_length(),
@@ -204,6 +215,39 @@ impl LanguageModel {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         save_burnpack(&self.net, path)
+    }
+
+    /// Whether an LSTM stack runs on Kiln's CPU kernels rather than Burn's ops.
+    pub fn uses_cpu_kernels(&self) -> bool {
+        self.cpu_lstm.is_some()
+    }
+
+    /// Run on Burn's ops even where the CPU kernels apply (for comparisons).
+    pub fn without_cpu_kernels(mut self) -> Self {
+        self.cpu_lstm = None;
+        self
+    }
+
+    /// A recurrent net's top-layer hidden states for every position of `tokens` and each
+    /// layer's final state, on Kiln's CPU kernels where they apply.
+    fn recurrent_hidden(
+        &self,
+        net: &RecurrentLm,
+        tokens: Tensor<2, Int>,
+        state: Option<Vec<LayerState>>,
+    ) -> Result<(Tensor<3>, Vec<LayerState>)> {
+        match &self.cpu_lstm {
+            Some(stack) => stack.hidden(tokens, state),
+            None => Ok(net.hidden(tokens, state)),
+        }
+    }
+
+    /// Top-layer hidden states for every position of `tokens [batch, time]`.
+    fn hidden(&self, tokens: Tensor<2, Int>) -> Result<Tensor<3>> {
+        match &self.net {
+            LanguageNet::Recurrent(m) => Ok(self.recurrent_hidden(m, tokens, None)?.0),
+            net => Ok(net.hidden(tokens)),
+        }
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -262,7 +306,7 @@ impl LanguageModel {
         }
         let tokens = self.padded(prompts);
         let [batch, time] = tokens.dims();
-        let hidden = self.net.hidden(tokens);
+        let hidden = self.hidden(tokens)?;
         let d = hidden.dims()[2];
         let last: Vec<i64> = prompts
             .iter()
@@ -305,7 +349,7 @@ impl LanguageModel {
         let time = prompt.len();
         let (hidden, state) = match &self.net {
             LanguageNet::Recurrent(m) => {
-                let (hidden, layers) = m.hidden(tokens, None);
+                let (hidden, layers) = self.recurrent_hidden(m, tokens, None)?;
                 (hidden, SequenceState::Recurrent(layers))
             }
             LanguageNet::Transformer(m) => {
@@ -358,8 +402,13 @@ impl LanguageModel {
         );
         let (hidden, grown) = match (&self.net, stacked) {
             (LanguageNet::Recurrent(m), Stacked::Recurrent(layers)) => {
-                let (hidden, finals) = m.hidden(input, Some(layers));
-                (hidden, Stacked::Recurrent(finals))
+                match self.recurrent_hidden(m, input, Some(layers.clone())) {
+                    Ok((hidden, finals)) => (hidden, Stacked::Recurrent(finals)),
+                    Err(e) => {
+                        batch.advance(Stacked::Recurrent(layers));
+                        return Err(e);
+                    }
+                }
             }
             (LanguageNet::Transformer(m), Stacked::Transformer(ring))
                 if batch

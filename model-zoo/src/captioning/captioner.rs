@@ -14,7 +14,7 @@ use super::decoding::HypothesisBatch;
 use super::search::CaptionSearch;
 use crate::captioning::vocabulary::CaptionVocabulary;
 use crate::error::{Result, ZooError};
-use crate::models::captioner::{CaptionNet, CaptionerConfig, GRID_SIDE, IMAGE_SIDE};
+use crate::models::captioner::{CaptionNet, CaptionerConfig, CpuLstmStep, GRID_SIDE, IMAGE_SIDE};
 use crate::models::cpu::{self, Network};
 use crate::weights::{load_weights, save_burnpack};
 
@@ -110,6 +110,8 @@ pub struct Captioner {
     vocabulary: CaptionVocabulary,
     /// The encoder on Kiln's CPU kernels, which run it instead of Burn's ops on the CPU.
     cpu_encoder: Option<Network>,
+    /// The LSTM decoder's step on Kiln's CPU kernels, likewise.
+    cpu_lstm: Option<CpuLstmStep>,
 }
 
 impl Captioner {
@@ -125,14 +127,18 @@ impl Captioner {
 
     pub fn from_net(net: CaptionNet, device: &Device) -> Self {
         // A network the kernels reject keeps Burn's ops, which compute the same grid.
-        let cpu_encoder = cpu::kernels_apply(device)
-            .then(|| net.cpu_encoder().ok())
-            .flatten();
+        let kernels = cpu::kernels_apply(device);
+        let cpu_encoder = kernels.then(|| net.cpu_encoder().ok()).flatten();
+        let cpu_lstm = match &net {
+            CaptionNet::Lstm(lstm) if kernels => lstm.cpu_step().ok(),
+            _ => None,
+        };
         Self {
             net,
             device: device.clone(),
             vocabulary: CaptionVocabulary,
             cpu_encoder,
+            cpu_lstm,
         }
     }
 
@@ -161,7 +167,7 @@ impl Captioner {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        batch.join(&self.net, self.encode(images)?)
+        batch.join(&self.net, self.cpu_lstm.as_ref(), self.encode(images)?)
     }
 
     /// What the decoder reads of each image (see [`CaptionNet::encode`]), the encoder run on
@@ -197,10 +203,18 @@ impl Captioner {
         self.cpu_encoder.is_some()
     }
 
-    /// Encode on Burn's ops even where the CPU kernels apply (for comparisons).
+    /// Encode and decode on Burn's ops even where the CPU kernels apply (for comparisons).
     pub fn without_cpu_kernels(mut self) -> Self {
         self.cpu_encoder = None;
+        self.cpu_lstm = None;
         self
+    }
+
+    /// Feed `tokens[i]` to live hypothesis `i` of `batch` (see [`HypothesisBatch::step`]),
+    /// on Kiln's CPU kernels where they apply: each hypothesis's log-probabilities of the
+    /// next token.
+    pub fn step_rows(&self, batch: &mut HypothesisBatch, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        batch.step(&self.net, self.cpu_lstm.as_ref(), tokens, &self.device)
     }
 
     /// One decoding step for every live hypothesis in `batch`, in one pass. `searches` holds
@@ -245,7 +259,7 @@ impl Captioner {
         if tokens.is_empty() {
             return Ok(0);
         }
-        let log_probs = batch.step(&self.net, &tokens, &self.device)?;
+        let log_probs = self.step_rows(batch, &tokens)?;
         let mut offset = 0;
         let parents: Vec<Vec<usize>> = order
             .iter()
@@ -332,27 +346,26 @@ mod tests {
     #[test]
     fn hypotheses_of_different_lengths_step_together_as_they_would_alone() {
         for captioner in both_captioners() {
-            let (net, device) = (&captioner.net, &captioner.device);
             let mut long = HypothesisBatch::new();
             captioner.start(&mut long, &[noise(1)]).unwrap();
             for token in [BOS, 7] {
-                long.step(net, &[token], device).unwrap();
+                captioner.step_rows(&mut long, &[token]).unwrap();
             }
-            let alone_long = long.step(net, &[9], device).unwrap();
+            let alone_long = captioner.step_rows(&mut long, &[9]).unwrap();
             let mut short = HypothesisBatch::new();
             captioner.start(&mut short, &[noise(2)]).unwrap();
-            let alone_short = short.step(net, &[BOS], device).unwrap();
+            let alone_short = captioner.step_rows(&mut short, &[BOS]).unwrap();
 
             // The short one joins after two steps, once a third search has left.
             let mut batch = HypothesisBatch::new();
             let first = captioner.start(&mut batch, &[noise(1), noise(3)]).unwrap();
             for token in [BOS, 7] {
-                batch.step(net, &[token, token], device).unwrap();
+                captioner.step_rows(&mut batch, &[token, token]).unwrap();
             }
             batch.retain(|id| id == first[0]);
             captioner.start(&mut batch, &[noise(2)]).unwrap();
             assert_eq!(batch.rows(), 2);
-            let together = batch.step(net, &[9, BOS], device).unwrap();
+            let together = captioner.step_rows(&mut batch, &[9, BOS]).unwrap();
             assert_close(&alone_long, &together[..1]);
             assert_close(&alone_short, &together[1..]);
         }
@@ -465,6 +478,30 @@ mod tests {
                 assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn the_cpu_kernels_step_the_lstm_as_burns_ops_do() {
+        let device = Device::flex();
+        let net = CaptionNet::Lstm(config().init_lstm(&device));
+        let kernels = Captioner::from_net(net.clone(), &device);
+        assert!(kernels.cpu_lstm.is_some());
+        let burn = Captioner::from_net(net, &device).without_cpu_kernels();
+        let images: Vec<Vec<f32>> = (1..=3).map(noise).collect();
+        let [mut ours, mut theirs] = [HypothesisBatch::new(), HypothesisBatch::new()];
+        kernels.start(&mut ours, &images).unwrap();
+        burn.start(&mut theirs, &images).unwrap();
+        for tokens in [[BOS, BOS, BOS], [7, 9, 11], [EOS, 3, 7]] {
+            let got = kernels.step_rows(&mut ours, &tokens).unwrap();
+            let expected = burn.step_rows(&mut theirs, &tokens).unwrap();
+            assert_close(&got, &expected);
+        }
+        let vocab = CaptionVocabulary.len() as u32;
+        let refused = kernels.step_rows(&mut ours, &[BOS, vocab, BOS]);
+        assert!(
+            matches!(refused, Err(ZooError::InvalidInput(_))),
+            "{refused:?}"
+        );
     }
 
     #[test]

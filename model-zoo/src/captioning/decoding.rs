@@ -12,8 +12,9 @@
 //! Beam search moves states only where a continuation lands in another slot than the
 //! hypothesis it extends.
 //!
-//! Every hypothesis of a search reads the same image state (the LSTM's image embedding, the
-//! Transformer's region keys and values): it is written once per slot a search takes.
+//! Every hypothesis of a search reads the same image state (the LSTM's image embedding, or
+//! on Kiln's CPU kernels its share of the LSTM's input gates; the Transformer's region keys
+//! and values): it is written once per slot a search takes.
 //! Transformer token caches are right-aligned: a slot's newest
 //! position is the last column, a slot that has read fewer tokens than the longest has
 //! hidden columns on its left (a joining slot hides them all), and columns no live slot
@@ -25,7 +26,7 @@ use burn::tensor::activation::log_softmax;
 use crate::captioning::vocabulary::BOS;
 use crate::decode_batch::{append_zero_rows, worth_compacting};
 use crate::error::{Result, ZooError};
-use crate::models::captioner::{CaptionNet, KeyValue, TransformerCaptioner};
+use crate::models::captioner::{CaptionNet, CpuLstmStep, KeyValue, TransformerCaptioner};
 
 /// The live hypotheses of many searches, their decoder states in slots.
 #[derive(Debug, Default)]
@@ -44,8 +45,9 @@ pub struct HypothesisBatch {
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // one per batch: boxing would buy nothing
 enum Stacked {
-    /// LSTM hidden and cell state and the image embedding read beside every word,
-    /// `[slots, d_model]` each.
+    /// LSTM hidden and cell state, `[slots, d_model]` each, and what every step reads of
+    /// the image: its embedding (`[slots, d_model]`) on Burn's ops, its share of the input
+    /// gates (`[slots, 4 · d_model]`, see [`CpuLstmStep::start`]) on Kiln's CPU kernels.
     Lstm {
         hidden: Tensor<2>,
         cell: Tensor<2>,
@@ -92,15 +94,34 @@ impl HypothesisBatch {
     }
 
     /// Add one hypothesis for each image of `memory` (the encoder's output for a batch of
-    /// images, see `CaptionNet::encode`): its search's first. Returns the new searches'
-    /// ids, in order. On an error the batch is left as it was.
-    pub fn join(&mut self, net: &CaptionNet, memory: Tensor<3>) -> Result<Vec<u64>> {
+    /// images, see `CaptionNet::encode`): its search's first. `cpu_lstm` starts an LSTM
+    /// decoder on Kiln's CPU kernels; the batch's steps must then take it too. Returns the
+    /// new searches' ids, in order. On an error the batch is left as it was.
+    pub fn join(
+        &mut self,
+        net: &CaptionNet,
+        cpu_lstm: Option<&CpuLstmStep>,
+        memory: Tensor<3>,
+    ) -> Result<Vec<u64>> {
         let count = memory.dims()[0];
         if count == 0 {
             return Ok(Vec::new());
         }
-        let joining = match net {
-            CaptionNet::Lstm(lstm) => {
+        let joining = match (net, cpu_lstm) {
+            (CaptionNet::Lstm(_), Some(cpu)) => {
+                let device = memory.device();
+                let start = cpu.start(&floats(memory)?)?;
+                let rows = |values: Vec<f32>| {
+                    let width = values.len() / count;
+                    Tensor::from_data(TensorData::new(values, [count, width]), &device)
+                };
+                Stacked::Lstm {
+                    hidden: rows(start.hidden),
+                    cell: rows(start.cell),
+                    image: rows(start.image_gates),
+                }
+            }
+            (CaptionNet::Lstm(lstm), None) => {
                 let d = memory.dims()[2];
                 let image = memory.clone().reshape([count, d]);
                 let state = lstm.start(memory);
@@ -110,7 +131,7 @@ impl HypothesisBatch {
                     image,
                 }
             }
-            CaptionNet::Transformer(transformer) => Stacked::Transformer {
+            (CaptionNet::Transformer(transformer), _) => Stacked::Transformer {
                 regions: transformer.start(memory),
                 tokens: None,
                 read: vec![0; count],
@@ -158,11 +179,13 @@ impl HypothesisBatch {
 
     /// Feed `tokens[i]` to live hypothesis `i` (searches in [`ids`](Self::ids) order, each
     /// search's hypotheses in order), all in one step: each hypothesis's log-probabilities
-    /// of the next token. The batch then holds the grown states; on an error it is left as
-    /// it was.
+    /// of the next token. `cpu_lstm` runs an LSTM decoder's step on Kiln's CPU kernels
+    /// instead of Burn's ops. The batch then holds the grown states; on an error it is left
+    /// as it was.
     pub fn step(
         &mut self,
         net: &CaptionNet,
+        cpu_lstm: Option<&CpuLstmStep>,
         tokens: &[u32],
         device: &Device,
     ) -> Result<Vec<Vec<f32>>> {
@@ -181,14 +204,22 @@ impl HypothesisBatch {
             .iter()
             .flat_map(|(_, slots)| slots.iter().copied())
             .collect();
-        let mut slot_tokens = vec![i64::from(BOS); self.slots()];
+        let mut slot_tokens = vec![BOS; self.slots()];
         for (&slot, &token) in order.iter().zip(tokens) {
-            slot_tokens[slot] = i64::from(token);
+            slot_tokens[slot] = token;
         }
         let mut live = vec![false; slot_tokens.len()];
         order.iter().for_each(|&slot| live[slot] = true);
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(slot_tokens, [live.len()]), device);
-        let (logits, grown) = match (net, stacked) {
+        let (log_probs, vocab, grown) = match (net, stacked, cpu_lstm) {
+            (
+                CaptionNet::Lstm(_),
+                Stacked::Lstm {
+                    hidden,
+                    cell,
+                    image,
+                },
+                Some(cpu),
+            ) => step_lstm_on_cpu(cpu, &slot_tokens, hidden, cell, image, device)?,
             (
                 CaptionNet::Lstm(lstm),
                 Stacked::Lstm {
@@ -196,15 +227,21 @@ impl HypothesisBatch {
                     cell,
                     image,
                 },
+                None,
             ) => {
+                if image.dims()[1] != hidden.dims()[1] {
+                    return Err(foreign_state());
+                }
                 let state = burn::nn::lstm::LstmState::new(cell.clone(), hidden.clone());
-                let (logits, state) = lstm.step(ids, image.clone(), state);
+                let (logits, state) =
+                    lstm.step(token_ids(&slot_tokens, device), image.clone(), state);
                 let grown = Stacked::Lstm {
                     hidden: state.hidden,
                     cell: state.cell,
                     image: image.clone(),
                 };
-                (logits, grown)
+                let (log_probs, vocab) = log_probabilities(logits)?;
+                (log_probs, vocab, grown)
             }
             (
                 CaptionNet::Transformer(transformer),
@@ -213,26 +250,26 @@ impl HypothesisBatch {
                     tokens,
                     read,
                 },
-            ) => step_transformer(
-                transformer,
-                ids,
-                regions,
-                tokens.as_deref(),
-                read,
-                &live,
-                device,
-            )?,
+                _,
+            ) => {
+                let (logits, grown) = step_transformer(
+                    transformer,
+                    token_ids(&slot_tokens, device),
+                    regions,
+                    tokens.as_deref(),
+                    read,
+                    &live,
+                    device,
+                )?;
+                let (log_probs, vocab) = log_probabilities(logits)?;
+                (log_probs, vocab, grown)
+            }
             _ => return Err(foreign_state()),
         };
-        let vocab = logits.dims()[1];
-        let values: Vec<f32> = log_softmax(logits, 1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
         self.stacked = Some(grown);
         Ok(order
             .iter()
-            .map(|&slot| values[slot * vocab..(slot + 1) * vocab].to_vec())
+            .map(|&slot| log_probs[slot * vocab..(slot + 1) * vocab].to_vec())
             .collect())
     }
 
@@ -574,6 +611,55 @@ impl Stacked {
             }
         }
     }
+}
+
+/// One token per slot, as the network reads them.
+fn token_ids(tokens: &[u32], device: &Device) -> Tensor<1, Int> {
+    let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+    Tensor::from_data(TensorData::new(ids, [tokens.len()]), device)
+}
+
+/// Each row's log-probabilities, `[rows × vocab]` values, and the vocabulary's size.
+fn log_probabilities(logits: Tensor<2>) -> Result<(Vec<f32>, usize)> {
+    let vocab = logits.dims()[1];
+    Ok((floats(log_softmax(logits, 1))?, vocab))
+}
+
+/// A tensor's values, in order.
+fn floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    tensor
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))
+}
+
+/// The LSTM's step on Kiln's CPU kernels: the slots' states read out as rows of floats,
+/// stepped, and stacked again; the log-probabilities stay plain floats.
+fn step_lstm_on_cpu(
+    cpu: &CpuLstmStep,
+    tokens: &[u32],
+    hidden: &Tensor<2>,
+    cell: &Tensor<2>,
+    image: &Tensor<2>,
+    device: &Device,
+) -> Result<(Vec<f32>, usize, Stacked)> {
+    if image.dims()[1] != 4 * cpu.width() {
+        return Err(foreign_state());
+    }
+    let [mut h, mut c] = [floats(hidden.clone())?, floats(cell.clone())?];
+    let mut log_probs = cpu.step(tokens, &floats(image.clone())?, &mut h, &mut c)?;
+    let vocab = cpu.vocab();
+    log_probs
+        .chunks_exact_mut(vocab)
+        .for_each(kiln_kernels::softmax::log_softmax_in_place);
+    let shape = [tokens.len(), cpu.width()];
+    let stacked = |values: Vec<f32>| Tensor::from_data(TensorData::new(values, shape), device);
+    let grown = Stacked::Lstm {
+        hidden: stacked(h),
+        cell: stacked(c),
+        image: image.clone(),
+    };
+    Ok((log_probs, vocab, grown))
 }
 
 /// One Transformer step over right-aligned caches, every slot at once: the logits and the

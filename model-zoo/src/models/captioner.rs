@@ -28,7 +28,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use super::cpu::{self, Activation, Network, NetworkBuilder, Value};
 use super::gelu::gelu;
-use crate::error::Result;
+use crate::error::{Result, ZooError};
 
 pub use crate::models::transformer_lm::KeyValue;
 
@@ -282,6 +282,153 @@ impl LstmCaptioner {
             hidden.reshape([batch, d]),
         );
         (logits, state)
+    }
+}
+
+/// [`LstmCaptioner::start`] and [`LstmCaptioner::step`] on Kiln's CPU kernels, for rows
+/// of plain floats. The LSTM reads `[word; image]`: the word's share of the input gates
+/// (with the biases) is looked up in a table made at load, the image's is computed once
+/// when a caption starts and kept in its slot (see [`Self::start`]), so a step's one
+/// matrix product is the hidden state's.
+#[derive(Debug, Clone)]
+pub struct CpuLstmStep {
+    /// Per word, its input gates: `[vocab, 4 · d_model]`.
+    word_gates: Vec<f32>,
+    /// The image embedding's share of the input gates, `d_model → 4 · d_model`.
+    image_gates: kiln_kernels::linear::Linear,
+    /// The whole input's (`2 · d_model → 4 · d_model`, biases included), for the first
+    /// step, which reads the image embedding in the word's place.
+    input_gates: kiln_kernels::linear::Linear,
+    cell: cpu::LstmCell,
+    /// The tied embedding, transposed, and the output bias: `d_model → vocab`.
+    projection: kiln_kernels::linear::Linear,
+}
+
+impl LstmCaptioner {
+    /// [`Self::start`] and [`Self::step`] prepared for Kiln's CPU kernels.
+    pub fn cpu_step(&self) -> Result<CpuLstmStep> {
+        use kiln_kernels::linear::Linear as Dense;
+        let [vocab, d] = self.embedding.weight.dims();
+        let embedding = cpu::floats(self.embedding.weight.val())?;
+        let lstm = cpu::lstm(&self.lstm)?;
+        let width = 4 * d;
+        if lstm.cell.hidden() != d || lstm.input_weight.len() != 2 * d * width {
+            return Err(ZooError::InvalidInput(format!(
+                "an LSTM of {} input weights and {} hidden values beside a {d}-wide embedding",
+                lstm.input_weight.len(),
+                lstm.cell.hidden()
+            )));
+        }
+        let (word_weight, image_weight) = lstm.input_weight.split_at(d * width);
+        let words = Dense::new(
+            d,
+            width,
+            word_weight,
+            Some(&lstm.bias),
+            Activation::Identity,
+        )?;
+        let mut word_gates = vec![0.0; vocab * width];
+        words.run(&embedding, vocab, &mut word_gates)?;
+        let mut transposed = vec![0.0; d * vocab];
+        for (word, row) in embedding.chunks_exact(d).enumerate() {
+            for (k, &value) in row.iter().enumerate() {
+                transposed[k * vocab + word] = value;
+            }
+        }
+        let bias = cpu::floats(self.output_bias.val())?;
+        Ok(CpuLstmStep {
+            word_gates,
+            image_gates: Dense::new(d, width, image_weight, None, Activation::Identity)?,
+            input_gates: Dense::new(
+                2 * d,
+                width,
+                &lstm.input_weight,
+                Some(&lstm.bias),
+                Activation::Identity,
+            )?,
+            cell: lstm.cell,
+            projection: Dense::new(d, vocab, &transposed, Some(&bias), Activation::Identity)?,
+        })
+    }
+}
+
+/// What [`CpuLstmStep::start`] gives each caption: `[rows, d_model]` states and the
+/// image's share of the input gates, `[rows, 4 · d_model]`, which every step reads.
+#[derive(Debug, Clone)]
+pub struct CpuLstmStart {
+    pub hidden: Vec<f32>,
+    pub cell: Vec<f32>,
+    pub image_gates: Vec<f32>,
+}
+
+impl CpuLstmStep {
+    /// Width of the states and of the image embeddings.
+    pub fn width(&self) -> usize {
+        self.cell.hidden()
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.projection.outputs()
+    }
+
+    /// For image embeddings `[rows, d_model]`: the state after reading them, as
+    /// [`LstmCaptioner::start`] gives, and their share of every later step's input gates.
+    pub fn start(&self, images: &[f32]) -> Result<CpuLstmStart> {
+        let d = self.width();
+        if !images.len().is_multiple_of(d) {
+            return Err(ZooError::InvalidInput(format!(
+                "{} image values are not rows of {d}",
+                images.len()
+            )));
+        }
+        let rows = images.len() / d;
+        let twice: Vec<f32> = images
+            .chunks_exact(d)
+            .flat_map(|image| image.iter().chain(image))
+            .copied()
+            .collect();
+        let mut gates = vec![0.0; rows * 4 * d];
+        self.input_gates.run(&twice, rows, &mut gates)?;
+        let (mut hidden, mut cell) = (vec![0.0; rows * d], vec![0.0; rows * d]);
+        self.cell.step(&mut gates, rows, &mut hidden, &mut cell)?;
+        let mut image_gates = vec![0.0; rows * 4 * d];
+        self.image_gates.run(images, rows, &mut image_gates)?;
+        Ok(CpuLstmStart {
+            hidden,
+            cell,
+            image_gates,
+        })
+    }
+
+    /// Logits `[rows, vocab]` after reading `tokens` (one per row) in the states `hidden`
+    /// and `cell` (`[rows, d_model]` each), which are replaced with the new states, beside
+    /// the rows' `image_gates` from [`Self::start`].
+    pub fn step(
+        &self,
+        tokens: &[u32],
+        image_gates: &[f32],
+        hidden: &mut [f32],
+        cell: &mut [f32],
+    ) -> Result<Vec<f32>> {
+        let (rows, width, vocab) = (tokens.len(), 4 * self.width(), self.vocab());
+        if image_gates.len() != rows * width {
+            return Err(ZooError::InvalidInput(format!(
+                "{} image gate values for {rows} rows of {width}",
+                image_gates.len()
+            )));
+        }
+        let mut gates = Vec::with_capacity(rows * width);
+        for (&token, image) in tokens.iter().zip(image_gates.chunks_exact(width)) {
+            let at = token as usize * width;
+            let word = self.word_gates.get(at..at + width).ok_or_else(|| {
+                ZooError::InvalidInput(format!("token {token} is not in a vocabulary of {vocab}"))
+            })?;
+            gates.extend(word.iter().zip(image).map(|(w, i)| w + i));
+        }
+        self.cell.step(&mut gates, rows, hidden, cell)?;
+        let mut logits = vec![0.0; rows * vocab];
+        self.projection.run(hidden, rows, &mut logits)?;
+        Ok(logits)
     }
 }
 

@@ -4,14 +4,17 @@
 //! the one definition of the architecture and its weights.
 
 use burn::nn::conv::Conv2d;
+use burn::nn::lstm::Lstm;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use kiln_kernels::conv::{self, ConvGeometry, Padding};
 use kiln_kernels::linear;
+use kiln_kernels::lstm::GATES;
 use kiln_kernels::pool::{Pool2d, PoolKind};
 
 pub use kiln_kernels::Activation;
+pub use kiln_kernels::lstm::LstmCell;
 pub use kiln_kernels::network::{Network, NetworkBuilder, Value};
 
 use crate::error::{Result, ZooError};
@@ -37,7 +40,7 @@ fn kernels_disabled() -> bool {
     })
 }
 
-fn floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+pub(crate) fn floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     tensor
         .into_data()
         .convert::<f32>()
@@ -147,4 +150,75 @@ pub fn linear_after_flatten(
         bias.as_deref(),
         activation,
     )?)
+}
+
+/// An LSTM layer's weights for Kiln's CPU kernels: the recurrent weights in the cell, and
+/// the input weights of the four gates side by side with the eight transforms' biases
+/// summed, which the caller applies to its inputs as suits it (a decoder can look a word's
+/// share up in a table, or keep an image's per sequence).
+#[derive(Debug, Clone)]
+pub struct CpuLstm {
+    /// `[inputs, GATES · hidden]`.
+    pub input_weight: Vec<f32>,
+    /// `[GATES · hidden]`.
+    pub bias: Vec<f32>,
+    pub cell: LstmCell,
+}
+
+/// [`CpuLstm`] from a plain LSTM layer (a forget gate, sigmoid gates, tanh cell and hidden
+/// activations, no clipping), which is what Kiln's models build; others are refused.
+pub fn lstm(layer: &Lstm) -> Result<CpuLstm> {
+    use burn::nn::activation::Activation as Act;
+    let plain = matches!(layer.gate_activation, Act::Sigmoid(_))
+        && matches!(layer.cell_activation, Act::Tanh(_))
+        && matches!(layer.hidden_activation, Act::Tanh(_))
+        && layer.clip.is_none();
+    let forget = layer
+        .forget_gate
+        .as_ref()
+        .filter(|_| plain)
+        .ok_or_else(|| {
+            ZooError::InvalidInput("the CPU kernels take plain LSTM layers only".into())
+        })?;
+    let gates = [
+        &layer.input_gate,
+        forget,
+        &layer.cell_gate,
+        &layer.output_gate,
+    ];
+    let hidden = layer.d_hidden;
+    let inputs = gates[0].input_transform.weight.dims()[0];
+    let width = GATES * hidden;
+    let mut input_weight = vec![0.0; inputs * width];
+    let mut recurrent = vec![0.0; hidden * width];
+    let mut bias = vec![0.0; width];
+    for (g, gate) in gates.iter().enumerate() {
+        for (packed, transform, rows) in [
+            (&mut input_weight, &gate.input_transform, inputs),
+            (&mut recurrent, &gate.hidden_transform, hidden),
+        ] {
+            let values = floats(transform.weight.val())?;
+            if values.len() != rows * hidden {
+                return Err(ZooError::InvalidInput(format!(
+                    "an LSTM transform of {} weights where {rows}×{hidden} were expected",
+                    values.len()
+                )));
+            }
+            for (r, row) in values.chunks_exact(hidden).enumerate() {
+                let at = r * width + g * hidden;
+                packed[at..at + hidden].copy_from_slice(row);
+            }
+            if let Some(b) = &transform.bias {
+                let sums = &mut bias[g * hidden..(g + 1) * hidden];
+                for (sum, v) in sums.iter_mut().zip(floats(b.val())?) {
+                    *sum += v;
+                }
+            }
+        }
+    }
+    Ok(CpuLstm {
+        input_weight,
+        bias,
+        cell: LstmCell::new(hidden, recurrent)?,
+    })
 }

@@ -12,7 +12,9 @@ use burn::nn::lstm::{Lstm, LstmConfig, LstmState};
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
 
+use super::cpu::{self, Activation, LstmCell};
 use super::elman::{Elman, ElmanActivation, ElmanConfig};
+use crate::error::{Result, ZooError};
 
 /// Which recurrent layer the model stacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,5 +150,141 @@ impl RecurrentLm {
             time,
             self.output_bias.dims()[0],
         ])
+    }
+}
+
+/// [`RecurrentLm::hidden`] of an LSTM stack on Kiln's CPU kernels: each layer's input
+/// gates for every position in one matrix product, then per position one product with the
+/// hidden state and one vectorised pass over the gates (see `kiln_kernels::lstm`).
+#[derive(Debug, Clone)]
+pub struct CpuLstmStack {
+    /// `[vocab, d_model]`.
+    embedding: Vec<f32>,
+    width: usize,
+    /// Per layer: its input's product with the gates' input weights (biases included),
+    /// and its cell.
+    layers: Vec<(kiln_kernels::linear::Linear, LstmCell)>,
+}
+
+impl RecurrentLm {
+    /// [`Self::hidden`] prepared for Kiln's CPU kernels; only for stacks of LSTM layers.
+    pub fn cpu_lstm_stack(&self) -> Result<CpuLstmStack> {
+        let [_, width] = self.embedding.weight.dims();
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                let RecurrentLayer::Lstm(lstm) = layer else {
+                    return Err(ZooError::InvalidInput(
+                        "the CPU kernels run LSTM stacks only".into(),
+                    ));
+                };
+                let packed = cpu::lstm(lstm)?;
+                let gates = packed.bias.len();
+                let input = kiln_kernels::linear::Linear::new(
+                    packed.input_weight.len() / gates,
+                    gates,
+                    &packed.input_weight,
+                    Some(&packed.bias),
+                    Activation::Identity,
+                )?;
+                if input.inputs() != width || packed.cell.hidden() != width {
+                    return Err(ZooError::InvalidInput(format!(
+                        "an LSTM layer of {} inputs and {} hidden values in a {width}-wide stack",
+                        input.inputs(),
+                        packed.cell.hidden()
+                    )));
+                }
+                Ok((input, packed.cell))
+            })
+            .collect::<Result<_>>()?;
+        Ok(CpuLstmStack {
+            embedding: cpu::floats(self.embedding.weight.val())?,
+            width,
+            layers,
+        })
+    }
+}
+
+impl CpuLstmStack {
+    /// As [`RecurrentLm::hidden`]: top-layer hidden states `[batch, time, d_model]` for
+    /// `tokens [batch, time]` and each layer's final state, from `state` or zeros.
+    pub fn hidden(
+        &self,
+        tokens: Tensor<2, Int>,
+        state: Option<Vec<LayerState>>,
+    ) -> Result<(Tensor<3>, Vec<LayerState>)> {
+        let device = tokens.device();
+        let [rows, time] = tokens.dims();
+        let d = self.width;
+        let vocab = self.embedding.len() / d;
+        let ids = tokens
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))?;
+        let mut x = Vec::with_capacity(rows * time * d);
+        for &id in &ids {
+            let row = usize::try_from(id)
+                .ok()
+                .and_then(|id| self.embedding.get(id * d..(id + 1) * d))
+                .ok_or_else(|| {
+                    ZooError::InvalidInput(format!(
+                        "token {id} is outside the vocabulary of {vocab}"
+                    ))
+                })?;
+            x.extend_from_slice(row);
+        }
+        let mut states: Vec<(Vec<f32>, Vec<f32>)> = match state {
+            None => vec![(vec![0.0; rows * d], vec![0.0; rows * d]); self.layers.len()],
+            Some(layers) => layers
+                .into_iter()
+                .map(|s| {
+                    let hidden = cpu::floats(s.hidden)?;
+                    let cell = match s.cell {
+                        Some(cell) => cpu::floats(cell)?,
+                        None => vec![0.0; hidden.len()],
+                    };
+                    Ok((hidden, cell))
+                })
+                .collect::<Result<_>>()?,
+        };
+        if states.len() != self.layers.len()
+            || states
+                .iter()
+                .any(|(h, c)| h.len() != rows * d || c.len() != rows * d)
+        {
+            return Err(ZooError::InvalidInput(
+                "the recurrent state does not fit the batch".into(),
+            ));
+        }
+        let width = 4 * d;
+        let mut step_gates = vec![0.0; rows * width];
+        for ((input, cell), (h, c)) in self.layers.iter().zip(&mut states) {
+            let mut gates = vec![0.0; rows * time * width];
+            input.run(&x, rows * time, &mut gates)?;
+            for t in 0..time {
+                for (r, row) in step_gates.chunks_exact_mut(width).enumerate() {
+                    let at = (r * time + t) * width;
+                    row.copy_from_slice(&gates[at..at + width]);
+                }
+                cell.step(&mut step_gates, rows, h, c)?;
+                for (r, row) in h.chunks_exact(d).enumerate() {
+                    let at = (r * time + t) * d;
+                    x[at..at + d].copy_from_slice(row);
+                }
+            }
+        }
+        let hidden = Tensor::from_data(TensorData::new(x, [rows, time, d]), &device);
+        let matrix =
+            |values: Vec<f32>| Tensor::from_data(TensorData::new(values, [rows, d]), &device);
+        let finals = states
+            .into_iter()
+            .map(|(h, c)| LayerState {
+                hidden: matrix(h),
+                cell: Some(matrix(c)),
+            })
+            .collect();
+        Ok((hidden, finals))
     }
 }
