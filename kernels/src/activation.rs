@@ -1,6 +1,7 @@
 //! The element-wise tail of a layer, applied to each output tile while it is in cache.
 
 use crate::simd::simd_dispatch;
+use crate::softmax::exp;
 
 /// The non-linearity after a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,5 +83,46 @@ fn apply_epilogue_body<const FUSED: bool>(
                 }
             }
         }
+    }
+}
+
+/// `1 / (1 + e^−x)`: 0 and 1 at the extremes, NaN stays NaN.
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `1 − 2 / (1 + e^2x)`: ±1 at the extremes (`exp` saturates rather than overflow), within a
+/// few `1e-7` of the exact value near 0, NaN stays NaN.
+#[inline(always)]
+pub(crate) fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (1.0 + exp(2.0 * x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigmoid_and_tanh_are_within_2e7_of_the_exact_values() {
+        let mut x = -40.0f32;
+        while x < 40.0 {
+            let sig = 1.0 / (1.0 + (-(x as f64)).exp());
+            assert!((sigmoid(x) as f64 - sig).abs() <= 2e-7, "sigmoid({x})");
+            assert!(
+                (tanh(x) as f64 - (x as f64).tanh()).abs() <= 2e-7,
+                "tanh({x})"
+            );
+            x += 0.0123;
+        }
+        for (x, s, t) in [
+            (f32::INFINITY, 1.0, 1.0),
+            (f32::NEG_INFINITY, 0.0, -1.0),
+            (200.0, 1.0, 1.0),
+            (-200.0, 0.0, -1.0),
+        ] {
+            assert_eq!((sigmoid(x), tanh(x)), (s, t), "at {x}");
+        }
+        assert!(sigmoid(f32::NAN).is_nan() && tanh(f32::NAN).is_nan());
     }
 }

@@ -14,7 +14,8 @@
 //! - [`linear::Linear`]: dense layers.
 //! - [`softmax`]: probabilities, or their logarithms, from rows of logits.
 //! - [`gelu`]: GELU for the Transformers' feed-forward layers.
-//! - [`lstm::LstmCell`]: an LSTM layer's step for many sequences at once.
+//! - [`lstm::LstmCell`] and [`gru::GruCell`]: a recurrent layer's step for many sequences
+//!   at once.
 //!
 //! Work is split over output tiles on rayon's pool; the GEMM itself is then told to stay on
 //! its thread, so the two never nest.
@@ -24,6 +25,7 @@ pub mod conv;
 mod depthwise;
 mod error;
 pub mod gelu;
+pub mod gru;
 pub mod linear;
 pub mod lstm;
 mod matmul;
@@ -34,6 +36,17 @@ pub mod softmax;
 
 pub use activation::Activation;
 pub use error::KernelError;
+
+/// Builds rayon's global pool, which Kiln's kernels, the GEMM and Burn's CPU ops share,
+/// with threads named `kiln-cpu-N`. Unnamed, they take the name of the thread that first
+/// used the pool (a model's loader), which misleads a thread listing (`top -H`, `ps -L`).
+/// False when the pool was built already: it keeps its threads and their names.
+pub fn name_compute_threads() -> bool {
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("kiln-cpu-{i}"))
+        .build_global()
+        .is_ok()
+}
 
 /// The size of an NHWC activation: `batch` images of `height`×`width` pixels with
 /// `channels` values each, channels innermost.

@@ -5,10 +5,10 @@
 //! look them up or keep them per sequence rather than recompute them), the hidden
 //! state's share is added by one GEMM, and the cell update is one vectorised pass.
 
+use crate::activation::{sigmoid, tanh};
 use crate::error::{KernelError, ensure};
 use crate::matmul::{Matrix, matmul_add};
 use crate::simd::simd_dispatch;
-use crate::softmax::exp;
 
 /// The gates, in the order of the gate values' column blocks: input, forget, cell
 /// candidate, output (PyTorch's order).
@@ -70,18 +70,8 @@ impl LstmCell {
         if rows == 0 {
             return Ok(());
         }
-        let lhs = Matrix {
-            data: hidden,
-            rows,
-            cols: self.hidden,
-            stride: self.hidden,
-        };
-        let rhs = Matrix {
-            data: &self.recurrent,
-            rows: self.hidden,
-            cols: width,
-            stride: width,
-        };
+        let lhs = Matrix::dense(hidden, rows, self.hidden);
+        let rhs = Matrix::dense(&self.recurrent, self.hidden, width);
         matmul_add(gates, width, lhs, rhs, rayon::current_num_threads());
         update_states(gates, self.hidden, hidden, cell);
         Ok(())
@@ -123,45 +113,9 @@ fn update_states_body<const FUSED: bool>(
     }
 }
 
-/// `1 / (1 + e^−x)`: 0 and 1 at the extremes, NaN stays NaN.
-#[inline(always)]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
-
-/// `1 − 2 / (1 + e^2x)`: ±1 at the extremes (`exp` saturates rather than overflow), within a
-/// few `1e-7` of the exact value near 0, NaN stays NaN.
-#[inline(always)]
-pub(crate) fn tanh(x: f32) -> f32 {
-    1.0 - 2.0 / (1.0 + exp(2.0 * x))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sigmoid_and_tanh_are_within_2e7_of_the_exact_values() {
-        let mut x = -40.0f32;
-        while x < 40.0 {
-            let sig = 1.0 / (1.0 + (-(x as f64)).exp());
-            assert!((sigmoid(x) as f64 - sig).abs() <= 2e-7, "sigmoid({x})");
-            assert!(
-                (tanh(x) as f64 - (x as f64).tanh()).abs() <= 2e-7,
-                "tanh({x})"
-            );
-            x += 0.0123;
-        }
-        for (x, s, t) in [
-            (f32::INFINITY, 1.0, 1.0),
-            (f32::NEG_INFINITY, 0.0, -1.0),
-            (200.0, 1.0, 1.0),
-            (-200.0, 0.0, -1.0),
-        ] {
-            assert_eq!((sigmoid(x), tanh(x)), (s, t), "at {x}");
-        }
-        assert!(sigmoid(f32::NAN).is_nan() && tanh(f32::NAN).is_nan());
-    }
 
     #[test]
     fn a_step_with_one_hidden_value_follows_the_equations() {

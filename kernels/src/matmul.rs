@@ -11,7 +11,17 @@ pub(crate) struct Matrix<'a> {
     pub stride: usize,
 }
 
-impl Matrix<'_> {
+impl<'a> Matrix<'a> {
+    /// `rows × cols` values stored row after row, without gaps.
+    pub fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            stride: cols,
+        }
+    }
+
     fn fits(&self) -> bool {
         fits(self.data.len(), self.rows, self.cols, self.stride)
     }
@@ -126,16 +136,6 @@ mod tests {
         out
     }
 
-    /// A matrix stored row after row, without gaps.
-    fn dense(data: &[f32], rows: usize, cols: usize) -> Matrix<'_> {
-        Matrix {
-            data,
-            rows,
-            cols,
-            stride: cols,
-        }
-    }
-
     #[test]
     fn strided_product_matches_the_definition_and_leaves_the_gap_alone() {
         let (m, k, n) = (7, 5, 3);
@@ -143,7 +143,7 @@ mod tests {
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
         let stride = n + 2;
         let mut dst = vec![-9.0; m * stride];
-        let (lhs, rhs) = (dense(&a, m, k), dense(&b, k, n));
+        let (lhs, rhs) = (Matrix::dense(&a, m, k), Matrix::dense(&b, k, n));
         matmul(&mut dst, stride, lhs, rhs, 1);
         let expected = naive(&a, &b, m, k, n);
         for i in 0..m {
@@ -160,7 +160,7 @@ mod tests {
         let (m, k, n) = (5, 4, 6);
         let a: Vec<f32> = (0..m * k).map(|i| (i % 5) as f32 - 2.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 3) as f32 * 0.25).collect();
-        let (lhs, rhs) = (dense(&a, m, k), dense(&b, k, n));
+        let (lhs, rhs) = (Matrix::dense(&a, m, k), Matrix::dense(&b, k, n));
         let start: Vec<f32> = (0..m * n).map(|i| i as f32).collect();
         let mut dst = start.clone();
         matmul_add(&mut dst, n, lhs, rhs, 1);

@@ -7,6 +7,7 @@ use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use kiln_kernels::conv::{BatchNorm, Conv2d, ConvGeometry, Padding};
 use kiln_kernels::gelu::gelu_in_place;
+use kiln_kernels::gru::{self, GruCell};
 use kiln_kernels::linear::Linear;
 use kiln_kernels::lstm::{GATES, LstmCell};
 use kiln_kernels::pool::{Pool2d, PoolKind, global_average_pool};
@@ -359,6 +360,40 @@ proptest! {
             burn_h = sigmoid(gate(3)) * burn_c.clone().tanh();
             assert_close(&c, &to_vec(burn_c.clone()), "LSTM cell state");
             assert_close(&h, &to_vec(burn_h.clone()), "LSTM hidden state");
+        }
+    }
+
+    /// A few steps of the GRU cell against its equations (reset after the hidden product)
+    /// in Burn's ops.
+    #[test]
+    fn a_gru_step_matches_burn(
+        rows in 1..40usize, inputs in 1..70usize, hidden in 1..70usize,
+        spread in prop_oneof![Just(0.3f32), Just(1.0f32), Just(4.0f32)], seed in any::<u64>(),
+    ) {
+        let width = gru::GATES * hidden;
+        let scaled = |len, seed| -> Vec<f32> { values(len, seed).iter().map(|v| v * spread).collect() };
+        let (recurrent, recurrent_bias) = (scaled(hidden * width, seed), values(width, seed ^ 5));
+        let cell = GruCell::new(hidden, recurrent.clone(), recurrent_bias.clone()).unwrap();
+        let matrix = |v: &[f32], rows: usize, cols: usize| {
+            Tensor::<2>::from_data(TensorData::new(v.to_vec(), [rows, cols]), &device())
+        };
+        let w_input = matrix(&scaled(inputs * width, seed ^ 1), inputs, width);
+        let w_hidden = matrix(&recurrent, hidden, width);
+        let b_input = tensor1(values(width, seed ^ 2)).reshape([1, width]);
+        let b_hidden = tensor1(recurrent_bias).reshape([1, width]);
+        let mut h = values(rows * hidden, seed ^ 3);
+        let mut burn_h = matrix(&h, rows, hidden);
+        let gate = |t: &Tensor<2>, g: usize| t.clone().slice(s![.., g * hidden..(g + 1) * hidden]);
+        for step in 0..3u64 {
+            let x = matrix(&values(rows * inputs, seed ^ (10 + step)), rows, inputs);
+            let input_gates = x.matmul(w_input.clone()) + b_input.clone();
+            cell.step(&to_vec(input_gates.clone()), rows, &mut h).unwrap();
+            let hidden_gates = burn_h.clone().matmul(w_hidden.clone()) + b_hidden.clone();
+            let z = sigmoid(gate(&input_gates, 0) + gate(&hidden_gates, 0));
+            let r = sigmoid(gate(&input_gates, 1) + gate(&hidden_gates, 1));
+            let n = (gate(&input_gates, 2) + r * gate(&hidden_gates, 2)).tanh();
+            burn_h = z.clone().neg().add_scalar(1.0) * n + z * burn_h;
+            assert_close(&h, &to_vec(burn_h.clone()), "GRU hidden state");
         }
     }
 

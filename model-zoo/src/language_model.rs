@@ -20,7 +20,7 @@ use crate::eval::LanguageModelScore;
 use crate::models::cpu;
 use crate::models::elman::ElmanActivation;
 use crate::models::recurrent_lm::{
-    CellKind, CpuLstmStack, LayerState, RecurrentLm, RecurrentLmConfig,
+    CellKind, CpuRecurrentStack, LayerState, RecurrentLm, RecurrentLmConfig,
 };
 use crate::models::transformer_lm::{KeyValue, TransformerLm, TransformerLmConfig};
 use crate::text::tokenizer::EOS_ID;
@@ -174,8 +174,9 @@ pub enum SequenceState {
 #[derive(Debug)]
 pub struct LanguageModel {
     net: LanguageNet,
-    /// An LSTM stack on Kiln's CPU kernels, which run it instead of Burn's ops on the CPU.
-    cpu_lstm: Option<CpuLstmStack>,
+    /// An LSTM or GRU stack on Kiln's CPU kernels, which run it instead of Burn's ops on
+    /// the CPU.
+    cpu_stack: Option<CpuRecurrentStack>,
     device: Device,
     vocab_size: usize,
     context_length: Option<usize>,
@@ -199,14 +200,14 @@ impl LanguageModel {
         architecture: &LanguageModelArchitecture,
         device: &Device,
     ) -> Self {
-        // A stack the kernels do not take (GRU, Elman) keeps Burn's ops.
-        let cpu_lstm = match &net {
-            LanguageNet::Recurrent(m) if cpu::kernels_apply(device) => m.cpu_lstm_stack().ok(),
+        // A stack the kernels do not take (Elman) keeps Burn's ops.
+        let cpu_stack = match &net {
+            LanguageNet::Recurrent(m) if cpu::kernels_apply(device) => m.cpu_stack().ok(),
             _ => None,
         };
         Self {
             net,
-            cpu_lstm,
+            cpu_stack,
             device: device.clone(),
             vocab_size: architecture.vocab_size(),
             context_length: architecture.context_length(),
@@ -217,14 +218,14 @@ impl LanguageModel {
         save_burnpack(&self.net, path)
     }
 
-    /// Whether an LSTM stack runs on Kiln's CPU kernels rather than Burn's ops.
+    /// Whether a recurrent stack runs on Kiln's CPU kernels rather than Burn's ops.
     pub fn uses_cpu_kernels(&self) -> bool {
-        self.cpu_lstm.is_some()
+        self.cpu_stack.is_some()
     }
 
     /// Run on Burn's ops even where the CPU kernels apply (for comparisons).
     pub fn without_cpu_kernels(mut self) -> Self {
-        self.cpu_lstm = None;
+        self.cpu_stack = None;
         self
     }
 
@@ -236,7 +237,7 @@ impl LanguageModel {
         tokens: Tensor<2, Int>,
         state: Option<Vec<LayerState>>,
     ) -> Result<(Tensor<3>, Vec<LayerState>)> {
-        match &self.cpu_lstm {
+        match &self.cpu_stack {
             Some(stack) => stack.hidden(tokens, state),
             None => Ok(net.hidden(tokens, state)),
         }

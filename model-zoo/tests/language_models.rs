@@ -243,39 +243,45 @@ fn invalid_sequences_are_errors() {
 }
 
 #[test]
-fn an_lstm_stack_on_the_cpu_kernels_matches_burns_ops() {
+fn lstm_and_gru_stacks_on_the_cpu_kernels_match_burns_ops() {
     let device = Device::flex();
-    let lstm = architectures().remove(0);
-    let net = lstm.init(&device);
-    let ours = LanguageModel::from_net(net.clone(), &lstm, &device);
-    let burns = LanguageModel::from_net(net, &lstm, &device).without_cpu_kernels();
-    assert!(ours.uses_cpu_kernels() && !burns.uses_cpu_kernels());
-    for other in &architectures()[1..] {
+    let architectures = architectures();
+    let (recurrent, others) = architectures.split_at(2);
+    for other in others {
         assert!(!model(other).uses_cpu_kernels(), "{}", other.name());
     }
+    for architecture in recurrent {
+        let name = architecture.name();
+        let net = architecture.init(&device);
+        let ours = LanguageModel::from_net(net.clone(), architecture, &device);
+        let burns = LanguageModel::from_net(net, architecture, &device).without_cpu_kernels();
+        assert!(
+            ours.uses_cpu_kernels() && !burns.uses_cpu_kernels(),
+            "{name}"
+        );
 
-    let prompts = prompts();
-    let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-    let [a, b] = [&ours, &burns].map(|lm| lm.next_token_log_probs(&refs).unwrap());
-    for (a, b) in a.iter().zip(&b) {
-        assert_close(a, b, "next-token log-probabilities");
-    }
-
-    let [mut on_kernels, mut on_burn] = [DecodeBatch::new(), DecodeBatch::new()];
-    for (lm, batch) in [(&ours, &mut on_kernels), (&burns, &mut on_burn)] {
-        let joining = [0, 2]
-            .map(|id| (id, lm.prefill(&prompts[id as usize]).unwrap().1))
-            .to_vec();
-        batch.join(joining).unwrap();
-    }
-    for (step, tokens) in [[4, 9], [11, 2], [5, 5]].iter().enumerate() {
-        let a = ours.decode(&mut on_kernels, tokens).unwrap();
-        let b = burns.decode(&mut on_burn, tokens).unwrap();
+        let prompts = prompts();
+        let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        let [a, b] = [&ours, &burns].map(|lm| lm.next_token_log_probs(&refs).unwrap());
         for (a, b) in a.iter().zip(&b) {
-            assert_close(a, b, &format!("decoding step {step}"));
+            assert_close(a, b, &format!("{name} next-token log-probabilities"));
         }
+
+        let [mut on_kernels, mut on_burn] = [DecodeBatch::new(), DecodeBatch::new()];
+        for (lm, batch) in [(&ours, &mut on_kernels), (&burns, &mut on_burn)] {
+            let joining = [0, 2]
+                .map(|id| (id, lm.prefill(&prompts[id as usize]).unwrap().1))
+                .to_vec();
+            batch.join(joining).unwrap();
+        }
+        for (step, tokens) in [[4, 9], [11, 2], [5, 5]].iter().enumerate() {
+            let a = ours.decode(&mut on_kernels, tokens).unwrap();
+            let b = burns.decode(&mut on_burn, tokens).unwrap();
+            for (a, b) in a.iter().zip(&b) {
+                assert_close(a, b, &format!("{name} decoding step {step}"));
+            }
+        }
+        assert!(ours.decode(&mut on_kernels, &[4, VOCAB as u32]).is_err());
+        assert_eq!(ours.decode(&mut on_kernels, &[4, 9]).unwrap().len(), 2);
     }
-    let outside = ours.decode(&mut on_kernels, &[4, VOCAB as u32]);
-    assert!(outside.is_err());
-    assert_eq!(ours.decode(&mut on_kernels, &[4, 9]).unwrap().len(), 2);
 }

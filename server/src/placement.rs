@@ -52,11 +52,13 @@ impl Placement {
     }
 }
 
-/// Before any model loads: point GPU runtimes at the kernel cache (for models that name
-/// their own GPU backend too), then open the default device once, so a missing backend, GPU
-/// or driver, or a device index that does not exist, stops `kiln serve` with one clear
-/// message instead of failing every model.
+/// Before any model loads: name the CPU compute threads, point GPU runtimes at the kernel
+/// cache (for models that name their own GPU backend too), then open the default device
+/// once, so a missing backend, GPU or driver, or a device index that does not exist, stops
+/// `kiln serve` with one clear message instead of failing every model.
 pub fn prepare(settings: &ServeSettings) -> Result<(), ZooError> {
+    // Before any model loads and uses the CPU pool, so its threads carry Kiln's name.
+    kiln_kernels::name_compute_threads();
     let cache = settings
         .kernel_cache_dir
         .clone()

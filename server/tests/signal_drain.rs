@@ -1,5 +1,6 @@
 //! The real `kiln` process drains on SIGTERM: requests in flight when the signal arrives
-//! are all answered, and the process exits with status 0.
+//! are all answered, and the process exits with status 0. Its threads carry names that
+//! say what they are.
 
 mod common;
 
@@ -55,4 +56,44 @@ async fn sigterm_mid_load_answers_every_accepted_request() {
     assert!(status.success(), "exit status {status}");
     let lines = log.await.unwrap();
     assert!(lines.iter().any(|l| l.contains("drained")), "{lines:#?}");
+}
+
+/// The names of a process's threads (`/proc/PID/task/*/comm`, at most 15 bytes each).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_cpu_compute_threads_carry_kilns_name_not_the_loaders() {
+    let repository = repository_with_lenet("lenet-fashion", |_| {});
+    let KilnProcess { child, base, .. } = spawn_kiln(repository.path(), &[]).await;
+    // A classification runs on the CPU kernels, whose pool then surely exists.
+    let client = reqwest::Client::new();
+    let response = post_png(&client, &base, png(&test_set(), 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The loader thread ends soon after the model is ready; no thread keeps its name.
+    let pid = child.id().unwrap();
+    let mut names = thread_names(pid);
+    for _ in 0..50 {
+        if !names.iter().any(|name| name.starts_with("kiln-load")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        names = thread_names(pid);
+    }
+    assert!(
+        !names.iter().any(|name| name.starts_with("kiln-load")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|name| name.starts_with("kiln-cpu-")),
+        "{names:?}"
+    );
 }

@@ -3,17 +3,19 @@
 //! describes its own graph next to its `forward` (`cpu_network`), so the Burn module stays
 //! the one definition of the architecture and its weights.
 
+use burn::nn::GateController;
 use burn::nn::conv::Conv2d;
+use burn::nn::gru::Gru;
 use burn::nn::lstm::Lstm;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use kiln_kernels::conv::{self, ConvGeometry, Padding};
 use kiln_kernels::linear;
-use kiln_kernels::lstm::GATES;
 use kiln_kernels::pool::{Pool2d, PoolKind};
 
 pub use kiln_kernels::Activation;
+pub use kiln_kernels::gru::GruCell;
 pub use kiln_kernels::lstm::LstmCell;
 pub use kiln_kernels::network::{Network, NetworkBuilder, Value};
 
@@ -152,22 +154,72 @@ pub fn linear_after_flatten(
     )?)
 }
 
-/// An LSTM layer's weights for Kiln's CPU kernels: the recurrent weights in the cell, and
-/// the input weights of the four gates side by side with the eight transforms' biases
-/// summed, which the caller applies to its inputs as suits it (a decoder can look a word's
-/// share up in a table, or keep an image's per sequence).
+/// A recurrent layer's weights for Kiln's CPU kernels: the input weights of its gates side
+/// by side with their biases, which the caller applies to its inputs as suits it (a
+/// decoder can look a word's share up in a table, or keep an image's per sequence), and
+/// the recurrent weights in the layer's cell.
 #[derive(Debug, Clone)]
-pub struct CpuLstm {
-    /// `[inputs, GATES · hidden]`.
+pub struct CpuRecurrent<Cell> {
+    /// `[inputs, gates · hidden]`.
     pub input_weight: Vec<f32>,
-    /// `[GATES · hidden]`.
+    /// `[gates · hidden]`.
     pub bias: Vec<f32>,
-    pub cell: LstmCell,
+    pub cell: Cell,
 }
 
-/// [`CpuLstm`] from a plain LSTM layer (a forget gate, sigmoid gates, tanh cell and hidden
-/// activations, no clipping), which is what Kiln's models build; others are refused.
-pub fn lstm(layer: &Lstm) -> Result<CpuLstm> {
+/// The gates' input and hidden transforms packed side by side, gate after gate:
+/// `(input weight [inputs, gates · hidden], input bias, recurrent weight [hidden,
+/// gates · hidden], recurrent bias)`.
+type Packed = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+fn pack_gates(gates: &[&GateController], hidden: usize) -> Result<Packed> {
+    let inputs = gates[0].input_transform.weight.dims()[0];
+    let width = gates.len() * hidden;
+    let mut packed: Packed = (
+        vec![0.0; inputs * width],
+        vec![0.0; width],
+        vec![0.0; hidden * width],
+        vec![0.0; width],
+    );
+    let (input_weight, input_bias, recurrent, recurrent_bias) = &mut packed;
+    for (g, gate) in gates.iter().enumerate() {
+        for (weight, bias, transform, rows) in [
+            (
+                &mut *input_weight,
+                &mut *input_bias,
+                &gate.input_transform,
+                inputs,
+            ),
+            (
+                &mut *recurrent,
+                &mut *recurrent_bias,
+                &gate.hidden_transform,
+                hidden,
+            ),
+        ] {
+            let values = floats(transform.weight.val())?;
+            if values.len() != rows * hidden {
+                return Err(ZooError::InvalidInput(format!(
+                    "a recurrent transform of {} weights where {rows}×{hidden} were expected",
+                    values.len()
+                )));
+            }
+            for (r, row) in values.chunks_exact(hidden).enumerate() {
+                let at = r * width + g * hidden;
+                weight[at..at + hidden].copy_from_slice(row);
+            }
+            if let Some(b) = &transform.bias {
+                bias[g * hidden..(g + 1) * hidden].copy_from_slice(&floats(b.val())?);
+            }
+        }
+    }
+    Ok(packed)
+}
+
+/// [`CpuRecurrent`] from a plain LSTM layer (a forget gate, sigmoid gates, tanh cell and
+/// hidden activations, no clipping), which is what Kiln's models build; others are refused.
+/// The input and hidden transforms' biases are summed into `bias`.
+pub fn lstm(layer: &Lstm) -> Result<CpuRecurrent<LstmCell>> {
     use burn::nn::activation::Activation as Act;
     let plain = matches!(layer.gate_activation, Act::Sigmoid(_))
         && matches!(layer.cell_activation, Act::Tanh(_))
@@ -186,39 +238,36 @@ pub fn lstm(layer: &Lstm) -> Result<CpuLstm> {
         &layer.cell_gate,
         &layer.output_gate,
     ];
-    let hidden = layer.d_hidden;
-    let inputs = gates[0].input_transform.weight.dims()[0];
-    let width = GATES * hidden;
-    let mut input_weight = vec![0.0; inputs * width];
-    let mut recurrent = vec![0.0; hidden * width];
-    let mut bias = vec![0.0; width];
-    for (g, gate) in gates.iter().enumerate() {
-        for (packed, transform, rows) in [
-            (&mut input_weight, &gate.input_transform, inputs),
-            (&mut recurrent, &gate.hidden_transform, hidden),
-        ] {
-            let values = floats(transform.weight.val())?;
-            if values.len() != rows * hidden {
-                return Err(ZooError::InvalidInput(format!(
-                    "an LSTM transform of {} weights where {rows}×{hidden} were expected",
-                    values.len()
-                )));
-            }
-            for (r, row) in values.chunks_exact(hidden).enumerate() {
-                let at = r * width + g * hidden;
-                packed[at..at + hidden].copy_from_slice(row);
-            }
-            if let Some(b) = &transform.bias {
-                let sums = &mut bias[g * hidden..(g + 1) * hidden];
-                for (sum, v) in sums.iter_mut().zip(floats(b.val())?) {
-                    *sum += v;
-                }
-            }
-        }
-    }
-    Ok(CpuLstm {
+    let (input_weight, mut bias, recurrent, recurrent_bias) = pack_gates(&gates, layer.d_hidden)?;
+    bias.iter_mut()
+        .zip(recurrent_bias)
+        .for_each(|(b, r)| *b += r);
+    Ok(CpuRecurrent {
         input_weight,
         bias,
-        cell: LstmCell::new(hidden, recurrent)?,
+        cell: LstmCell::new(layer.d_hidden, recurrent)?,
+    })
+}
+
+/// [`CpuRecurrent`] from a plain GRU layer (the reset gate after the hidden product,
+/// sigmoid gates, a tanh candidate, no clipping); `bias` is the input transforms' only,
+/// as the reset gate scales the hidden ones.
+pub fn gru(layer: &Gru) -> Result<CpuRecurrent<GruCell>> {
+    use burn::nn::activation::Activation as Act;
+    let plain = layer.reset_after
+        && matches!(layer.gate_activation, Act::Sigmoid(_))
+        && matches!(layer.hidden_activation, Act::Tanh(_))
+        && layer.clip.is_none();
+    if !plain {
+        return Err(ZooError::InvalidInput(
+            "the CPU kernels take plain GRU layers only".into(),
+        ));
+    }
+    let gates = [&layer.update_gate, &layer.reset_gate, &layer.new_gate];
+    let (input_weight, bias, recurrent, recurrent_bias) = pack_gates(&gates, layer.d_hidden)?;
+    Ok(CpuRecurrent {
+        input_weight,
+        bias,
+        cell: GruCell::new(layer.d_hidden, recurrent, recurrent_bias)?,
     })
 }

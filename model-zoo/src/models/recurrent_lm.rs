@@ -12,7 +12,7 @@ use burn::nn::lstm::{Lstm, LstmConfig, LstmState};
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
 
-use super::cpu::{self, Activation, LstmCell};
+use super::cpu::{self, Activation, GruCell, LstmCell};
 use super::elman::{Elman, ElmanActivation, ElmanConfig};
 use crate::error::{Result, ZooError};
 
@@ -153,52 +153,97 @@ impl RecurrentLm {
     }
 }
 
-/// [`RecurrentLm::hidden`] of an LSTM stack on Kiln's CPU kernels: each layer's input
-/// gates for every position in one matrix product, then per position one product with the
-/// hidden state and one vectorised pass over the gates (see `kiln_kernels::lstm`).
+/// [`RecurrentLm::hidden`] of an LSTM or GRU stack on Kiln's CPU kernels: each layer's
+/// input gates for every position in one matrix product, then per position one product
+/// with the hidden state and one vectorised pass over the gates (`kiln_kernels::lstm`,
+/// `kiln_kernels::gru`).
 #[derive(Debug, Clone)]
-pub struct CpuLstmStack {
+pub struct CpuRecurrentStack {
     /// `[vocab, d_model]`.
     embedding: Vec<f32>,
     width: usize,
     /// Per layer: its input's product with the gates' input weights (biases included),
     /// and its cell.
-    layers: Vec<(kiln_kernels::linear::Linear, LstmCell)>,
+    layers: Vec<(kiln_kernels::linear::Linear, CpuCell)>,
+}
+
+#[derive(Debug, Clone)]
+enum CpuCell {
+    Lstm(LstmCell),
+    Gru(GruCell),
+}
+
+impl CpuCell {
+    fn hidden(&self) -> usize {
+        match self {
+            CpuCell::Lstm(cell) => cell.hidden(),
+            CpuCell::Gru(cell) => cell.hidden(),
+        }
+    }
+
+    /// One step of `rows` sequences from their input gates (scratch for the LSTM).
+    fn step(
+        &self,
+        gates: &mut [f32],
+        rows: usize,
+        hidden: &mut [f32],
+        cell: &mut [f32],
+    ) -> Result<()> {
+        match self {
+            CpuCell::Lstm(lstm) => lstm.step(gates, rows, hidden, cell)?,
+            CpuCell::Gru(gru) => gru.step(gates, rows, hidden)?,
+        }
+        Ok(())
+    }
+}
+
+/// The input gates' layer of a packed recurrent layer.
+fn input_gates<Cell>(packed: &cpu::CpuRecurrent<Cell>) -> Result<kiln_kernels::linear::Linear> {
+    let gates = packed.bias.len();
+    Ok(kiln_kernels::linear::Linear::new(
+        packed.input_weight.len() / gates,
+        gates,
+        &packed.input_weight,
+        Some(&packed.bias),
+        Activation::Identity,
+    )?)
 }
 
 impl RecurrentLm {
-    /// [`Self::hidden`] prepared for Kiln's CPU kernels; only for stacks of LSTM layers.
-    pub fn cpu_lstm_stack(&self) -> Result<CpuLstmStack> {
+    /// [`Self::hidden`] prepared for Kiln's CPU kernels; only for stacks of LSTM or GRU
+    /// layers.
+    pub fn cpu_stack(&self) -> Result<CpuRecurrentStack> {
         let [_, width] = self.embedding.weight.dims();
         let layers = self
             .layers
             .iter()
             .map(|layer| {
-                let RecurrentLayer::Lstm(lstm) = layer else {
-                    return Err(ZooError::InvalidInput(
-                        "the CPU kernels run LSTM stacks only".into(),
-                    ));
+                let (input, cell) = match layer {
+                    RecurrentLayer::Lstm(lstm) => {
+                        let packed = cpu::lstm(lstm)?;
+                        (input_gates(&packed)?, CpuCell::Lstm(packed.cell))
+                    }
+                    RecurrentLayer::Gru(gru) => {
+                        let packed = cpu::gru(gru)?;
+                        (input_gates(&packed)?, CpuCell::Gru(packed.cell))
+                    }
+                    RecurrentLayer::Elman(_) => {
+                        return Err(ZooError::InvalidInput(
+                            "the CPU kernels run LSTM and GRU stacks only".into(),
+                        ));
+                    }
                 };
-                let packed = cpu::lstm(lstm)?;
-                let gates = packed.bias.len();
-                let input = kiln_kernels::linear::Linear::new(
-                    packed.input_weight.len() / gates,
-                    gates,
-                    &packed.input_weight,
-                    Some(&packed.bias),
-                    Activation::Identity,
-                )?;
-                if input.inputs() != width || packed.cell.hidden() != width {
+                if input.inputs() != width || cell.hidden() != width {
                     return Err(ZooError::InvalidInput(format!(
-                        "an LSTM layer of {} inputs and {} hidden values in a {width}-wide stack",
+                        "a recurrent layer of {} inputs and {} hidden values in a {width}-wide stack",
                         input.inputs(),
-                        packed.cell.hidden()
+                        cell.hidden()
                     )));
                 }
-                Ok((input, packed.cell))
+                Ok((input, cell))
             })
             .collect::<Result<_>>()?;
-        Ok(CpuLstmStack {
+        Ok(CpuRecurrentStack {
             embedding: cpu::floats(self.embedding.weight.val())?,
             width,
             layers,
@@ -206,7 +251,7 @@ impl RecurrentLm {
     }
 }
 
-impl CpuLstmStack {
+impl CpuRecurrentStack {
     /// As [`RecurrentLm::hidden`]: top-layer hidden states `[batch, time, d_model]` for
     /// `tokens [batch, time]` and each layer's final state, from `state` or zeros.
     pub fn hidden(
@@ -258,11 +303,11 @@ impl CpuLstmStack {
                 "the recurrent state does not fit the batch".into(),
             ));
         }
-        let width = 4 * d;
-        let mut step_gates = vec![0.0; rows * width];
         for ((input, cell), (h, c)) in self.layers.iter().zip(&mut states) {
+            let width = input.outputs();
             let mut gates = vec![0.0; rows * time * width];
             input.run(&x, rows * time, &mut gates)?;
+            let mut step_gates = vec![0.0; rows * width];
             for t in 0..time {
                 for (r, row) in step_gates.chunks_exact_mut(width).enumerate() {
                     let at = (r * time + t) * width;
@@ -278,11 +323,13 @@ impl CpuLstmStack {
         let hidden = Tensor::from_data(TensorData::new(x, [rows, time, d]), &device);
         let matrix =
             |values: Vec<f32>| Tensor::from_data(TensorData::new(values, [rows, d]), &device);
-        let finals = states
-            .into_iter()
-            .map(|(h, c)| LayerState {
+        let finals = self
+            .layers
+            .iter()
+            .zip(states)
+            .map(|((_, cell), (h, c))| LayerState {
                 hidden: matrix(h),
-                cell: Some(matrix(c)),
+                cell: matches!(cell, CpuCell::Lstm(_)).then(|| matrix(c)),
             })
             .collect();
         Ok((hidden, finals))
