@@ -27,6 +27,7 @@ use crate::captioning::vocabulary::BOS;
 use crate::decode_batch::{append_zero_rows, worth_compacting};
 use crate::error::{Result, ZooError};
 use crate::models::captioner::{CaptionNet, CpuLstmStep, KeyValue, TransformerCaptioner};
+use crate::models::cpu::floats;
 
 /// The live hypotheses of many searches, their decoder states in slots.
 #[derive(Debug, Default)]
@@ -623,14 +624,6 @@ fn token_ids(tokens: &[u32], device: &Device) -> Tensor<1, Int> {
 fn log_probabilities(logits: Tensor<2>) -> Result<(Vec<f32>, usize)> {
     let vocab = logits.dims()[1];
     Ok((floats(log_softmax(logits, 1))?, vocab))
-}
-
-/// A tensor's values, in order.
-fn floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    tensor
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| ZooError::InvalidInput(format!("{e:?}")))
 }
 
 /// The LSTM's step on Kiln's CPU kernels: the slots' states read out as rows of floats,

@@ -296,9 +296,9 @@ pub struct CpuLstmStep {
     word_gates: Vec<f32>,
     /// The image embedding's share of the input gates, `d_model → 4 · d_model`.
     image_gates: kiln_kernels::linear::Linear,
-    /// The whole input's (`2 · d_model → 4 · d_model`, biases included), for the first
-    /// step, which reads the image embedding in the word's place.
-    input_gates: kiln_kernels::linear::Linear,
+    /// The word's share (biases included) as a layer, for the first step, which reads the
+    /// image embedding in the word's place.
+    word_input: kiln_kernels::linear::Linear,
     cell: cpu::LstmCell,
     /// The tied embedding, transposed, and the output bias: `d_model → vocab`.
     projection: kiln_kernels::linear::Linear,
@@ -339,13 +339,7 @@ impl LstmCaptioner {
         Ok(CpuLstmStep {
             word_gates,
             image_gates: Dense::new(d, width, image_weight, None, Activation::Identity)?,
-            input_gates: Dense::new(
-                2 * d,
-                width,
-                &lstm.input_weight,
-                Some(&lstm.bias),
-                Activation::Identity,
-            )?,
+            word_input: words,
             cell: lstm.cell,
             projection: Dense::new(d, vocab, &transposed, Some(&bias), Activation::Identity)?,
         })
@@ -382,17 +376,17 @@ impl CpuLstmStep {
             )));
         }
         let rows = images.len() / d;
-        let twice: Vec<f32> = images
-            .chunks_exact(d)
-            .flat_map(|image| image.iter().chain(image))
-            .copied()
-            .collect();
-        let mut gates = vec![0.0; rows * 4 * d];
-        self.input_gates.run(&twice, rows, &mut gates)?;
-        let (mut hidden, mut cell) = (vec![0.0; rows * d], vec![0.0; rows * d]);
-        self.cell.step(&mut gates, rows, &mut hidden, &mut cell)?;
         let mut image_gates = vec![0.0; rows * 4 * d];
         self.image_gates.run(images, rows, &mut image_gates)?;
+        // The first input is `[image; image]`: the image in the word's place, then itself.
+        let mut gates = vec![0.0; rows * 4 * d];
+        self.word_input.run(images, rows, &mut gates)?;
+        gates
+            .iter_mut()
+            .zip(&image_gates)
+            .for_each(|(g, i)| *g += i);
+        let (mut hidden, mut cell) = (vec![0.0; rows * d], vec![0.0; rows * d]);
+        self.cell.step(&mut gates, rows, &mut hidden, &mut cell)?;
         Ok(CpuLstmStart {
             hidden,
             cell,

@@ -42,14 +42,14 @@ fn kernels_disabled() -> bool {
     })
 }
 
+/// A tensor's values as f32, in order: weights read out for the CPU kernels, or states and
+/// outputs moved between Burn's tensors and the kernels' rows.
 pub(crate) fn floats<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     tensor
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
-        .map_err(|e| {
-            ZooError::InvalidInput(format!("cannot read weights for the CPU kernels: {e:?}"))
-        })
+        .map_err(|e| ZooError::InvalidInput(format!("cannot read a tensor's values: {e:?}")))
 }
 
 fn padding(config: &PaddingConfig2d) -> Padding {
