@@ -179,6 +179,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             policy,
             settings: settings.clone(),
             choice,
+            logged: choice,
             jobs: jobs_rx,
             pending: VecDeque::new(),
             batches: batches_tx,
@@ -292,6 +293,8 @@ struct BatchFormer<I, O> {
     settings: Settings,
     /// The batch size and delay for the batch being formed.
     choice: Choice,
+    /// The choice last logged.
+    logged: Choice,
     jobs: mpsc::UnboundedReceiver<Job<I, O>>,
     /// Jobs taken off the channel, oldest first.
     pending: VecDeque<Job<I, O>>,
@@ -343,14 +346,18 @@ impl<I: Send + 'static, O: Send + 'static> BatchFormer<I, O> {
             return;
         };
         let choice = lock(controller).choose(Instant::now());
-        if choice.differs_notably(&self.choice) {
+        if choice != self.choice {
+            self.observer.chose(choice);
+        }
+        // Under load the largest feasible batch hunts between neighbours from batch to batch:
+        // the gauges follow it, the log only its notable moves.
+        if choice.replaces_logged(&mut self.logged) {
             tracing::info!(
                 model = %self.name,
                 batch_size = choice.batch_size,
                 queue_delay_us = choice.queue_delay.as_micros() as u64,
                 "batching choice changed"
             );
-            self.observer.chose(choice);
         }
         self.choice = choice;
     }

@@ -65,16 +65,35 @@ pub struct Choice {
 }
 
 impl Choice {
-    /// Worth a log line and a gauge update: a new batch size, or a delay that moved by more
-    /// than a quarter and by more than 100 µs.
+    /// Worth a log line: a batch size a quarter away (and at least 2), or a delay moved by
+    /// more than a quarter and by more than 100 µs. Smaller moves are the estimates' noise:
+    /// under load the largest feasible batch hunts between neighbours from batch to batch.
     pub fn differs_notably(&self, other: &Choice) -> bool {
         let (a, b) = (
             self.queue_delay.as_secs_f64(),
             other.queue_delay.as_secs_f64(),
         );
         let moved = (a - b).abs();
-        self.batch_size != other.batch_size || (moved > 1e-4 && moved > 0.25 * a.max(b))
+        moved_notably(self.batch_size, other.batch_size)
+            || (moved > 1e-4 && moved > 0.25 * a.max(b))
     }
+
+    /// Replaces `logged`, the choice last logged, when this one differs notably from it;
+    /// true when it did and this choice is to be logged. Measured against the last logged
+    /// choice, a slow drift is logged once it adds up and hunting never is.
+    pub fn replaces_logged(self, logged: &mut Choice) -> bool {
+        let notable = self.differs_notably(logged);
+        if notable {
+            *logged = self;
+        }
+        notable
+    }
+}
+
+/// Whether two sizes chosen by a controller are far enough apart to log the change: by a
+/// quarter of the smaller, and by at least 2.
+pub fn moved_notably(a: usize, b: usize) -> bool {
+    a.abs_diff(b) >= (a.min(b) / 4).max(2)
 }
 
 /// A request refused because the queue ahead of it could not be served within the target.
@@ -554,14 +573,39 @@ mod tests {
     }
 
     #[test]
-    fn notable_changes_are_new_sizes_or_delays_moved_by_a_quarter() {
+    fn notable_changes_are_sizes_or_delays_moved_by_a_quarter() {
         let choice = |b, us| Choice {
             batch_size: b,
             queue_delay: Duration::from_micros(us),
         };
-        assert!(choice(8, 0).differs_notably(&choice(9, 0)));
+        assert!(choice(8, 0).differs_notably(&choice(10, 0)));
+        assert!(choice(1, 0).differs_notably(&choice(3, 0)));
+        assert!(!choice(1, 0).differs_notably(&choice(2, 0)));
+        assert!(!choice(28, 0).differs_notably(&choice(31, 0)));
+        assert!(choice(28, 0).differs_notably(&choice(35, 0)));
         assert!(!choice(8, 1_000).differs_notably(&choice(8, 1_050)));
         assert!(!choice(8, 10).differs_notably(&choice(8, 90)));
         assert!(choice(8, 1_000).differs_notably(&choice(8, 2_000)));
+    }
+
+    #[test]
+    fn a_batch_size_hunting_between_neighbours_is_not_logged_but_a_drift_is_once() {
+        let size = |b| Choice {
+            batch_size: b,
+            queue_delay: Duration::ZERO,
+        };
+        let mut logged = size(28);
+        let hunting = [31, 28, 30, 29, 31, 28, 30];
+        assert!(
+            hunting
+                .iter()
+                .all(|&b| !size(b).replaces_logged(&mut logged))
+        );
+        let drift: Vec<bool> = [30, 32, 34, 35, 36]
+            .iter()
+            .map(|&b| size(b).replaces_logged(&mut logged))
+            .collect();
+        assert_eq!(drift, [false, false, false, true, false]);
+        assert_eq!(logged, size(35));
     }
 }

@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::InferError;
 use super::admission::{Admission, Permit};
+use super::controller::moved_notably;
 use super::executor::{ExecutorError, panic_message};
 use super::step_target::{StepController, StepTarget};
 
@@ -126,6 +127,7 @@ impl<R: Send + 'static> StepLoop<R> {
             receiver,
             waiting: VecDeque::new(),
             running: Vec::new(),
+            logged_width_limit: width_limit.load(Ordering::Relaxed),
             controller: target,
             width_limit,
         };
@@ -173,6 +175,8 @@ struct Worker<M: StepModel> {
     running: Vec<Running<M>>,
     controller: Option<StepController>,
     width_limit: Arc<AtomicUsize>,
+    /// The width limit last logged.
+    logged_width_limit: usize,
 }
 
 impl<M: StepModel> Worker<M> {
@@ -207,8 +211,11 @@ impl<M: StepModel> Worker<M> {
         if let Some(controller) = &mut self.controller {
             controller.stepped(width, took);
             let limit = controller.width_limit();
-            let before = self.width_limit.swap(limit, Ordering::Relaxed);
-            if before.abs_diff(limit) >= (before / 4).max(2) {
+            self.width_limit.store(limit, Ordering::Relaxed);
+            // Against the last width logged, so that a slow drift is logged once it adds up
+            // and hunting between neighbours never is.
+            if moved_notably(self.logged_width_limit, limit) {
+                self.logged_width_limit = limit;
                 let target_ms = controller.target().step_p99.as_secs_f64() * 1e3;
                 tracing::info!(width_limit = limit, target_ms, "step width limit changed");
             }
