@@ -17,6 +17,33 @@
 ARG RUST_IMAGE=rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
+# The runtime, everything but Kiln's binary, which the last stage adds from the build
+# stage. `--target runtime` stops here, before the Rust build: `scripts/docker-build.sh
+# --binary PATH` adds a binary built outside the image instead.
+FROM ${RUNTIME_IMAGE} AS runtime
+ARG RUNTIME_PACKAGES=""
+RUN if [ -n "$RUNTIME_PACKAGES" ]; then \
+        apt-get update && apt-get install -y --no-install-recommends $RUNTIME_PACKAGES \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && useradd --system --uid 10001 --user-group --home-dir /srv/kiln --shell /usr/sbin/nologin kiln \
+    && mkdir -p /var/cache/kiln && chown kiln:kiln /var/cache/kiln
+COPY models /srv/kiln/models
+WORKDIR /srv/kiln
+USER kiln
+# Every `kiln serve` flag has a KILN_* twin (`kiln serve --help`).
+ENV KILN_HTTP_ADDR=0.0.0.0:8000 \
+    KILN_GRPC_ADDR=0.0.0.0:8001 \
+    KILN_MODEL_REPOSITORY=/srv/kiln/models \
+    KILN_KERNEL_CACHE_DIR=/var/cache/kiln \
+    RUST_LOG=info
+EXPOSE 8000 8001
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["kiln", "health"]
+# SIGTERM drains: in-flight requests are answered before the process exits (up to
+# KILN_DRAIN_TIMEOUT_SECS); give `docker stop -t` at least that long.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["kiln", "serve"]
+
 FROM ${RUST_IMAGE} AS builder
 ARG FEATURES=""
 WORKDIR /src
@@ -57,27 +84,5 @@ COPY . .
 RUN cargo build --release --locked -p kiln-server --features "$FEATURES" \
     && strip target/release/kiln
 
-FROM ${RUNTIME_IMAGE}
-ARG RUNTIME_PACKAGES=""
-RUN if [ -n "$RUNTIME_PACKAGES" ]; then \
-        apt-get update && apt-get install -y --no-install-recommends $RUNTIME_PACKAGES \
-        && rm -rf /var/lib/apt/lists/*; \
-    fi \
-    && useradd --system --uid 10001 --user-group --home-dir /srv/kiln --shell /usr/sbin/nologin kiln \
-    && mkdir -p /var/cache/kiln && chown kiln:kiln /var/cache/kiln
+FROM runtime
 COPY --from=builder /src/target/release/kiln /usr/local/bin/kiln
-COPY models /srv/kiln/models
-WORKDIR /srv/kiln
-USER kiln
-# Every `kiln serve` flag has a KILN_* twin (`kiln serve --help`).
-ENV KILN_HTTP_ADDR=0.0.0.0:8000 \
-    KILN_GRPC_ADDR=0.0.0.0:8001 \
-    KILN_MODEL_REPOSITORY=/srv/kiln/models \
-    KILN_KERNEL_CACHE_DIR=/var/cache/kiln \
-    RUST_LOG=info
-EXPOSE 8000 8001
-HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["kiln", "health"]
-# SIGTERM drains: in-flight requests are answered before the process exits (up to
-# KILN_DRAIN_TIMEOUT_SECS); give `docker stop -t` at least that long.
-STOPSIGNAL SIGTERM
-ENTRYPOINT ["kiln", "serve"]

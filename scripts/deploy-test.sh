@@ -7,7 +7,11 @@
 # runtime run against the image). Installs docker-compose and debootstrap from Debian and
 # the tests' Python packages into target/deploy-venv on first use.
 #
-#   scripts/deploy-test.sh [PYTEST_ARGS...]
+# With --binary, the image under test is the Dockerfile's runtime stage with that binary
+# (scripts/docker-build.sh --binary): scripts/test.sh passes the test build's, so the suite
+# compiles Kiln once; alone, the script builds the image as users do, release build inside.
+#
+#   scripts/deploy-test.sh [--binary PATH] [PYTEST_ARGS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
@@ -15,5 +19,10 @@ source scripts/lib/steps.sh
 
 need_packages docker-compose debootstrap
 need_deploy_venv
-step "Docker image (the release build)" scripts/docker-build.sh
+if [ "${1:-}" = --binary ]; then
+    step "Docker image (runtime stage + $2)" scripts/docker-build.sh --binary "$2"
+    shift 2
+else
+    step "Docker image (the release build)" scripts/docker-build.sh
+fi
 step "deployment tests" target/deploy-venv/bin/pytest -q tests/deploy "$@"

@@ -10,15 +10,23 @@
 # Base images already present (pulled, or made by an earlier run) are kept. Installs
 # debootstrap from Debian if missing.
 #
+# With --binary, the image is the Dockerfile's runtime stage with a `kiln` binary built on
+# this machine (stripped) instead of the build stage's: no Rust build inside the image.
+# The test suite uses it with the test build's binary, so a run compiles Kiln once.
+#
 #   scripts/docker-build.sh [DOCKER_BUILD_ARGS...]     e.g. --build-arg FEATURES=wgpu
+#   scripts/docker-build.sh --binary PATH [DOCKER_BUILD_ARGS...]
 #   scripts/docker-build.sh --base-images-only         only the two base images
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/setup.sh
-base_images_only=false
+base_images_only=false binary=""
 if [ "${1:-}" = --base-images-only ]; then
     base_images_only=true
     shift
+elif [ "${1:-}" = --binary ]; then
+    binary=${2:?--binary needs the path of a kiln binary}
+    shift 2
 fi
 tag=${KILN_IMAGE:-kiln:local}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -60,10 +68,19 @@ fi
 
 $base_images_only && exit 0
 
-echo "vendoring crates into vendor/"
-cargo vendor --locked --quiet --no-delete vendor >/dev/null
-
 # The classic builder: the Dockerfile needs nothing newer, and it works with every Docker
-# CLI, with or without the buildx plugin.
-DOCKER_BUILDKIT=0 docker build --tag "$tag" "$@" .
+# CLI, with or without the buildx plugin. It builds the stages in order and stops at
+# --target, so the runtime stage alone never starts the Rust build.
+export DOCKER_BUILDKIT=0
+if [ -n "$binary" ]; then
+    runtime=$(docker build --quiet --target runtime "$@" .)
+    mkdir -p "$work/context"
+    strip -o "$work/context/kiln" "$binary"
+    printf 'FROM %s\nCOPY kiln /usr/local/bin/kiln\n' "$runtime" \
+        | docker build --tag "$tag" --file - "$work/context"
+else
+    echo "vendoring crates into vendor/"
+    cargo vendor --locked --quiet --no-delete vendor >/dev/null
+    docker build --tag "$tag" "$@" .
+fi
 docker image ls "$tag"

@@ -10,11 +10,12 @@
 #      client against the kiln binary;
 #   3. parity: the CNN zoo against PyTorch and the ONNX model against onnxruntime;
 #   4. browser: the web playground in headless Chromium, driven by Selenium;
-#   5. deployment: the Docker image built offline, with docker run, compose, the scaled-out
-#      stack and the Kubernetes manifests (a Docker engine must be running).
-# Suites 1–4 share one dev build (features in scripts/lib/setup.sh); the image's build stage
-# is the one release build. The Python environments and Docker's base images are prepared in
-# the background while the Rust build compiles.
+#   5. deployment: the Docker image built offline (the Dockerfile's runtime stage with the
+#      test build's `kiln`), with docker run, compose, the scaled-out stack and the
+#      Kubernetes manifests (a Docker engine must be running).
+# Every suite uses the one dev build (features in scripts/lib/setup.sh): Kiln compiles once.
+# The Python environments and Docker's base images are prepared in the background while
+# the Rust build compiles.
 #
 #   scripts/test.sh [NEXTEST_ARGS...]             everything
 #   scripts/test.sh --quick [NEXTEST_ARGS...]     the Rust tests on the CPU backend only
@@ -65,4 +66,4 @@ step "interop (tritonclient, openai)" scripts/interop.sh
 step "parity (PyTorch, onnxruntime)" scripts/parity.sh
 step "browser (playground in Chromium)" scripts/browser-test.sh
 wait_background docker-base-images
-scripts/deploy-test.sh
+scripts/deploy-test.sh --binary target/debug/kiln
