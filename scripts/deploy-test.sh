@@ -20,7 +20,7 @@ source scripts/lib/steps.sh
 need_packages docker-compose debootstrap
 need_deploy_venv
 if [ "${1:-}" = --binary ]; then
-    step "Docker image (runtime stage + $2)" scripts/docker-build.sh --binary "$2"
+    step "Docker image (runtime stage + test binary)" scripts/docker-build.sh --binary "$2"
     shift 2
 else
     step "Docker image (the release build)" scripts/docker-build.sh
