@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Batching under open-loop load: a grid of fixed batch sizes and delays beside the latency
 # target (throughput and energy objectives), each swept with Poisson arrivals from 10 % to
-# 150 % of the model's capacity. Writes each run's results, the plots, and summary.md.
+# 150 % of the model's capacity. Writes each run's results and server log (server.log,
+# with the batching choices it logged), the plots, and summary.md.
 #
 #   [MODEL=lenet-fashion] [TARGET_MS=20] [SIZES="1 8 64"] [DELAYS_US="0 2000"] \
 #   [OUT=bench/batching] [REUSE_FIXED=1] [KILN_BIN=path] scripts/bench-batching.sh
@@ -56,7 +57,8 @@ PYEOF
 
 # Start `kiln serve` on the repository; sets $server and $base.
 serve() {
-    local log="$work/$2.log"
+    mkdir -p "$out/$2"
+    local log="$out/$2/server.log"
     "${server_pin[@]}" "$kiln" serve --model-repository "$1" --http-addr 127.0.0.1:0 \
         --grpc-addr 127.0.0.1:0 >"$log" 2>&1 &
     server=$!
@@ -175,6 +177,16 @@ if targeted:
             size, share = server.get("batch_size_at_end"), server.get("target_share_at_end")
             cells.append(f"{size:.0f} / {share:.2f}" if size is not None and share is not None else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    # The log's share of the sweep: a notable change of choice is one line.
+    logged = []
+    for name, _ in targeted:
+        try:
+            with open(f"{out}/{name}/server.log") as log:
+                logged.append(f"{name} {sum('batching choice changed' in line for line in log)}")
+        except FileNotFoundError:
+            pass
+    if logged:
+        lines += ["", "Batching choices logged over the sweep: " + ", ".join(logged)]
 text = "\n".join(lines) + "\n"
 open(f"{out}/summary.md", "w").write(text)
 print(text)
