@@ -10,7 +10,8 @@
 //! ```
 //!
 //! VARIANT: `current` (the captioners' encoder), `wide` (128 channels in the last stage),
-//! `deep` (two convolutions in the 2nd and 3rd stages), each also with batch norm (`-bn`).
+//! `deep` (two convolutions in the 2nd and 3rd stages), `grid` (the captioners' stages, then
+//! two 128-channel convolutions on the 8×8 grid), each also with batch norm (`-bn`).
 //! SAVE_TO, a `.bpk` file, keeps the trained probe. The `current` variants are the
 //! captioners' own encoder with its classifier (`kiln_zoo::train::encoder`), so
 //! `kiln train captioner-… --encoder-from SAVE_TO` starts a captioner from that encoder (the
@@ -25,7 +26,7 @@ use burn::prelude::*;
 use kiln_zoo::captioning::vocabulary::CaptionVocabulary;
 use kiln_zoo::data::fashion_mnist::{self, FashionMnist, Split};
 use kiln_zoo::data::scenes::{CANVAS_SIDE, Scene, SceneGenerator, SceneSplit, SceneStyle};
-use kiln_zoo::models::captioner::CaptionerConfig;
+use kiln_zoo::models::captioner::{CaptionerConfig, EncoderShape};
 use kiln_zoo::train::encoder::{CLASSES, EncoderClassifier, best_region};
 use kiln_zoo::weights::save_burnpack;
 
@@ -41,6 +42,9 @@ struct Stage {
 #[derive(Module, Debug)]
 struct Stages {
     stages: Vec<Stage>,
+    /// Convolutions on the grid, after the last pooling: more depth per region at little
+    /// cost, as the grid has 64 places.
+    grid: Stage,
     context: Conv2d,
     head: Conv2d,
     pool: MaxPool2d,
@@ -61,25 +65,25 @@ fn conv(input: usize, output: usize, device: &Device) -> Conv2d {
         .init(device)
 }
 
-fn stages(widths: &[&[usize]], norm: bool, device: &Device) -> Probe {
+fn stages(widths: &[&[usize]], grid: &[usize], norm: bool, device: &Device) -> Probe {
     let mut input = 3;
-    let stages = widths
-        .iter()
-        .map(|stage| {
-            let mut convs = Vec::new();
-            let mut norms = Vec::new();
-            for &width in stage.iter() {
-                convs.push(conv(input, width, device));
-                if norm {
-                    norms.push(BatchNormConfig::new(width).init(device));
-                }
-                input = width;
+    let mut stage = |widths: &[usize]| {
+        let mut convs = Vec::new();
+        let mut norms = Vec::new();
+        for &width in widths {
+            convs.push(conv(input, width, device));
+            if norm {
+                norms.push(BatchNormConfig::new(width).init(device));
             }
-            Stage { convs, norms }
-        })
-        .collect();
+            input = width;
+        }
+        Stage { convs, norms }
+    };
+    let stages = widths.iter().map(|widths| stage(widths)).collect();
+    let grid = stage(grid);
     Probe::Variant(Stages {
         stages,
+        grid,
         context: conv(input, input, device),
         head: Conv2dConfig::new([input, CLASSES], [1, 1]).init(device),
         pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
@@ -87,19 +91,26 @@ fn stages(widths: &[&[usize]], norm: bool, device: &Device) -> Probe {
     })
 }
 
+impl Stage {
+    fn forward(&self, mut x: Tensor<4>, activation: &Relu) -> Tensor<4> {
+        for (index, conv) in self.convs.iter().enumerate() {
+            x = conv.forward(x);
+            if let Some(norm) = self.norms.get(index) {
+                x = norm.forward(x);
+            }
+            x = activation.forward(x);
+        }
+        x
+    }
+}
+
 impl Stages {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for stage in &self.stages {
-            for (index, conv) in stage.convs.iter().enumerate() {
-                x = conv.forward(x);
-                if let Some(norm) = stage.norms.get(index) {
-                    x = norm.forward(x);
-                }
-                x = self.activation.forward(x);
-            }
-            x = self.pool.forward(x);
+            x = self.pool.forward(stage.forward(x, &self.activation));
         }
+        let x = self.grid.forward(x, &self.activation);
         let x = x.clone() + self.activation.forward(self.context.forward(x));
         best_region(self.head.forward(x))
     }
@@ -154,14 +165,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inference = device.clone();
     let device = device.autodiff();
     // The captioners' grid channels, as their config sets them.
-    let channels = CaptionerConfig::new(CaptionVocabulary.len()).channels;
+    let shape = EncoderShape::new(CaptionerConfig::new(CaptionVocabulary.len()).channels);
     let mut model = match variant {
-        "current" => Probe::Captioners(EncoderClassifier::new(channels, false, &device)),
-        "current-bn" => Probe::Captioners(EncoderClassifier::new(channels, true, &device)),
-        "wide" => stages(&[&[32], &[64], &[128]], false, &device),
-        "wide-bn" => stages(&[&[32], &[64], &[128]], true, &device),
-        "deep" => stages(&[&[32], &[32, 64], &[64, 128]], false, &device),
-        "deep-bn" => stages(&[&[32], &[32, 64], &[64, 128]], true, &device),
+        "current" => Probe::Captioners(EncoderClassifier::new(shape, &device)),
+        "current-bn" => Probe::Captioners(EncoderClassifier::new(shape.with_norm(true), &device)),
+        "current-grid-bn" => Probe::Captioners(EncoderClassifier::new(
+            shape.with_norm(true).with_grid_layers(2),
+            &device,
+        )),
+        "wide" => stages(&[&[32], &[64], &[128]], &[], false, &device),
+        "wide-bn" => stages(&[&[32], &[64], &[128]], &[], true, &device),
+        "deep" => stages(&[&[32], &[32, 64], &[64, 128]], &[], false, &device),
+        "deep-bn" => stages(&[&[32], &[32, 64], &[64, 128]], &[], true, &device),
+        "grid" => stages(&[&[32], &[64], &[64]], &[128, 128], false, &device),
+        "grid-bn" => stages(&[&[32], &[64], &[64]], &[128, 128], true, &device),
         other => return Err(format!("unknown variant {other}").into()),
     };
     let dir = std::path::Path::new(fashion_mnist::DEFAULT_DIR);

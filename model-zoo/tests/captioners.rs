@@ -49,7 +49,10 @@ fn short_run(architecture: &CaptionerArchitecture) -> (Vec<f64>, Captioner, Vec<
 #[test]
 fn both_captioners_learn_and_reload() {
     let vocabulary = CaptionVocabulary.len();
-    let normed = small(CaptionerConfig::new(vocabulary)).with_encoder_norm(Some(true));
+    // Batch norm and a grid layer, as the CPU kernels fold and run them.
+    let normed = small(CaptionerConfig::new(vocabulary))
+        .with_encoder_norm(Some(true))
+        .with_encoder_grid_layers(Some(1));
     for architecture in [
         CaptionerArchitecture::Lstm(small(CaptionerConfig::new(vocabulary))),
         CaptionerArchitecture::Transformer(small(CaptionerConfig::new(vocabulary))),
@@ -96,11 +99,12 @@ fn both_captioners_learn_and_reload() {
 fn training_starts_from_a_pretrained_encoder() {
     let device = kiln_zoo::Device::flex();
     let config = small(CaptionerConfig::new(CaptionVocabulary.len())).with_encoder_norm(Some(true));
+    let shape = config.encoder_shape();
     let architecture = CaptionerArchitecture::Transformer(config);
     let dir = std::env::temp_dir().join(format!("kiln-pretrained-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pretrained = dir.join("encoder.bpk");
-    let classifier = EncoderClassifier::new(16, true, &device);
+    let classifier = EncoderClassifier::new(shape, &device);
     save_burnpack(&classifier, &pretrained).unwrap();
 
     let train = FashionMnist::load(Path::new(fashion_mnist::DEFAULT_DIR), Split::Train).unwrap();

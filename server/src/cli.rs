@@ -116,6 +116,10 @@ pub struct TrainArgs {
     /// model.toml as `encoder_norm = true`).
     #[arg(long)]
     pub encoder_norm: bool,
+    /// Captioners: 3×3 convolutions on the encoder's 8×8 grid before its context
+    /// convolution (written to model.toml as `encoder_grid_layers`; 0 writes nothing).
+    #[arg(long, default_value_t = 0)]
+    pub encoder_grid_layers: usize,
 }
 
 #[derive(Debug, clap::Args)]

@@ -60,11 +60,62 @@ pub struct CaptionerConfig {
     /// none (the bundled captioners). It trains faster, and at serving it folds into the
     /// convolutions.
     pub encoder_norm: Option<bool>,
+    /// 3×3 convolutions (`channels` wide, batch-normed with `encoder_norm`) on the 8×8
+    /// grid before its context convolution: depth per region for recognising an object
+    /// whole, each at a quarter of the cost of the third stage's convolution; absent means
+    /// none (the captioners trained before them).
+    pub encoder_grid_layers: Option<usize>,
+}
+
+impl CaptionerConfig {
+    /// The shape of the scene encoder this config makes.
+    pub fn encoder_shape(&self) -> EncoderShape {
+        EncoderShape {
+            channels: self.channels,
+            norm: self.encoder_norm == Some(true),
+            grid_layers: self.encoder_grid_layers.unwrap_or(0),
+        }
+    }
+}
+
+/// What a [`SceneEncoder`] is made of, as [`CaptionerConfig::encoder_shape`] reads it: a
+/// trained encoder fits only an encoder of the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderShape {
+    /// Channels of the last two stages, the grid layers and the grid.
+    pub channels: usize,
+    /// Batch norm after each convolution but the context one.
+    pub norm: bool,
+    /// Convolutions on the grid before the context convolution.
+    pub grid_layers: usize,
+}
+
+impl EncoderShape {
+    /// `channels` on the grid, no batch norm, no grid layers (the first captioners').
+    pub fn new(channels: usize) -> Self {
+        Self {
+            channels,
+            norm: false,
+            grid_layers: 0,
+        }
+    }
+
+    pub fn with_norm(self, norm: bool) -> Self {
+        Self { norm, ..self }
+    }
+
+    pub fn with_grid_layers(self, grid_layers: usize) -> Self {
+        Self {
+            grid_layers,
+            ..self
+        }
+    }
 }
 
 /// Three 3×3 convolution (+ batch norm, optionally) + ReLU + 2×2 max-pool stages,
-/// 64×64 → 8×8, then a residual 3×3 convolution on the grid, so each region sees 38 pixels
-/// around it: enough for an object drawn at 1.6× its source size.
+/// 64×64 → 8×8, optionally more convolutions on the grid, then a residual 3×3 convolution
+/// on the grid, so each region sees 38 pixels around it (16 more per grid layer): enough
+/// for an object drawn at 1.6× its source size.
 #[derive(Module, Debug)]
 pub struct SceneEncoder {
     conv1: Conv2d,
@@ -73,15 +124,20 @@ pub struct SceneEncoder {
     norm1: Option<BatchNorm>,
     norm2: Option<BatchNorm>,
     norm3: Option<BatchNorm>,
+    grid: Vec<Conv2d>,
+    grid_norms: Vec<BatchNorm>,
     context: Conv2d,
     pool: MaxPool2d,
     activation: Relu,
 }
 
 impl SceneEncoder {
-    /// `channels` in the last two stages and on the grid; batch norm after each stage's
-    /// convolution when `norm`.
-    pub fn new(channels: usize, norm: bool, device: &Device) -> Self {
+    pub fn new(shape: EncoderShape, device: &Device) -> Self {
+        let EncoderShape {
+            channels,
+            norm,
+            grid_layers,
+        } = shape;
         let conv = |input, output| {
             Conv2dConfig::new([input, output], [3, 3])
                 .with_padding(PaddingConfig2d::Same)
@@ -95,6 +151,8 @@ impl SceneEncoder {
             norm1: norm(32),
             norm2: norm(channels),
             norm3: norm(channels),
+            grid: (0..grid_layers).map(|_| conv(channels, channels)).collect(),
+            grid_norms: (0..grid_layers).filter_map(|_| norm(channels)).collect(),
             context: conv(channels, channels),
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             activation: Relu::new(),
@@ -119,6 +177,13 @@ impl SceneEncoder {
             }
             x = self.pool.forward(self.activation.forward(x));
         }
+        for (index, conv) in self.grid.iter().enumerate() {
+            x = conv.forward(x);
+            if let Some(norm) = self.grid_norms.get(index) {
+                x = norm.forward(x);
+            }
+            x = self.activation.forward(x);
+        }
         x.clone() + self.activation.forward(self.context.forward(x))
     }
 
@@ -130,6 +195,10 @@ impl SceneEncoder {
         for (conv, norm) in self.stages() {
             x = b.conv(x, cpu::conv(conv, norm, Activation::Relu)?, None)?;
             x = b.pool(x, pool)?;
+        }
+        for (index, conv) in self.grid.iter().enumerate() {
+            let conv = cpu::conv(conv, self.grid_norms.get(index), Activation::Relu)?;
+            x = b.conv(x, conv, None)?;
         }
         let context = cpu::conv(&self.context, None, Activation::Relu)?;
         Ok(b.conv(x, context.with_residual_after_activation(), Some(x))?)
@@ -171,7 +240,7 @@ impl CaptionerConfig {
     pub fn init_lstm(&self, device: &Device) -> LstmCaptioner {
         let grid = GRID_SIDE / 2;
         LstmCaptioner {
-            encoder: SceneEncoder::new(self.channels, self.encoder_norm == Some(true), device),
+            encoder: SceneEncoder::new(self.encoder_shape(), device),
             pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             image_projection: LinearConfig::new(self.channels * (grid * grid + 1), self.d_model)
                 .init(device),
@@ -210,7 +279,7 @@ impl CaptionerConfig {
                 .init(device)
         };
         TransformerCaptioner {
-            encoder: SceneEncoder::new(self.channels, self.encoder_norm == Some(true), device),
+            encoder: SceneEncoder::new(self.encoder_shape(), device),
             region_projection: LinearConfig::new(self.channels, d).init(device),
             region_position: positions(GRID_SIDE * GRID_SIDE),
             token_embedding: tied_embedding(self, device),

@@ -164,8 +164,8 @@ impl CaptionerTraining {
             load_weights(&mut net, weights, &[])?;
         }
         if let Some(encoder) = &self.encoder {
-            let norm = architecture.config().encoder_norm == Some(true);
-            let pretrained = load_encoder(encoder, net.grid_channels(), norm, &device)?;
+            let shape = architecture.config().encoder_shape();
+            let pretrained = load_encoder(encoder, shape, &device)?;
             net = net.with_encoder(pretrained);
         }
         let presence = (self.presence_weight > 0.0)

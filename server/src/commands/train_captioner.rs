@@ -22,7 +22,10 @@ const VALIDATION_SCENES: usize = 500;
 /// The architecture `args.model` names, when it is a trainable captioner.
 pub fn architecture(args: &TrainArgs) -> Option<CaptionerArchitecture> {
     let config = CaptionerConfig::new(CaptionVocabulary.len())
-        .with_encoder_norm(args.encoder_norm.then_some(true));
+        .with_encoder_norm(args.encoder_norm.then_some(true))
+        .with_encoder_grid_layers(
+            (args.encoder_grid_layers > 0).then_some(args.encoder_grid_layers),
+        );
     match args.model.as_str() {
         "captioner-lstm" => Some(CaptionerArchitecture::Lstm(config)),
         "captioner-transformer" => Some(CaptionerArchitecture::Transformer(config)),

@@ -176,4 +176,32 @@ mod tests {
         let read: ModelConfig = toml::from_str(&written).unwrap();
         assert_eq!(encoder_norm(&read), Some(true));
     }
+
+    /// Grid layers are read from `encoder_grid_layers`; folders without the line have none.
+    #[test]
+    fn the_encoder_grid_layers_are_optional() {
+        let grid_layers = |text: &str| {
+            let ModelConfig::Caption(caption) = toml::from_str(text).unwrap() else {
+                panic!("a captioner's config");
+            };
+            caption.architecture.config().encoder_shape().grid_layers
+        };
+        let bundled = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/captioner-transformer/model.toml"
+        ))
+        .unwrap();
+        let without: String = bundled
+            .lines()
+            .filter(|line| !line.starts_with("encoder_grid_layers"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(grid_layers(&without), 0);
+        let with = without.replace(
+            "encoder_norm = true",
+            "encoder_norm = true\nencoder_grid_layers = 2",
+        );
+        assert_ne!(with, without);
+        assert_eq!(grid_layers(&with), 2);
+    }
 }
