@@ -3,5 +3,6 @@
 
 pub mod captioner;
 pub mod encoder;
+pub mod heap;
 pub mod lenet;
 pub mod lm;

@@ -13,6 +13,7 @@ pub fn run(args: &TrainArgs) -> Result<(), CommandError> {
 
     use crate::repository::{BatchingConfig, ClassifierConfig, ModelConfig};
 
+    keep_freed_memory();
     if let Some(preset) = super::language_presets::preset(&args.model) {
         return super::train_language::run(args, &preset);
     }
@@ -85,6 +86,24 @@ pub fn run(args: &TrainArgs) -> Result<(), CommandError> {
     config.write(out)?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+/// Restarts training with glibc keeping freed memory for reuse
+/// ([`kiln_zoo::train::heap`]), and says which allocator settings it runs with.
+#[cfg(feature = "train")]
+fn keep_freed_memory() {
+    use kiln_zoo::train::heap::{TUNABLES_VARIABLE, restart_keeping_freed_memory};
+    if let Err(e) = restart_keeping_freed_memory() {
+        tracing::warn!(
+            "training goes on with the allocator as it is: cannot restart with its tunables set: {e}"
+        );
+    }
+    if let Some(tunables) = std::env::var_os(TUNABLES_VARIABLE) {
+        tracing::info!(
+            "training with {TUNABLES_VARIABLE}={}",
+            tunables.to_string_lossy()
+        );
+    }
 }
 
 #[cfg(not(feature = "train"))]
