@@ -49,10 +49,7 @@ async fn a_trained_lenet_is_served_from_the_folder_kiln_train_wrote() {
         // Restarted once with the thresholds set, and said so once.
         let lines = tunables_lines(&output);
         assert_eq!(lines.len(), 1, "{}", text(&output));
-        assert!(
-            lines[0].contains("glibc.malloc.mmap_threshold="),
-            "{lines:?}"
-        );
+        assert!(lines[0].contains("glibc.malloc.mmap_max=0"), "{lines:?}");
         assert!(
             lines[0].contains("glibc.malloc.trim_threshold="),
             "{lines:?}"

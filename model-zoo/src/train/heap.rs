@@ -7,10 +7,17 @@
 
 use std::ffi::{OsStr, OsString};
 
-/// Blocks of up to 32 MiB (glibc's ceiling for this setting) come from the heap instead of
-/// their own mappings, and the heap is trimmed only once 1 GiB lies free at its top.
-const KEEP_FREED_MEMORY: &str =
-    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824";
+/// Every block comes from the heap, none from a mapping of its own (which glibc gives any
+/// block over 128 KiB to 32 MiB, and every larger one), and the heap is trimmed only once
+/// 1 GiB lies free at its top.
+const KEEP_FREED_MEMORY: &str = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824";
+
+/// Tunables that, set at all, mean the allocator's thresholds are already chosen.
+const THRESHOLDS: [&str; 3] = [
+    "glibc.malloc.mmap_threshold",
+    "glibc.malloc.mmap_max",
+    "glibc.malloc.trim_threshold",
+];
 
 /// The variable glibc reads its tunables from.
 pub const TUNABLES_VARIABLE: &str = "GLIBC_TUNABLES";
@@ -51,10 +58,7 @@ fn restart_with(_: OsString) -> std::io::Result<()> {
 fn tunables_to_set(current: Option<&OsStr>) -> Option<OsString> {
     let current = current.unwrap_or_default();
     let text = current.to_string_lossy();
-    if ["glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold"]
-        .iter()
-        .any(|name| text.contains(name))
-    {
+    if THRESHOLDS.iter().any(|name| text.contains(name)) {
         return None;
     }
     let mut tunables = current.to_os_string();
@@ -90,7 +94,8 @@ mod tests {
     #[test]
     fn thresholds_already_chosen_stand_and_nothing_restarts_twice() {
         assert_eq!(tunables_to_set(Some(OsStr::new(KEEP_FREED_MEMORY))), None);
-        let operators = OsStr::new("glibc.malloc.trim_threshold=0");
-        assert_eq!(tunables_to_set(Some(operators)), None);
+        for operators in THRESHOLDS.map(|name| format!("glibc.malloc.arena_max=2:{name}=0")) {
+            assert_eq!(tunables_to_set(Some(OsStr::new(&operators))), None);
+        }
     }
 }
