@@ -61,10 +61,9 @@ async fn a_trained_lenet_is_served_from_the_folder_kiln_train_wrote() {
 
     let (server, base) = start(ServeSettings::for_tests(repository.path().to_path_buf())).await;
     let data = test_set();
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{base}/v1/models/lenet-trained/classify?top_k=10"))
-        .header("content-type", "image/png")
-        .body(png(&data, 0))
+    let client = reqwest::Client::new();
+    let answer: serde_json::Value = post_png_to(&client, &base, "lenet-trained", png(&data, 0))
+        .query(&[("top_k", 10)])
         .send()
         .await
         .unwrap()

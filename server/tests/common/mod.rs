@@ -176,8 +176,18 @@ pub fn pixel_rows(data: &FashionMnist, index: usize) -> Vec<Vec<u8>> {
 
 /// `POST /v1/models/lenet-fashion/classify` with PNG bytes, ready to send.
 pub fn post_png(client: &reqwest::Client, base: &str, png: Vec<u8>) -> reqwest::RequestBuilder {
+    post_png_to(client, base, "lenet-fashion", png)
+}
+
+/// `POST /v1/models/{model}/classify` with a PNG body.
+pub fn post_png_to(
+    client: &reqwest::Client,
+    base: &str,
+    model: &str,
+    png: Vec<u8>,
+) -> reqwest::RequestBuilder {
     client
-        .post(format!("{base}/v1/models/lenet-fashion/classify"))
+        .post(format!("{base}/v1/models/{model}/classify"))
         .header("content-type", "image/png")
         .body(png)
 }
