@@ -229,6 +229,7 @@ async fn main() -> anyhow::Result<()> {
         results.push(result);
     }
     print!("{}", report::table(&results));
+    eprint!("{}", report::warnings(&results));
     if let Some(dir) = &args.output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::write(dir.join("results.csv"), report::csv(&results))?;

@@ -11,7 +11,7 @@ pub fn table(results: &[LevelResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<12} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>10} {:>7}",
+        "{:<12} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>10} {:>7} {:>8}",
         "level",
         "req/s",
         "tokens/s",
@@ -23,7 +23,8 @@ pub fn table(results: &[LevelResult]) -> String {
         "batch",
         "queue ms",
         "compute ms",
-        "img/J"
+        "img/J",
+        "late ms"
     );
     for r in results {
         // Without the server's own metrics (another server), its columns read "-".
@@ -38,7 +39,7 @@ pub fn table(results: &[LevelResult]) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<12} {:>10.1} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {server}",
+            "{:<12} {:>10.1} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {server} {:>8.2}",
             r.level,
             r.throughput,
             r.tokens_per_second
@@ -48,6 +49,7 @@ pub fn table(results: &[LevelResult]) -> String {
             r.latency.p95_ms,
             r.latency.p99_ms,
             r.measured_errors,
+            r.send_lag_p99_ms,
         );
     }
     if let Some(source) = results
@@ -59,18 +61,38 @@ pub fn table(results: &[LevelResult]) -> String {
             "img/J = images per second per watt; power source: {source}"
         );
     }
+    let _ = writeln!(
+        out,
+        "late ms = p99 of how long after its scheduled time a request left (the load generator's own lag)"
+    );
+    out
+}
+
+/// One line per level at which the load generator fell behind its schedule, so that its
+/// lateness is not read as the server's latency; empty when it kept up everywhere.
+pub fn warnings(results: &[LevelResult]) -> String {
+    let mut out = String::new();
+    for r in results.iter().filter(|r| r.fell_behind()) {
+        let _ = writeln!(
+            out,
+            "warning: at {} requests left up to {:.1} ms after their scheduled time (p99): the \
+             load generator fell behind its schedule, so this level's latencies (p99 {:.1} ms) \
+             include its own lateness; give it a core of its own or offer less",
+            r.level, r.send_lag_p99_ms, r.latency.p99_ms
+        );
+    }
     out
 }
 
 pub fn csv(results: &[LevelResult]) -> String {
     let mut out = String::from(
-        "level,level_value,throughput,p50_ms,p90_ms,p95_ms,p99_ms,mean_ms,measured_ok,measured_errors,windows,stable,sent,ok,errors,avg_batch,queue_ms,compute_ms,joules,items_per_joule,power_source,tokens_per_second,p999_ms,max_ms,batch_size_at_end,target_share_at_end\n",
+        "level,level_value,throughput,p50_ms,p90_ms,p95_ms,p99_ms,mean_ms,measured_ok,measured_errors,windows,stable,sent,ok,errors,avg_batch,queue_ms,compute_ms,joules,items_per_joule,power_source,tokens_per_second,p999_ms,max_ms,batch_size_at_end,target_share_at_end,send_lag_p99_ms\n",
     );
     for r in results {
         let s = r.server.unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{},{:.3},{:.4},{:.4},{:.4},{:.4},{},{},{:.3},{:.3},{},{}",
+            "{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{},{:.3},{:.4},{:.4},{:.4},{:.4},{},{},{:.3},{:.3},{},{},{:.3}",
             r.level,
             r.level_value,
             r.throughput,
@@ -99,6 +121,7 @@ pub fn csv(results: &[LevelResult]) -> String {
             s.batch_size_at_end.map_or(String::new(), |b| b.to_string()),
             s.target_share_at_end
                 .map_or(String::new(), |t| format!("{t:.3}")),
+            r.send_lag_p99_ms,
         );
     }
     out

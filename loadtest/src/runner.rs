@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 pub use crate::payloads::{Payload, Payloads};
 use crate::plan::{Arrivals, Level, LoadPlan, RequestForm};
 use crate::server_metrics::{Scrape, ServerSplit};
-use crate::stats::{Latency, LatencyHistogram, is_stable};
+use crate::stats::{Latency, LatencyHistogram, fell_behind, is_stable};
 
 /// Open-loop requests outstanding at most; arrivals beyond it are counted as errors
 /// rather than piling up without bound.
@@ -26,6 +26,10 @@ pub struct LevelResult {
     /// Successful requests per second during the measurement.
     pub throughput: f64,
     pub latency: Latency,
+    /// 99th percentile of how late the measured requests left after their scheduled time
+    /// (open loop; closed-loop requests leave when claimed). A level whose requests left
+    /// late measured the load generator's own lag as well: see [`LevelResult::fell_behind`].
+    pub send_lag_p99_ms: f64,
     /// Every measured latency of a successful request.
     #[serde(skip)]
     pub histogram: LatencyHistogram,
@@ -49,6 +53,16 @@ struct Completion {
     ok: bool,
     /// Tokens the answer reports generating.
     tokens: usize,
+    /// How long after its scheduled time the request left.
+    lag: Duration,
+}
+
+impl LevelResult {
+    /// Whether the load generator fell behind its own schedule at this level (see
+    /// [`fell_behind`]).
+    pub fn fell_behind(&self) -> bool {
+        fell_behind(self.send_lag_p99_ms, self.latency.p99_ms)
+    }
 }
 
 struct Shared {
@@ -76,6 +90,8 @@ impl Shared {
     /// Sends request `n`; its latency counts from `started`, the time it was meant to leave
     /// (for open-loop arrivals, the scheduled instant, as wrk2 measures).
     async fn send(&self, n: usize, started: Instant) {
+        // Late by what the runtime, the spawn or the schedule's own sleep took.
+        let lag = started.elapsed();
         let payload = &self.payloads.items[n % self.payloads.items.len()];
         let (ok, tokens) = match payload {
             Payload::Http {
@@ -118,14 +134,15 @@ impl Shared {
                 (client.clone().model_infer(request).await.is_ok(), 0)
             }
         };
-        self.record_tokens(started, ok, tokens);
+        self.record_sent(started, lag, ok, tokens);
     }
 
+    /// A request that never left: failed at once, as late as it is now.
     fn record(&self, started: Instant, ok: bool) {
-        self.record_tokens(started, ok, 0);
+        self.record_sent(started, started.elapsed(), ok, 0);
     }
 
-    fn record_tokens(&self, started: Instant, ok: bool, tokens: usize) {
+    fn record_sent(&self, started: Instant, lag: Duration, ok: bool, tokens: usize) {
         let at = Instant::now();
         self.completions
             .lock()
@@ -135,6 +152,7 @@ impl Shared {
                 latency: at - started,
                 ok,
                 tokens,
+                lag,
             });
     }
 }
@@ -213,6 +231,10 @@ pub async fn run_level(
     for completion in measured.iter().filter(|c| c.ok) {
         histogram.record(completion.latency);
     }
+    let mut lags = LatencyHistogram::default();
+    for completion in &measured {
+        lags.record(completion.lag);
+    }
     let measured_ok = histogram.len() as usize;
     let measured_secs = (measure_end - measure_start).as_secs_f64();
     let tokens: usize = measured.iter().filter(|c| c.ok).map(|c| c.tokens).sum();
@@ -223,6 +245,7 @@ pub async fn run_level(
         level_value: level.value(),
         throughput: measured_ok as f64 / measured_secs,
         latency: histogram.summary(),
+        send_lag_p99_ms: lags.summary().p99_ms,
         histogram,
         measured_ok,
         measured_errors: measured.len() - measured_ok,

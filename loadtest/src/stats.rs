@@ -110,6 +110,14 @@ pub fn is_stable(throughputs: &[f64], tolerance: f64) -> bool {
     mean > 0.0 && last.iter().all(|t| (t - mean).abs() <= tolerance * mean)
 }
 
+/// Whether requests that left `send_lag_p99_ms` late (p99) mean the load generator fell
+/// behind its schedule: later than tokio's 1 ms timers and a busy moment explain (a
+/// millisecond or two at any rate it keeps up with), and by more than a tenth of the p99
+/// latency, which then counts the generator's lateness as well.
+pub fn fell_behind(send_lag_p99_ms: f64, latency_p99_ms: f64) -> bool {
+    send_lag_p99_ms > 5.0 && send_lag_p99_ms > 0.1 * latency_p99_ms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +168,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Total count    =            4"), "{text}");
+    }
+
+    #[test]
+    fn lateness_counts_when_it_is_past_the_timer_and_a_tenth_of_the_latency() {
+        // Within what timers and a busy moment explain: never, however fast the answers.
+        assert!(!fell_behind(2.0, 14.0));
+        assert!(!fell_behind(4.9, 5.0));
+        assert!(fell_behind(5.5, 20.0));
+        // Small beside what the answers took.
+        assert!(!fell_behind(5.0, 60.0));
+        assert!(fell_behind(1_500.0, 3_000.0));
     }
 
     #[test]

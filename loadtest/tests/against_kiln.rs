@@ -107,6 +107,10 @@ async fn counts_match_the_server_and_reports_are_written() {
         (column("batch_size_at_end"), column("target_share_at_end")),
         ("64", "")
     );
+    assert!(
+        column("send_lag_p99_ms").parse::<f64>().unwrap() >= 0.0,
+        "{csv}"
+    );
     let json: serde_json::Value = serde_json::from_str(&report::json(&results)).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
     let svg = report::svg(&results, "test");
@@ -162,6 +166,62 @@ async fn counts_match_the_server_and_reports_are_written() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+/// A load generator that cannot keep its schedule says so, rather than passing its own
+/// lateness off as the server's latency: its runtime here is stalled 150 ms in every 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generator_behind_its_schedule_says_so() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut server = RunningServer::start(ServeSettings::for_tests(root.join("models")))
+        .await
+        .unwrap();
+    server.wait_ready().await;
+    let plan = LoadPlan {
+        url: format!("http://{}", server.http_addr()),
+        model: "lenet-fashion".into(),
+        form: RequestForm::HttpBinary,
+        path: None,
+        levels: vec![Level::RequestRate(200.0)],
+        warmup: Duration::from_millis(200),
+        window: Duration::from_millis(400),
+        max_windows: 3,
+        stability: 0.5,
+        max_requests: 2_000,
+        api_key: None,
+        arrivals: Arrivals::Constant,
+    };
+    let images = load_images(&root.join("examples/images")).unwrap();
+    let stalled = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::spawn(async {
+                loop {
+                    std::thread::sleep(Duration::from_millis(150));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+            let client = reqwest::Client::new();
+            let payloads = Payloads::new(&images, RequestForm::HttpBinary);
+            run_level(&plan, &client, None, payloads, plan.levels[0], &|_| {}).await
+        })
+    })
+    .await
+    .unwrap();
+    // A request due as a stall begins leaves 150 ms late; a quarter of them are due in
+    // a stall's first 50 ms.
+    assert!(stalled.send_lag_p99_ms >= 100.0, "{stalled:#?}");
+    assert!(stalled.fell_behind(), "{stalled:#?}");
+    let warnings = report::warnings(std::slice::from_ref(&stalled));
+    assert!(
+        warnings.starts_with("warning: at rate=200 ") && warnings.contains("fell behind"),
+        "{warnings}"
+    );
+    assert!(report::table(&[stalled]).contains("late ms"));
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
