@@ -75,9 +75,10 @@ pub fn warnings(results: &[LevelResult]) -> String {
     for r in results.iter().filter(|r| r.fell_behind()) {
         let _ = writeln!(
             out,
-            "warning: at {} requests left up to {:.1} ms after their scheduled time (p99): the \
-             load generator fell behind its schedule, so this level's latencies (p99 {:.1} ms) \
-             include its own lateness; give it a core of its own or offer less",
+            "warning: at {} requests left up to {:.1} ms after their scheduled time (p99 of all \
+             sent): the load generator fell behind its schedule, so the server saw them later \
+             and more bunched than offered, and the latencies (p99 {:.1} ms) count that \
+             lateness; give it a core of its own or offer less",
             r.level, r.send_lag_p99_ms, r.latency.p99_ms
         );
     }

@@ -26,9 +26,10 @@ pub struct LevelResult {
     /// Successful requests per second during the measurement.
     pub throughput: f64,
     pub latency: Latency,
-    /// 99th percentile of how late the measured requests left after their scheduled time
-    /// (open loop; closed-loop requests leave when claimed). A level whose requests left
-    /// late measured the load generator's own lag as well: see [`LevelResult::fell_behind`].
+    /// 99th percentile of how late the measured requests, answered or not, left after their
+    /// scheduled time (open loop; closed-loop requests leave when claimed). A level whose
+    /// requests left late measured the load generator's own lag as well, and offered its
+    /// load in bursts: see [`LevelResult::fell_behind`].
     pub send_lag_p99_ms: f64,
     /// Every measured latency of a successful request.
     #[serde(skip)]
