@@ -1,6 +1,6 @@
 //! The load generator against a real Kiln: its counts must match the server's own.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_loadtest::inputs::{load_images, load_prompts};
@@ -12,13 +12,19 @@ use kiln_loadtest::runner::{Payloads, run_level};
 use kiln_loadtest::server_metrics::Scrape;
 use kiln_server::{RunningServer, ServeSettings};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counts_match_the_server_and_reports_are_written() {
+/// A Kiln serving the bundled models, ready, and the repository's root.
+async fn ready_kiln() -> (RunningServer, PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut server = RunningServer::start(ServeSettings::for_tests(root.join("models")))
         .await
         .unwrap();
     server.wait_ready().await;
+    (server, root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_match_the_server_and_reports_are_written() {
+    let (server, root) = ready_kiln().await;
     let base = format!("http://{}", server.http_addr());
     let plan = LoadPlan {
         url: base.clone(),
@@ -172,11 +178,7 @@ async fn counts_match_the_server_and_reports_are_written() {
 /// lateness off as the server's latency: its runtime here is stalled 150 ms in every 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generator_behind_its_schedule_says_so() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut server = RunningServer::start(ServeSettings::for_tests(root.join("models")))
-        .await
-        .unwrap();
-    server.wait_ready().await;
+    let (server, root) = ready_kiln().await;
     let plan = LoadPlan {
         url: format!("http://{}", server.http_addr()),
         model: "lenet-fashion".into(),
@@ -226,11 +228,7 @@ async fn a_generator_behind_its_schedule_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_inference_protocol_forms_are_answered_and_counted() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut server = RunningServer::start(ServeSettings::for_tests(root.join("models")))
-        .await
-        .unwrap();
-    server.wait_ready().await;
+    let (server, root) = ready_kiln().await;
     let base = format!("http://{}", server.http_addr());
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr()))
         .unwrap()
