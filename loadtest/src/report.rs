@@ -72,7 +72,7 @@ pub fn table(results: &[LevelResult]) -> String {
 /// lateness is not read as the server's latency; empty when it kept up everywhere.
 pub fn warnings(results: &[LevelResult]) -> String {
     let mut out = String::new();
-    for r in results.iter().filter(|r| r.fell_behind()) {
+    for r in results.iter().filter(|r| r.generator_fell_behind) {
         let _ = writeln!(
             out,
             "warning: at {} requests left up to {:.1} ms after their scheduled time (p99 of all \

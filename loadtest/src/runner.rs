@@ -29,8 +29,12 @@ pub struct LevelResult {
     /// 99th percentile of how late the measured requests, answered or not, left after their
     /// scheduled time (open loop; closed-loop requests leave when claimed). A level whose
     /// requests left late measured the load generator's own lag as well, and offered its
-    /// load in bursts: see [`LevelResult::fell_behind`].
+    /// load in bursts: see [`generator_fell_behind`](Self::generator_fell_behind).
     pub send_lag_p99_ms: f64,
+    /// Whether the load generator fell behind its own schedule at this level, by
+    /// [`fell_behind`]: written with the results, so that scripts reading them apply the
+    /// same rule.
+    pub generator_fell_behind: bool,
     /// Every measured latency of a successful request.
     #[serde(skip)]
     pub histogram: LatencyHistogram,
@@ -56,14 +60,6 @@ struct Completion {
     tokens: usize,
     /// How long after its scheduled time the request left.
     lag: Duration,
-}
-
-impl LevelResult {
-    /// Whether the load generator fell behind its own schedule at this level (see
-    /// [`fell_behind`]).
-    pub fn fell_behind(&self) -> bool {
-        fell_behind(self.send_lag_p99_ms, self.latency.p99_ms)
-    }
 }
 
 struct Shared {
@@ -238,6 +234,8 @@ pub async fn run_level(
     }
     let measured_ok = histogram.len() as usize;
     let measured_secs = (measure_end - measure_start).as_secs_f64();
+    let latency = histogram.summary();
+    let send_lag_p99_ms = lags.summary().p99_ms;
     let tokens: usize = measured.iter().filter(|c| c.ok).map(|c| c.tokens).sum();
     LevelResult {
         tokens_per_second: (plan.form == RequestForm::Generate)
@@ -245,8 +243,9 @@ pub async fn run_level(
         level: level.label(),
         level_value: level.value(),
         throughput: measured_ok as f64 / measured_secs,
-        latency: histogram.summary(),
-        send_lag_p99_ms: lags.summary().p99_ms,
+        generator_fell_behind: fell_behind(send_lag_p99_ms, latency.p99_ms),
+        latency,
+        send_lag_p99_ms,
         histogram,
         measured_ok,
         measured_errors: measured.len() - measured_ok,

@@ -216,7 +216,7 @@ async fn a_generator_behind_its_schedule_says_so() {
     // A request due as a stall begins leaves 150 ms late; a quarter of them are due in
     // a stall's first 50 ms.
     assert!(stalled.send_lag_p99_ms >= 100.0, "{stalled:#?}");
-    assert!(stalled.fell_behind(), "{stalled:#?}");
+    assert!(stalled.generator_fell_behind, "{stalled:#?}");
     let warnings = report::warnings(std::slice::from_ref(&stalled));
     assert!(
         warnings.starts_with("warning: at rate=200 ") && warnings.contains("fell behind"),
