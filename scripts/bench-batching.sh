@@ -5,7 +5,12 @@
 # with the batching choices it logged), the plots, and summary.md.
 #
 #   [MODEL=lenet-fashion] [TARGET_MS=20] [SIZES="1 8 64"] [DELAYS_US="0 2000"] \
-#   [OUT=bench/batching] [REUSE_FIXED=1] [KILN_BIN=path] scripts/bench-batching.sh
+#   [OUT=bench/batching] [REUSE_FIXED=1] [ROUNDS=1] [KILN_BIN=path] scripts/bench-batching.sh
+#
+# ROUNDS=N sweeps the two latency-target configurations N times, their order turned round
+# from one round to the next (round 1 in OUT/MODEL/, the others in OUT/MODEL/round-R/), so
+# that a machine's drift falls on both objectives alike. summary.md then ends with each
+# round's verdicts and, per offered load, the medians over the rounds.
 #
 # REUSE_FIXED=1 keeps the fixed configurations' results of an earlier run (and its
 # capacity) and reruns only the latency-target ones: for trying changes, not for the
@@ -107,18 +112,21 @@ rates=$(python3 -c "c=$capacity; print(f'{0.1*c:.1f}:{1.5*c + 1:.1f}:+{0.2*c:.1f
 echo "capacity ${capacity} req/s; offered rates $rates"
 
 runs=()
+# run NAME BATCHING [ROUND]: sweeps one configuration into OUT/MODEL/NAME, or for a round
+# after the first into OUT/MODEL/round-ROUND/NAME (those are summarised apart).
 run() {
-    local name=$1 batching=$2
+    local name=$1 batching=$2 round=${3:-1}
+    local dir=$name
+    [ "$round" = 1 ] || dir=round-$round/$name
+    [ "$round" = 1 ] && runs+=("$name=$out/$name/results.json")
     if [ "${SUMMARY_ONLY:-0}" = 1 ] || { [ "${REUSE_FIXED:-0}" = 1 ] && [[ $name == fixed-* ]]; }; then
-        runs+=("$name=$out/$name/results.json")
         return
     fi
-    echo "== $name"
-    serve "$(repository "$name" "$batching")" "$name"
-    loadtest --request-rate "$rates" --output-dir "$out/$name"
-    curl -s "$base/v2/models/$model/config" >"$out/$name/config.json"
+    echo "== $dir"
+    serve "$(repository "$name" "$batching")" "$dir"
+    loadtest --request-rate "$rates" --output-dir "$out/$dir"
+    curl -s "$base/v2/models/$model/config" >"$out/$dir/config.json"
     stop
-    runs+=("$name=$out/$name/results.json")
 }
 
 for size in "${sizes[@]}"; do
@@ -126,16 +134,36 @@ for size in "${sizes[@]}"; do
         run "fixed-b${size}-d${delay}us" "$(fixed_batching "$size" "$delay")"
     done
 done
-for objective in throughput energy; do
-    run "target-${target_ms}ms-$objective" "$(printf 'max_batch_size = 128\nmax_queue_delay_us = 0\nmax_queue_size = 1024\ntarget_p99_ms = %s\nobjective = "%s"\n' "$target_ms" "$objective")"
+rounds=${ROUNDS:-1}
+# A summary reads every round-R/ folder there is: an earlier run's are not this one's.
+[ "${SUMMARY_ONLY:-0}" = 1 ] || rm -rf "$out"/round-*
+for round in $(seq "$rounds"); do
+    order=(throughput energy)
+    ((round % 2 == 0)) && order=(energy throughput)
+    for objective in "${order[@]}"; do
+        run "target-${target_ms}ms-$objective" "$(printf 'max_batch_size = 128\nmax_queue_delay_us = 0\nmax_queue_size = 1024\ntarget_p99_ms = %s\nobjective = "%s"\n' "$target_ms" "$objective")" "$round"
+    done
 done
 
 ./target/release/kiln-loadtest plot "${runs[@]}" --out "$out/all.svg" \
     --target-ms "$target_ms" --title "$model: fixed batching and a ${target_ms} ms target"
+# Every round of the target configurations in one picture (rounds.svg), when there are some.
+round_runs=()
+for dir in "$out"/target-*ms-* "$out"/round-*/target-*ms-*; do
+    [ -f "$dir/results.json" ] || continue
+    round=$(basename "$(dirname "$dir")")
+    [[ $round == round-* ]] || round=round-1
+    round_runs+=("$(basename "$dir" | sed 's/^target-[0-9]*ms-//')-$round=$dir/results.json")
+done
+if compgen -G "$out/round-*" >/dev/null; then
+    ./target/release/kiln-loadtest plot "${round_runs[@]}" --out "$out/rounds.svg" \
+        --target-ms "$target_ms" --title "$model: the ${target_ms} ms target, every round"
+fi
 
 python3 - "$out" "$target_ms" "$capacity" "${runs[@]}" <<'PYEOF'
 import json, sys
 out, target, capacity, runs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+per_joule = lambda v: f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 rows = []
 for run in runs:
     name, path = run.split("=", 1)
@@ -159,8 +187,7 @@ for name, _, _, levels in rows:
     cells = []
     for l in levels:
         ipj = (l.get("server") or {}).get("items_per_joule", 0.0)
-        ipj_text = f"{ipj:.0f}" if ipj >= 100 else f"{ipj:.3g}"
-        cells.append(f"{l['throughput']:.0f} / {l['latency']['p99_ms']:.1f} / {l['measured_errors']} / {ipj_text}")
+        cells.append(f"{l['throughput']:.0f} / {l['latency']['p99_ms']:.1f} / {l['measured_errors']} / {per_joule(ipj)}")
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
 # What the controller had chosen when each level's measurement ended (loadtest reads the
 # gauges; results written before it did have none).
@@ -193,6 +220,47 @@ late = [f"{name} at {l['level_value']:.0f} ({l['send_lag_p99_ms']:.1f} ms late o
         for name, _, _, levels in rows for l in levels if l.get("generator_fell_behind", False)]
 lines += ["", "Levels where the load generator fell behind its schedule (p99 send lag): "
           + (", ".join(late) if late else "none")]
+# Rounds of the target configurations (ROUNDS): round 1 is the sweep above, later ones
+# are in round-R/. Each objective's verdict per round, then per offered load the medians.
+import glob, os, re, statistics
+names = [name for name, *_ in rows if name.startswith("target-")]
+later = sorted({int(m.group(1)) for d in glob.glob(f"{out}/round-*")
+                if (m := re.search(r"round-(\d+)$", d))})
+if later and len(names) == 2:
+    throughput_name, energy_name = sorted(names, key=lambda n: not n.endswith("throughput"))
+    def load(round_, name):
+        path = f"{out}/{name}/results.json" if round_ == 1 else f"{out}/round-{round_}/{name}/results.json"
+        return json.load(open(path)) if os.path.exists(path) else None
+    rounds = [(r, load(r, throughput_name), load(r, energy_name)) for r in [1] + later]
+    rounds = [r for r in rounds if r[1] and r[2]]
+    ipj = lambda l: (l.get("server") or {}).get("items_per_joule", 0.0)
+    def verdict(levels):
+        within = [l for l in levels if l["latency"]["p99_ms"] <= target]
+        served = max((l["throughput"] for l in within), default=0.0)
+        worst = max(levels, key=lambda l: l["latency"]["p99_ms"])
+        return (f"{len(within)} of {len(levels)} ({worst['latency']['p99_ms']:.1f} ms at "
+                f"{worst['level_value']:.0f}); {served:.0f} req/s, {served / best[1]:.0%}")
+    lines += ["", f"Rounds of the target configurations ({len(rounds)}, the order turned round each round): "
+              "levels within the target (worst p99 at its offered load); throughput within the target "
+              "and its share of the best fixed configuration's; the levels where the "
+              "energy objective's items per joule are at least the throughput objective's", "",
+              "| round | throughput | energy | energy's items/J ≥ throughput's |", "|---|---|---|---|"]
+    for r, tp, en in rounds:
+        ahead = sum(ipj(e) >= ipj(t) for t, e in zip(tp, en))
+        lines.append(f"| {r} | {verdict(tp)} | {verdict(en)} | {ahead} of {len(tp)} |")
+    median = lambda values: statistics.median(values)
+    lines += ["", "Medians over the rounds per offered load (req/s): answered req/s, p99 ms, items per joule; "
+              "then the rounds where energy's items/J ≥ throughput's", "",
+              "| offered | throughput | energy | energy ≥ throughput |", "|---|---|---|---|"]
+    for i, level in enumerate(rounds[0][1]):
+        cells = []
+        for which in (1, 2):
+            ls = [r[which][i] for r in rounds]
+            cells.append(f"{median([l['throughput'] for l in ls]):.0f} / "
+                         f"{median([l['latency']['p99_ms'] for l in ls]):.1f} / "
+                         f"{per_joule(median([ipj(l) for l in ls]))}")
+        ahead = sum(ipj(r[2][i]) >= ipj(r[1][i]) for r in rounds)
+        lines.append(f"| {level['level_value']:.0f} | {cells[0]} | {cells[1]} | {ahead} of {len(rounds)} |")
 text = "\n".join(lines) + "\n"
 open(f"{out}/summary.md", "w").write(text)
 print(text)
