@@ -161,7 +161,8 @@ if compgen -G "$out/round-*" >/dev/null; then
 fi
 
 python3 - "$out" "$target_ms" "$capacity" "${runs[@]}" <<'PYEOF'
-import json, sys
+import glob, json, os, re, sys
+from statistics import median
 out, target, capacity, runs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 per_joule = lambda v: f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 rows = []
@@ -222,7 +223,6 @@ lines += ["", "Levels where the load generator fell behind its schedule (p99 sen
           + (", ".join(late) if late else "none")]
 # Rounds of the target configurations (ROUNDS): round 1 is the sweep above, later ones
 # are in round-R/. Each objective's verdict per round, then per offered load the medians.
-import glob, os, re, statistics
 names = [name for name, *_ in rows if name.startswith("target-")]
 later = sorted({int(m.group(1)) for d in glob.glob(f"{out}/round-*")
                 if (m := re.search(r"round-(\d+)$", d))})
@@ -248,7 +248,6 @@ if later and len(names) == 2:
     for r, tp, en in rounds:
         ahead = sum(ipj(e) >= ipj(t) for t, e in zip(tp, en))
         lines.append(f"| {r} | {verdict(tp)} | {verdict(en)} | {ahead} of {len(tp)} |")
-    median = lambda values: statistics.median(values)
     lines += ["", "Medians over the rounds per offered load (req/s): answered req/s, p99 ms, items per joule; "
               "then the rounds where energy's items/J ≥ throughput's", "",
               "| offered | throughput | energy | energy ≥ throughput |", "|---|---|---|---|"]
