@@ -165,6 +165,7 @@ import glob, json, os, re, sys
 from statistics import median
 out, target, capacity, runs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 per_joule = lambda v: f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+ipj = lambda l: (l.get("server") or {}).get("items_per_joule", 0.0)
 rows = []
 for run in runs:
     name, path = run.split("=", 1)
@@ -187,8 +188,7 @@ lines += ["", "Per offered load (req/s): answered req/s, p99 ms, refused, items 
 for name, _, _, levels in rows:
     cells = []
     for l in levels:
-        ipj = (l.get("server") or {}).get("items_per_joule", 0.0)
-        cells.append(f"{l['throughput']:.0f} / {l['latency']['p99_ms']:.1f} / {l['measured_errors']} / {per_joule(ipj)}")
+        cells.append(f"{l['throughput']:.0f} / {l['latency']['p99_ms']:.1f} / {l['measured_errors']} / {per_joule(ipj(l))}")
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
 # What the controller had chosen when each level's measurement ended (loadtest reads the
 # gauges; results written before it did have none).
@@ -233,7 +233,6 @@ if later and len(names) == 2:
         return json.load(open(path)) if os.path.exists(path) else None
     rounds = [(r, load(r, throughput_name), load(r, energy_name)) for r in [1] + later]
     rounds = [r for r in rounds if r[1] and r[2]]
-    ipj = lambda l: (l.get("server") or {}).get("items_per_joule", 0.0)
     def verdict(levels):
         within = [l for l in levels if l["latency"]["p99_ms"] <= target]
         served = max((l["throughput"] for l in within), default=0.0)
