@@ -4,8 +4,10 @@
 #      and both captioners (captions/s, greedy), at concurrency 16 and 64, for ROUNDS
 #      rounds (default 4). Each round measures every model both ways back to back, the
 #      order turned round from one round to the next, so a noisy machine's drift falls on
-#      both alike; the summary counts the rounds continuous wins and, for the captioners,
-#      gives each stage's mean batch and compute per item from Kiln's own histograms;
+#      both alike; the summary counts the rounds continuous wins, gives the server's CPU
+#      time per token or caption (from /proc and Kiln's counters, steadier than throughput
+#      on a machine that lends its cores) and, for the captioners, each stage's mean batch
+#      and compute per item from Kiln's own histograms;
 #   2. the Transformer language model at concurrency 64 without and with a step target
 #      (TARGET_MS, default 10: a bucket bound of kiln_inter_token_latency_seconds, so the
 #      share of gaps within it is exact), reporting tokens/s, the share of inter-token
@@ -70,18 +72,21 @@ load() { # model, form, concurrency, extra arguments…
 }
 
 # One model one way at one concurrency: the load generator's results.json, and the
-# server's /metrics before and after it (for the captioners' stage histograms).
+# server's /metrics and CPU time (clock ticks, user + system) before and after it (for the
+# captioners' stage histograms and the server's CPU per token or caption).
 measure() { # round, model, mode, concurrency
     local round=$1 model=$2 mode=$3 concurrency=$4
     local out="$results/$round/$model/$mode/$concurrency"
     mkdir -p "$out"
     curl -s "$base/metrics" >"$out/before.prom"
+    awk '{print $14 + $15}' "/proc/$server/stat" >"$out/cpu-before"
     if [ "$model" = transformer-web-en ]; then
         load "$model-$mode" generate "$concurrency" --max-tokens "$max_tokens" \
             --prompts examples/prompts-en.txt --output-dir "$out" >/dev/null
     else
         load "$model-$mode" caption "$concurrency" --inputs "$scenes" --output-dir "$out" >/dev/null
     fi
+    awk '{print $14 + $15}' "/proc/$server/stat" >"$out/cpu-after"
     curl -s "$base/metrics" >"$out/after.prom"
 }
 
@@ -100,9 +105,9 @@ if [[ " $parts " == *" static "* ]]; then
         done
         echo "round $round of $rounds done ($order)"
     done
-    python3 - "$results" "$rounds" "${OUT:-}" <<'PYEOF' | tee "$results/summary.txt"
+    python3 - "$results" "$rounds" "${OUT:-}" "$(getconf CLK_TCK)" <<'PYEOF' | tee "$results/summary.txt"
 import json, re, statistics, sys
-results, rounds, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+results, rounds, out, ticks_per_second = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 models = ["transformer-web-en", "captioner-lstm", "captioner-transformer"]
 
 def throughput(path, model):
@@ -138,26 +143,44 @@ def stages(folder, model):
             found[stage_name] = (items / batches, seconds / items * 1e6)
     return found
 
+def served(path, model):
+    """Tokens generated (the LM) or captions answered by the copy `model`, as counted so far."""
+    name = "kiln_generated_tokens_total" if model.startswith("transformer-web-en") else "kiln_request_success_total"
+    return sum(float(m.group(2)) for line in open(path)
+               if (m := re.match(rf'{name}\{{(.*)\}} (\S+)', line)) and f'model="{model}"' in m.group(1))
+
+def cpu_per_item(folder, model):
+    """The server's CPU µs per token or caption over one measurement (warm-up included):
+    steadier than throughput on a noisy machine, as it does not count time the core was lent."""
+    items = served(f"{folder}/after.prom", model) - served(f"{folder}/before.prom", model)
+    ticks = float(open(f"{folder}/cpu-after").read()) - float(open(f"{folder}/cpu-before").read())
+    return ticks / ticks_per_second * 1e6 / items if items else float("nan")
+
 unit = {"transformer-web-en": "tokens/s"}
 for model in models:
     for concurrency in (16, 64):
-        ratios, rows = [], []
+        ratios, cpu_ratios, rows = [], [], []
         for round_ in range(1, rounds + 1):
             cells = {}
             for mode in ("continuous", "static"):
                 folder = f"{results}/{round_}/{model}/{mode}/{concurrency}"
                 cells[mode] = (throughput(f"{folder}/results.json", model),
-                               stages(folder, f"{model}-{mode}"))
+                               stages(folder, f"{model}-{mode}"),
+                               cpu_per_item(folder, f"{model}-{mode}"))
             c, s = cells["continuous"][0], cells["static"][0]
             ratios.append(c / s if s else float("nan"))
+            cpu_ratios.append(cells["continuous"][2] / cells["static"][2])
             rows.append((round_, cells))
         wins = sum(r >= 1.0 for r in ratios)
         print(f"== {model}, c={concurrency} ({unit.get(model, 'captions/s')}): continuous ≥ static "
-              f"in {wins} of {rounds} rounds, median continuous/static {statistics.median(ratios):.3f}")
+              f"in {wins} of {rounds} rounds, median continuous/static {statistics.median(ratios):.3f}; "
+              f"server CPU per item, median continuous/static {statistics.median(cpu_ratios):.3f}")
         for round_, cells in rows:
             line = f"  round {round_}: " + ", ".join(
                 f"{mode} {cells[mode][0]:,.1f}" for mode in ("continuous", "static"))
             line += f" ({cells['continuous'][0] / cells['static'][0] - 1:+.1%})"
+            line += "; server CPU " + ", ".join(
+                f"{mode[:4]} {cells[mode][2]:.1f} µs/item" for mode in ("continuous", "static"))
             for mode in ("continuous", "static"):
                 for stage_name, (batch, micros) in sorted(cells[mode][1].items(), reverse=True):
                     line += f"; {mode[:4]} {stage_name} {batch:.1f}/batch {micros:.0f} µs/item"
