@@ -6,7 +6,8 @@
 //! Sequences come and go without moving the others' states: a joining sequence's state is
 //! written into a free slot (the tensors grow only when none is free), a leaving one's slot
 //! is freed, and a free slot is computed with the rest and its output dropped. Once free
-//! slots outnumber a quarter of the live ones the slots are compacted with one gather.
+//! slots have outnumbered a quarter of the live ones for a few steps running, the slots are
+//! compacted with one gather.
 //!
 //! Transformer keys and values live in a ring per layer, `[slots, heads, capacity, d_k]`
 //! with `capacity` the model's context: every step writes each slot's new key and value
@@ -32,7 +33,15 @@ pub struct DecodeBatch {
     ids: Vec<u64>,
     live: Vec<usize>,
     stacked: Option<Stacked>,
+    /// Steps in a row that ended with free slots worth compacting.
+    loose_steps: usize,
 }
+
+/// Steps a batch runs with free slots worth compacting before it compacts them. In a closed
+/// loop the callers whose sequences ended send their next ones within a step or two, and
+/// those take the free slots without moving anyone; compacting at once, then growing the
+/// tensors again for each newcomer, copied every stayer's state several times over.
+const COMPACT_AFTER_STEPS: usize = 4;
 
 /// The slots' states, stacked along the batch dimension.
 #[derive(Debug, Clone)]
@@ -139,8 +148,13 @@ impl DecodeBatch {
     }
 
     /// The states, taken out for a step (so the step is their only owner and writes in
-    /// place); [`Self::advance`] puts the grown ones back.
+    /// place); [`Self::advance`] puts the grown ones back. Free slots that waited
+    /// [`COMPACT_AFTER_STEPS`] steps for newcomers are compacted first, so the step's slots
+    /// are the ones it returns.
     pub(crate) fn take_stacked(&mut self) -> Option<Stacked> {
+        if self.loose_steps >= COMPACT_AFTER_STEPS {
+            self.compact();
+        }
         self.stacked.take()
     }
 
@@ -148,6 +162,11 @@ impl DecodeBatch {
     /// same slots.
     pub(crate) fn advance(&mut self, stacked: Stacked) {
         self.stacked = Some(stacked);
+        if worth_compacting(self.slots.len() - self.live.len(), self.live.len()) {
+            self.loose_steps += 1;
+        } else {
+            self.loose_steps = 0;
+        }
     }
 
     /// The live ids and slots again, after slots changed hands.
@@ -158,21 +177,23 @@ impl DecodeBatch {
         self.ids = self.live.iter().filter_map(|&s| self.slots[s]).collect();
     }
 
-    /// Drop everything once no sequence is left; compact when [`worth_compacting`].
+    /// Drop everything once no sequence is left (compacting waits for the steps, see
+    /// [`COMPACT_AFTER_STEPS`]).
     fn tidy(&mut self) {
         self.index_live();
         if self.live.is_empty() {
             *self = Self::default();
-            return;
         }
-        if !worth_compacting(self.slots.len() - self.live.len(), self.live.len()) {
-            return;
-        }
+    }
+
+    /// Only the live slots, in order, with one gather.
+    fn compact(&mut self) {
         if let Some(stacked) = self.stacked.take() {
             self.stacked = Some(stacked.gather(&self.live));
         }
         self.slots = self.ids.iter().map(|&id| Some(id)).collect();
         self.index_live();
+        self.loose_steps = 0;
     }
 }
 

@@ -153,6 +153,56 @@ fn incremental_decoding_matches_full_forward_as_sequences_join_and_leave() {
 }
 
 #[test]
+fn free_slots_wait_a_few_steps_for_newcomers_before_they_are_compacted() {
+    // Six sequences; four leave, and one step later a newcomer takes the first free slot:
+    // nobody moved. After four steps with free slots and no one else joining, the next
+    // step compacts them away first, so a newcomer after it comes after the stayers.
+    for architecture in &architectures() {
+        let lm = model(architecture);
+        let name = architecture.name();
+        let mut read: HashMap<u64, Vec<u32>> = HashMap::new();
+        let prefill = |id: u64, read: &mut HashMap<u64, Vec<u32>>| {
+            let prompt: Vec<u32> = (0..1 + id as u32 % 4)
+                .map(|i| 1 + (i * 5 + id as u32) % 38)
+                .collect();
+            let (_, state) = lm.prefill(&prompt).unwrap();
+            read.insert(id, prompt);
+            (id, state)
+        };
+        let mut steps = 0u32;
+        let mut step = |batch: &mut DecodeBatch, read: &mut HashMap<u64, Vec<u32>>, what: &str| {
+            steps += 1;
+            let tokens: Vec<u32> = batch
+                .ids()
+                .iter()
+                .map(|&id| 3 + (id as u32 * 7 + steps * 5) % 30)
+                .collect();
+            decode_and_check(&lm, batch, &tokens, read, &format!("{name} {what}"));
+        };
+        let mut batch = DecodeBatch::new();
+        let joining = (0..6).map(|id| prefill(id, &mut read)).collect();
+        batch.join(joining).unwrap();
+        step(&mut batch, &mut read, "six");
+
+        batch.retain(|id| id >= 4);
+        read.retain(|&id, _| id >= 4);
+        step(&mut batch, &mut read, "two left");
+        batch.join(vec![prefill(6, &mut read)]).unwrap();
+        assert_eq!(batch.ids(), [6, 4, 5], "{name}");
+        for n in 0..4 {
+            step(&mut batch, &mut read, &format!("loose step {n}"));
+        }
+        batch.join(vec![prefill(7, &mut read)]).unwrap();
+        assert_eq!(
+            batch.ids(),
+            [6, 4, 5, 7],
+            "{name}: compacted before 7 joined"
+        );
+        step(&mut batch, &mut read, "after compacting");
+    }
+}
+
+#[test]
 fn decoding_goes_round_the_ring_of_keys_and_values_as_sequences_come_and_go() {
     // Context 24: over 60 steps the ring's write column wraps round twice, while sequences
     // leave before the context ends (or at it) and new ones take their slots or new slots.
