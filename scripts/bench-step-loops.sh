@@ -108,11 +108,12 @@ if [[ " $parts " == *" static "* ]]; then
     python3 - "$results" "$rounds" "${OUT:-}" "$(getconf CLK_TCK)" <<'PYEOF' | tee "$results/summary.txt"
 import json, re, statistics, sys
 results, rounds, out, ticks_per_second = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-models = ["transformer-web-en", "captioner-lstm", "captioner-transformer"]
+LANGUAGE_MODEL = "transformer-web-en"
+models = [LANGUAGE_MODEL, "captioner-lstm", "captioner-transformer"]
 
 def throughput(path, model):
     level = json.load(open(path))[-1]
-    if model == "transformer-web-en":
+    if model == LANGUAGE_MODEL:
         return level.get("tokens_per_second") or 0.0
     return level["throughput"]
 
@@ -143,20 +144,21 @@ def stages(folder, model):
             found[stage_name] = (items / batches, seconds / items * 1e6)
     return found
 
-def served(path, model):
-    """Tokens generated (the LM) or captions answered by the copy `model`, as counted so far."""
-    name = "kiln_generated_tokens_total" if model.startswith("transformer-web-en") else "kiln_request_success_total"
+def served(path, model, mode):
+    """Tokens generated (the LM) or captions answered by one copy of `model`, as counted so far."""
+    name = "kiln_generated_tokens_total" if model == LANGUAGE_MODEL else "kiln_request_success_total"
     return sum(float(m.group(2)) for line in open(path)
-               if (m := re.match(rf'{name}\{{(.*)\}} (\S+)', line)) and f'model="{model}"' in m.group(1))
+               if (m := re.match(rf'{name}\{{(.*)\}} (\S+)', line))
+               and f'model="{model}-{mode}"' in m.group(1))
 
-def cpu_per_item(folder, model):
+def cpu_per_item(folder, model, mode):
     """The server's CPU µs per token or caption over one measurement (warm-up included):
     steadier than throughput on a noisy machine, as it does not count time the core was lent."""
-    items = served(f"{folder}/after.prom", model) - served(f"{folder}/before.prom", model)
+    items = served(f"{folder}/after.prom", model, mode) - served(f"{folder}/before.prom", model, mode)
     ticks = float(open(f"{folder}/cpu-after").read()) - float(open(f"{folder}/cpu-before").read())
     return ticks / ticks_per_second * 1e6 / items if items else float("nan")
 
-unit = {"transformer-web-en": "tokens/s"}
+unit = {LANGUAGE_MODEL: "tokens/s"}
 for model in models:
     for concurrency in (16, 64):
         ratios, cpu_ratios, rows = [], [], []
@@ -166,7 +168,7 @@ for model in models:
                 folder = f"{results}/{round_}/{model}/{mode}/{concurrency}"
                 cells[mode] = (throughput(f"{folder}/results.json", model),
                                stages(folder, f"{model}-{mode}"),
-                               cpu_per_item(folder, f"{model}-{mode}"))
+                               cpu_per_item(folder, model, mode))
             c, s = cells["continuous"][0], cells["static"][0]
             ratios.append(c / s if s else float("nan"))
             cpu_ratios.append(cells["continuous"][2] / cells["static"][2])
