@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Two builds of the server on the same language-model load, alternating round by round, so
-# that a noisy machine's drift falls on both alike: tokens/s and the server's CPU time per
-# token (from /proc) at one concurrency, with the bundled models and continuous batching.
+# Two builds of the server on the same load, alternating round by round, so that a noisy
+# machine's drift falls on both alike: a language model's tokens/s or a captioner's
+# captions/s (greedy, over the test scenes), and the server's CPU time per token or caption
+# (from /proc), at one concurrency, with the bundled models and their own settings.
 #
 #   BEFORE=/tmp/kiln-before [AFTER=target/release/kiln] [ROUNDS=3] [MODEL=transformer-web-en] \
-#   [CONCURRENCY=64] scripts/bench-lm-paired.sh
+#   [CONCURRENCY=64] scripts/bench-paired.sh
 #
 # Each round starts a fresh server per binary, warms it up for 3 s, then measures 8 s (two
-# windows of 4 s) with `kiln-loadtest --form generate`. The load generator runs on a core of
-# its own (scripts/lib/pin.sh).
+# windows of 4 s) with `kiln-loadtest --form generate` (`--form caption` for a model named
+# captioner-*). The load generator runs on a core of its own (scripts/lib/pin.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,9 +24,20 @@ work=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
 
+form=(--form generate)
+if [[ $model == captioner-* ]]; then
+    source scripts/lib/setup.sh
+    need_packages dataset-fashion-mnist
+    mkdir "$work/scenes"
+    # The server's features, so the scene writer shares its build rather than compile another.
+    cargo run --release -p kiln-zoo --features flex-parallel --example test_scenes --quiet -- \
+        "$work/scenes" 16
+    form=(--form caption --inputs "$work/scenes")
+fi
+
 load() { # extra arguments…
     "${load_pin[@]}" ./target/release/kiln-loadtest --url "$base" --model "$model" \
-        --form generate --concurrency "$concurrency" "$@" >/dev/null 2>&1
+        "${form[@]}" --concurrency "$concurrency" "$@" >/dev/null 2>&1
 }
 
 # Server CPU time so far, in clock ticks (user + system).
@@ -57,15 +69,18 @@ for round in $(seq "$rounds"); do
         wait "$server" 2>/dev/null || true
         server=""
         python3 - "$work/$which-$round/results.json" $((end - start)) "$(getconf CLK_TCK)" \
-            "$which" "$round" <<'PYEOF'
+            "$which" "$round" "${form[1]}" <<'PYEOF'
 import json, sys
-path, ticks, per_second, which, round_ = sys.argv[1:]
+path, ticks, per_second, which, round_, form = sys.argv[1:]
 level = json.load(open(path))[-1]
-tokens = level.get("tokens_per_second") or 0.0
+if form == "caption":
+    items, unit = level["throughput"], "caption"
+else:
+    items, unit = level.get("tokens_per_second") or 0.0, "token"
 cpu_seconds = int(ticks) / int(per_second)
 measured = 8.0  # two windows of 4 s
-per_token = cpu_seconds / (tokens * measured) * 1e6 if tokens else float("nan")
-print(f"round {round_} {which:6s} {tokens:8.0f} tokens/s, server CPU {per_token:6.1f} µs per token")
+per_item = cpu_seconds / (items * measured) * 1e6 if items else float("nan")
+print(f"round {round_} {which:6s} {items:8.0f} {unit}s/s, server CPU {per_item:6.1f} µs per {unit}")
 PYEOF
     done
 done
