@@ -15,6 +15,8 @@
 #
 #   [ROUNDS=4] scripts/bench-step-loops.sh            (PARTS="static target" by default: both)
 #
+# MODELS="…" measures only some of part 1's models (default: "transformer-web-en
+# captioner-lstm captioner-transformer"), e.g. more rounds of one of them in the same time.
 # CAPTION_SETTINGS="key=value …" changes the continuous captioners' `[decoding]` settings,
 # e.g. "min_encoder_batch_size=32 max_encoder_wait_ms=50" to gather joiners longer.
 # OUT=folder keeps part 1: every round's results.json (rounds/), the summary (summary.txt),
@@ -34,6 +36,7 @@ target_ms=${TARGET_MS:-10}
 parts=${PARTS:-static target}
 max_tokens=${MAX_TOKENS:-32}
 rounds=${ROUNDS:-4}
+models=${MODELS:-transformer-web-en captioner-lstm captioner-transformer}
 repo=$(mktemp -d)
 scenes=$(mktemp -d)
 results=$(mktemp -d)
@@ -96,7 +99,7 @@ if [[ " $parts " == *" static "* ]]; then
     for round in $(seq "$rounds"); do
         order="continuous static"
         ((round % 2 == 0)) && order="static continuous"
-        for model in transformer-web-en captioner-lstm captioner-transformer; do
+        for model in $models; do
             for concurrency in 16 64; do
                 for mode in $order; do
                     measure "$round" "$model" "$mode" "$concurrency"
@@ -105,11 +108,11 @@ if [[ " $parts " == *" static "* ]]; then
         done
         echo "round $round of $rounds done ($order)"
     done
-    python3 - "$results" "$rounds" "${OUT:-}" "$(getconf CLK_TCK)" <<'PYEOF' | tee "$results/summary.txt"
+    python3 - "$results" "$rounds" "${OUT:-}" "$(getconf CLK_TCK)" "$models" <<'PYEOF' | tee "$results/summary.txt"
 import json, re, statistics, sys
 results, rounds, out, ticks_per_second = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 LANGUAGE_MODEL = "transformer-web-en"
-models = [LANGUAGE_MODEL, "captioner-lstm", "captioner-transformer"]
+models = sys.argv[5].split()
 
 def throughput(path, model):
     level = json.load(open(path))[-1]
@@ -212,7 +215,7 @@ PYEOF
     if [ -n "${OUT:-}" ]; then
         cp "$results/summary.txt" "$OUT/"
         rm -rf "$OUT/rounds" # an earlier run's rounds, however many
-        for model in transformer-web-en captioner-lstm captioner-transformer; do
+        for model in $models; do
             for mode in continuous static; do
                 for round in $(seq "$rounds"); do
                     for concurrency in 16 64; do
