@@ -38,6 +38,7 @@ kiln=${KILN_BIN:-./target/release/kiln}
 
 cargo build --release -p kiln-server -p kiln-loadtest --quiet
 source scripts/lib/pin.sh
+source scripts/lib/ready.sh
 mkdir -p "$out"
 work=$(mktemp -d)
 server=""
@@ -67,18 +68,7 @@ serve() {
     "${server_pin[@]}" "$kiln" serve --model-repository "$1" --http-addr 127.0.0.1:0 \
         --grpc-addr 127.0.0.1:0 >"$log" 2>&1 &
     server=$!
-    base=""
-    for _ in $(seq 600); do
-        local addr
-        addr=$(sed -n 's/.*kiln listening.*http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-        if [ -n "$addr" ] && curl -sf "http://$addr/v2/health/ready" >/dev/null; then
-            base="http://$addr"
-            return
-        fi
-        sleep 0.1
-    done
-    cat "$log" >&2
-    exit 1
+    wait_ready "$log"
 }
 
 stop() {

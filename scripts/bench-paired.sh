@@ -20,6 +20,7 @@ model=${MODEL:-transformer-web-en}
 concurrency=${CONCURRENCY:-64}
 cargo build --release -p kiln-loadtest --quiet
 source scripts/lib/pin.sh
+source scripts/lib/ready.sh
 work=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
@@ -51,16 +52,7 @@ for round in $(seq "$rounds"); do
         "${server_pin[@]}" "$binary" serve --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 \
             >"$log" 2>&1 &
         server=$!
-        base=""
-        for _ in $(seq 600); do
-            addr=$(sed -n 's/.*kiln listening.*http=\([0-9.:]*\).*/\1/p' "$log" | head -1)
-            if [ -n "$addr" ] && curl -sf "http://$addr/v2/health/ready" >/dev/null; then
-                base="http://$addr"
-                break
-            fi
-            sleep 0.2
-        done
-        [ -n "$base" ] || { cat "$log" >&2; exit 1; }
+        wait_ready "$log"
         load --warmup-secs 3 --window-secs 1 --max-windows 1
         start=$(cpu_ticks)
         load --warmup-secs 0 --window-secs 4 --max-windows 2 --output-dir "$work/$which-$round"

@@ -21,12 +21,5 @@ earlier_exit=$(trap -p EXIT)
 earlier_exit=${earlier_exit#"trap -- '"}
 earlier_exit=${earlier_exit%"' EXIT"}
 trap 'kill $server 2>/dev/null || true; rm -f "$kiln_log"; '"$earlier_exit" EXIT
-addr=""
-for _ in $(seq 300); do
-    addr=$(sed -n 's/.*kiln listening.*http=\([0-9.:]*\).*/\1/p' "$kiln_log" | head -1)
-    [ -n "$addr" ] && curl -sf "http://$addr/v2/health/ready" >/dev/null && break
-    sleep 0.1
-done
-[ -n "$addr" ] || { cat "$kiln_log"; exit 1; }
-base="http://$addr"
-grpc_base="http://$(sed -n 's/.*kiln listening.*grpc=\([0-9.:]*\).*/\1/p' "$kiln_log" | head -1)"
+source scripts/lib/ready.sh
+wait_ready "$kiln_log"
