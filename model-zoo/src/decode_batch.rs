@@ -186,14 +186,18 @@ impl DecodeBatch {
         }
     }
 
-    /// Only the live slots, in order, with one gather.
+    /// Only the live slots, in order, with one gather (none when newcomers have taken every
+    /// free slot since).
     fn compact(&mut self) {
+        self.loose_steps = 0;
+        if self.live.len() == self.slots.len() {
+            return;
+        }
         if let Some(stacked) = self.stacked.take() {
             self.stacked = Some(stacked.gather(&self.live));
         }
         self.slots = self.ids.iter().map(|&id| Some(id)).collect();
         self.index_live();
-        self.loose_steps = 0;
     }
 }
 
