@@ -38,7 +38,7 @@ kiln=${KILN_BIN:-./target/release/kiln}
 
 cargo build --release -p kiln-server -p kiln-loadtest --quiet
 source scripts/lib/pin.sh
-source scripts/lib/ready.sh
+source scripts/lib/server.sh
 mkdir -p "$out"
 work=$(mktemp -d)
 server=""

@@ -20,7 +20,7 @@ model=${MODEL:-transformer-web-en}
 concurrency=${CONCURRENCY:-64}
 cargo build --release -p kiln-loadtest --quiet
 source scripts/lib/pin.sh
-source scripts/lib/ready.sh
+source scripts/lib/server.sh
 work=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
@@ -41,8 +41,6 @@ load() { # extra arguments…
         "${form[@]}" --concurrency "$concurrency" "$@" >/dev/null 2>&1
 }
 
-# Server CPU time so far, in clock ticks (user + system).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 
 for round in $(seq "$rounds"); do
     for which in before after; do
@@ -54,9 +52,9 @@ for round in $(seq "$rounds"); do
         server=$!
         wait_ready "$log"
         load --warmup-secs 3 --window-secs 1 --max-windows 1
-        start=$(cpu_ticks)
+        start=$(cpu_ticks "$server")
         load --warmup-secs 0 --window-secs 4 --max-windows 2 --output-dir "$work/$which-$round"
-        end=$(cpu_ticks)
+        end=$(cpu_ticks "$server")
         kill "$server"
         wait "$server" 2>/dev/null || true
         server=""

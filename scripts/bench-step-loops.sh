@@ -6,8 +6,8 @@
 #      order turned round from one round to the next, so a noisy machine's drift falls on
 #      both alike; the summary counts the rounds continuous wins, gives the server's CPU
 #      time per token or caption (from /proc and Kiln's counters, steadier than throughput
-#      on a machine that lends its cores) and, for the captioners, each stage's mean batch
-#      and compute per item from Kiln's own histograms;
+#      on a machine that lends its cores), whole and per thread name, and, for the
+#      captioners, each stage's mean batch and compute per item from Kiln's own histograms;
 #   2. the Transformer language model at concurrency 64 without and with a step target
 #      (TARGET_MS, default 10: a bucket bound of kiln_inter_token_latency_seconds, so the
 #      share of gaps within it is exact), reporting tokens/s, the share of inter-token
@@ -75,21 +75,24 @@ load() { # model, form, concurrency, extra arguments…
 }
 
 # One model one way at one concurrency: the load generator's results.json, and the
-# server's /metrics and CPU time (clock ticks, user + system) before and after it (for the
-# captioners' stage histograms and the server's CPU per token or caption).
+# server's /metrics and CPU time, whole and per thread name (scripts/lib/server.sh), before
+# and after it (for the captioners' stage histograms and the server's CPU per token or
+# caption, and where it goes).
 measure() { # round, model, mode, concurrency
     local round=$1 model=$2 mode=$3 concurrency=$4
     local out="$results/$round/$model/$mode/$concurrency"
     mkdir -p "$out"
     curl -s "$base/metrics" >"$out/before.prom"
-    awk '{print $14 + $15}' "/proc/$server/stat" >"$out/cpu-before"
+    cpu_ticks "$server" >"$out/cpu-before"
+    thread_ticks "$server" >"$out/threads-before"
     if [ "$model" = transformer-web-en ]; then
         load "$model-$mode" generate "$concurrency" --max-tokens "$max_tokens" \
             --prompts examples/prompts-en.txt --output-dir "$out" >/dev/null
     else
         load "$model-$mode" caption "$concurrency" --inputs "$scenes" --output-dir "$out" >/dev/null
     fi
-    awk '{print $14 + $15}' "/proc/$server/stat" >"$out/cpu-after"
+    cpu_ticks "$server" >"$out/cpu-after"
+    thread_ticks "$server" >"$out/threads-after"
     curl -s "$base/metrics" >"$out/after.prom"
 }
 
@@ -154,12 +157,24 @@ def served(path, model, mode):
                if (m := re.match(rf'{name}\{{(.*)\}} (\S+)', line))
                and f'model="{model}-{mode}"' in m.group(1))
 
+def items_served(folder, model, mode):
+    return served(f"{folder}/after.prom", model, mode) - served(f"{folder}/before.prom", model, mode)
+
 def cpu_per_item(folder, model, mode):
     """The server's CPU µs per token or caption over one measurement (warm-up included):
     steadier than throughput on a noisy machine, as it does not count time the core was lent."""
-    items = served(f"{folder}/after.prom", model, mode) - served(f"{folder}/before.prom", model, mode)
+    items = items_served(folder, model, mode)
     ticks = float(open(f"{folder}/cpu-after").read()) - float(open(f"{folder}/cpu-before").read())
     return ticks / ticks_per_second * 1e6 / items if items else float("nan")
+
+def threads_per_item(folder, model, mode):
+    """The same per thread name (the step loop, the compute pool, the HTTP workers), for the
+    names that used any: where a token's or a caption's CPU goes."""
+    items = items_served(folder, model, mode)
+    read = lambda name: {n: float(t) for n, t in (line.split() for line in open(f"{folder}/{name}"))}
+    before, after = read("threads-before"), read("threads-after")
+    used = {n: t - before.get(n, 0.0) for n, t in after.items()}
+    return {n: t / ticks_per_second * 1e6 / items for n, t in sorted(used.items()) if t > 0 and items}
 
 unit = {LANGUAGE_MODEL: "tokens/s"}
 for model in models:
@@ -171,7 +186,8 @@ for model in models:
                 folder = f"{results}/{round_}/{model}/{mode}/{concurrency}"
                 cells[mode] = (throughput(f"{folder}/results.json", model),
                                stages(folder, f"{model}-{mode}"),
-                               cpu_per_item(folder, model, mode))
+                               cpu_per_item(folder, model, mode),
+                               threads_per_item(folder, model, mode))
             c, s = cells["continuous"][0], cells["static"][0]
             ratios.append(c / s if s else float("nan"))
             cpu_ratios.append(cells["continuous"][2] / cells["static"][2])
@@ -189,6 +205,9 @@ for model in models:
             for mode in ("continuous", "static"):
                 for stage_name, (batch, micros) in sorted(cells[mode][1].items(), reverse=True):
                     line += f"; {mode[:4]} {stage_name} {batch:.1f}/batch {micros:.0f} µs/item"
+            for mode in ("continuous", "static"):
+                line += f"; {mode[:4]} threads " + ", ".join(
+                    f"{name} {micros:.0f}" for name, micros in cells[mode][3].items()) + " µs/item"
             print(line)
 
 # Each model's medians over the rounds, per mode and concurrency, as a results.json the

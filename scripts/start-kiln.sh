@@ -21,5 +21,5 @@ earlier_exit=$(trap -p EXIT)
 earlier_exit=${earlier_exit#"trap -- '"}
 earlier_exit=${earlier_exit%"' EXIT"}
 trap 'kill $server 2>/dev/null || true; rm -f "$kiln_log"; '"$earlier_exit" EXIT
-source scripts/lib/ready.sh
+source scripts/lib/server.sh
 wait_ready "$kiln_log"
